@@ -1,0 +1,73 @@
+"""Shared fixtures: real frames from the project's clips, decoded straight by ffmpeg.
+
+The fixtures deliberately avoid canfvc's own readers so that those readers can be tested against
+them.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from functools import lru_cache
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+import torch
+
+from canfvc_codec.datasets import clip_path
+
+torch.set_num_threads(2)
+torch.manual_seed(0)
+
+
+@lru_cache(maxsize=8)
+def _decode_yuv420(clip: str, start: int, count: int, width: int, height: int) -> bytes:
+    """Raw yuv420p bytes of ``count`` frames from ``start``, scaled to ``width``x``height``."""
+    cmd = [
+        imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(clip_path(clip)),
+        "-vf", f"select=gte(n\\,{start}),scale={width}:{height}:flags=area",
+        "-fps_mode", "passthrough", "-frames:v", str(count), "-pix_fmt", "yuv420p", "-f", "rawvideo", "-",
+    ]
+    return subprocess.run(cmd, check=True, capture_output=True).stdout
+
+
+def real_yuv_frames(
+    clip: str = "bikes.mp4", start: int = 0, count: int = 2, width: int = 176, height: int = 144
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``count`` real 8-bit 4:2:0 frames as (y, u, v) planes."""
+    data = _decode_yuv420(clip, start, count, width, height)
+    luma, chroma = width * height, (width // 2) * (height // 2)
+    frame_size = luma + 2 * chroma
+    assert len(data) == frame_size * count, "ffmpeg returned fewer frames than asked"
+    frames = []
+    for k in range(count):
+        buf = np.frombuffer(data, np.uint8, frame_size, k * frame_size)
+        y = buf[:luma].reshape(height, width)
+        u = buf[luma : luma + chroma].reshape(height // 2, width // 2)
+        v = buf[luma + chroma :].reshape(height // 2, width // 2)
+        frames.append((y.copy(), u.copy(), v.copy()))
+    return frames
+
+
+def real_rgb_frames(
+    clip: str = "bikes.mp4", start: int = 0, count: int = 2, width: int = 128, height: int = 128
+) -> torch.Tensor:
+    """``count`` real frames as an RGB float tensor (count, 3, H, W) in [0, 1], decoded by ffmpeg."""
+    cmd = [
+        imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(clip_path(clip)),
+        "-vf", f"select=gte(n\\,{start}),scale={width}:{height}:flags=area",
+        "-fps_mode", "passthrough", "-frames:v", str(count), "-pix_fmt", "rgb24", "-f", "rawvideo", "-",
+    ]
+    data = subprocess.run(cmd, check=True, capture_output=True).stdout
+    array = np.frombuffer(data, np.uint8).reshape(count, height, width, 3)
+    return torch.from_numpy(array.copy()).permute(0, 3, 1, 2).float() / 255.0
+
+
+@pytest.fixture
+def yuv_frames():
+    return real_yuv_frames
+
+
+@pytest.fixture
+def rgb_frames():
+    return real_rgb_frames
