@@ -1,0 +1,315 @@
+"""The GOP loop: frames in, .cvc out, and back.
+
+:class:`Encoder` and :class:`Decoder` work on RGB tensors of any size. They pad each frame to a
+multiple of 64 (replicating the border) and crop the reconstruction back. Both keep the same
+reference buffers (:class:`~canfvc_codec.networks.video.References`), filled with what the
+*decoder* reconstructs: the encoder's reconstructions come from decoding its own streams, and
+reference frames are rounded to 8-bit levels, what the user gets.
+
+:func:`encode_video` and :func:`decode_video` stream frame by frame between video files and the
+container, and check the CRC32 of every reconstructed frame's YUV planes so that an encoder and a
+decoder that disagree (different model, platform or numerics) are noticed at the first frame.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from canfvc_codec.bitstream import CvcReader, CvcWriter, FrameRecord, StreamHeader
+from canfvc_codec.errors import BitstreamError, ModelError, UsageError
+from canfvc_codec.io import VideoInfo, VideoReader, VideoWriter
+from canfvc_codec.io.color import rgb_to_yuv, yuv_to_rgb
+from canfvc_codec.io.frame import Frame
+from canfvc_codec.networks.video import References, VideoModel, to_reference
+from canfvc_codec.weights import load_model, load_model_by_id
+
+PAD_MULTIPLE = 64  # hyper-latents are at 1/64 of the frame
+INTRA, INTER = "I", "P"
+DEFAULT_LAMBDA = 1024.0
+DEFAULT_GOP = 32
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+PSNR_CAP = 100.0  # PSNR of an exact reconstruction, reported instead of infinity
+
+
+@dataclass
+class EncodeOptions:
+    lmbda: float = DEFAULT_LAMBDA
+    gop: int = DEFAULT_GOP  # 0 = only the first frame is intra
+    model: str = "lite"
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    dtype: str = "float32"  # numeric type of the networks ("float64" for exactness studies)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` picks CUDA when available; asking for CUDA without one is a usage error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available")
+    if device not in ("cpu", "cuda"):
+        raise UsageError(f"unknown device {device!r} (auto, cpu or cuda)")
+    return torch.device(device)
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    try:
+        return DTYPES[name]
+    except KeyError:
+        raise UsageError(f"unknown numeric type {name!r} ({', '.join(DTYPES)})") from None
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int = PAD_MULTIPLE) -> torch.Tensor:
+    """Pad a (N, C, H, W) tensor on the right and bottom by replicating its last row/column."""
+    height, width = x.shape[-2:]
+    pad_h = -height % multiple
+    pad_w = -width % multiple
+    if not pad_h and not pad_w:
+        return x
+    return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+
+
+def frame_crc(frame: Frame) -> int:
+    """CRC32 of the Y, U and V planes' bytes (little-endian samples), in that order."""
+    crc = 0
+    for plane in (frame.y, frame.u, frame.v):
+        data = plane.astype(plane.dtype.newbyteorder("<"), copy=False).tobytes()
+        crc = zlib.crc32(data, crc)
+    return crc
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
+    """PSNR in dB of two [0, 1] tensors."""
+    mse = float(torch.mean((x.double() - y.double()) ** 2))
+    return PSNR_CAP if mse == 0 else min(PSNR_CAP, -10.0 * math.log10(mse))
+
+
+class _Engine:
+    """State shared by the encoder and the decoder: model, λ, references, geometry."""
+
+    def __init__(
+        self,
+        model: VideoModel,
+        lmbda: float,
+        width: int,
+        height: int,
+        device: torch.device,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        self.model = model.to(device=device, dtype=dtype).eval()
+        self.lmbda = lmbda
+        self.width, self.height = width, height
+        self.device, self.dtype = device, dtype
+        self.refs: References | None = None
+        self.index = 0
+
+    def _output(self, frame_type: str, x_hat: torch.Tensor, flow_hat: torch.Tensor | None):
+        """Store the decoded frame (and flow) as references; return it cropped, (3, H, W)."""
+        reference = to_reference(x_hat)
+        if frame_type == INTRA:
+            self.refs = References([reference])
+        else:
+            assert self.refs is not None and flow_hat is not None
+            self.refs = self.refs.push(reference, flow_hat)
+        self.index += 1
+        return reference[0, :, : self.height, : self.width]
+
+
+class Encoder(_Engine):
+    """Codes RGB frames (3, H, W) in [0, 1] one at a time; see the module docstring."""
+
+    def __init__(
+        self,
+        model: VideoModel,
+        lmbda: float,
+        gop: int,
+        width: int,
+        height: int,
+        device: torch.device,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__(model, lmbda, width, height, device, dtype)
+        self.gop = gop
+
+    def next_type(self) -> str:
+        """I at the first frame and every ``gop`` frames (never again when gop is 0)."""
+        if self.index == 0 or (self.gop > 0 and self.index % self.gop == 0):
+            return INTRA
+        return INTER
+
+    @torch.no_grad()
+    def encode(self, rgb: torch.Tensor) -> tuple[str, list[bytes], torch.Tensor]:
+        """(frame type, streams, the decoder's reconstruction (3, H, W) on 8-bit levels)."""
+        if tuple(rgb.shape) != (3, self.height, self.width):
+            raise ValueError(f"expected a (3, {self.height}, {self.width}) frame")
+        x = pad_to_multiple(rgb.to(self.device, self.dtype)[None])
+        frame_type = self.next_type()
+        if frame_type == INTRA:
+            streams, x_hat = self.model.compress_intra(x, self.lmbda)
+            flow_hat = None
+        else:
+            assert self.refs is not None
+            streams, x_hat, flow_hat = self.model.compress_inter(x, self.refs, self.lmbda)
+        return frame_type, streams, self._output(frame_type, x_hat, flow_hat)
+
+
+class Decoder(_Engine):
+    """Decodes frames from their type and streams; raises ValueError on malformed streams."""
+
+    @torch.no_grad()
+    def decode(self, frame_type: str, streams: list[bytes]) -> torch.Tensor:
+        """The reconstruction (3, H, W) on 8-bit levels, identical to the encoder's."""
+        size = (
+            self.height + (-self.height % PAD_MULTIPLE),
+            self.width + (-self.width % PAD_MULTIPLE),
+        )
+        if frame_type == INTRA:
+            x_hat = self.model.decompress_intra(streams, size, self.lmbda)
+            flow_hat = None
+        elif frame_type == INTER:
+            if self.refs is None:
+                raise ValueError("a P-frame before any I-frame")
+            x_hat, flow_hat = self.model.decompress_inter(streams, self.refs, self.lmbda)
+        else:
+            raise ValueError(f"unknown frame type {frame_type!r}")
+        return self._output(frame_type, x_hat, flow_hat)
+
+
+def _check_options(options: EncodeOptions) -> None:
+    if not math.isfinite(options.lmbda) or options.lmbda <= 0:
+        raise UsageError(f"--lambda must be a positive number, got {options.lmbda}")
+    if options.gop < 0:
+        raise UsageError(f"--gop must be 0 (only the first frame intra) or positive, got {options.gop}")
+
+
+def _progress(total: int | None, enabled: bool, desc: str) -> tqdm:
+    return tqdm(total=total, file=sys.stderr, disable=not enabled, unit="frame", desc=desc)
+
+
+def encode_video(
+    reader: VideoReader,
+    output: BinaryIO,
+    options: EncodeOptions,
+    *,
+    recon: VideoWriter | None = None,
+    progress: bool = True,
+) -> dict:
+    """Encode every frame of ``reader`` into ``output``; ``recon`` gets the reconstruction.
+
+    Returns a summary: frames, payload bytes, bpp over the unpadded pixels, mean PSNR-RGB and
+    one entry per frame (type, bytes, psnr).
+    """
+    _check_options(options)
+    info = reader.info
+    device = resolve_device(options.device)
+    dtype = resolve_dtype(options.dtype)
+    model, model_id = load_model(options.model, "cpu")
+    header = StreamHeader(
+        model_id=model_id,
+        width=info.width,
+        height=info.height,
+        fps_num=info.fps_num,
+        fps_den=info.fps_den,
+        bit_depth=info.bit_depth,
+        matrix=info.matrix,
+        full_range=info.full_range,
+        gop=options.gop,
+        lmbda=float(options.lmbda),
+        frame_count=info.frame_count or 0,
+    )
+    writer = CvcWriter(output, header)
+    # The decoder only knows λ as the header stores it, so the encoder uses that same value.
+    encoder = Encoder(model, header.lmbda, options.gop, info.width, info.height, device, dtype)
+    frames: list[dict] = []
+    with _progress(info.frame_count, progress, "encode") as bar:
+        for frame in reader:
+            rgb = yuv_to_rgb(frame, info, device)
+            frame_type, streams, rgb_hat = encoder.encode(rgb)
+            decoded = rgb_to_yuv(rgb_hat, info)
+            writer.write_frame(FrameRecord(frame_type, streams, frame_crc(decoded)))
+            if recon is not None:
+                recon.write(decoded)
+            size = sum(len(s) for s in streams)
+            quality = psnr(rgb, rgb_hat.to(rgb.dtype))
+            frames.append({"type": frame_type, "bytes": size, "psnr": quality})
+            bar.set_postfix_str(f"{frame_type} {size} B {quality:.2f} dB", refresh=False)
+            bar.update()
+    writer.close()
+    total = sum(f["bytes"] for f in frames)
+    pixels = info.width * info.height * max(len(frames), 1)
+    return {
+        "frames": len(frames),
+        "bytes": total,
+        "bpp": 8.0 * total / pixels,
+        "psnr_rgb": sum(f["psnr"] for f in frames) / max(len(frames), 1),
+        "lambda": header.lmbda,
+        "model_id": model_id.hex(),
+        "per_frame": frames,
+    }
+
+
+def decode_video(
+    source: BinaryIO,
+    open_output: Callable[[VideoInfo], VideoWriter],
+    *,
+    device: str = "auto",
+    model: str | None = None,
+    progress: bool = True,
+    dtype: str = "float32",
+) -> dict:
+    """Decode a .cvc stream into the writer ``open_output(info)`` returns.
+
+    Without ``model`` the header's model id is looked up in ``models/``. Every frame's
+    reconstruction is checked against the CRC the encoder stored.
+    """
+    reader = CvcReader(source)
+    header = reader.header
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype)
+    if model is None:
+        network, model_id = load_model_by_id(header.model_id, "cpu")
+    else:
+        network, model_id = load_model(model, "cpu")
+        if model_id != header.model_id:
+            raise ModelError(
+                f"the file was encoded with model {header.model_id.hex()}, "
+                f"but {model!r} is model {model_id.hex()}"
+            )
+    info = VideoInfo(
+        width=header.width,
+        height=header.height,
+        fps_num=header.fps_num,
+        fps_den=header.fps_den,
+        bit_depth=header.bit_depth,
+        matrix=header.matrix,
+        full_range=header.full_range,
+        frame_count=header.frame_count or None,
+    )
+    decoder = Decoder(network, header.lmbda, header.width, header.height, torch_device, torch_dtype)
+    count = 0
+    with open_output(info) as writer, _progress(info.frame_count, progress, "decode") as bar:
+        for index, record in enumerate(reader):
+            try:
+                rgb_hat = decoder.decode(record.frame_type, record.streams)
+            except (ValueError, RuntimeError, IndexError, OverflowError) as exc:
+                raise BitstreamError(f"cannot decode: {exc}", frame=index) from None
+            decoded = rgb_to_yuv(rgb_hat, info)
+            if frame_crc(decoded) != record.recon_crc:
+                raise BitstreamError(
+                    "reconstruction does not match the encoder's (CRC mismatch): "
+                    "different model, device or platform numerics",
+                    frame=index,
+                )
+            writer.write(decoded)
+            count += 1
+            bar.set_postfix_str(f"{record.frame_type}", refresh=False)
+            bar.update()
+    return {"frames": count, "width": header.width, "height": header.height, "lambda": header.lmbda}

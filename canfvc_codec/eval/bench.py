@@ -1,0 +1,360 @@
+"""``make bench``: entropy-coder benchmark, encode/decode speed, and the dev RD evaluation.
+
+    python -m canfvc_codec.eval.bench --out bench/results [--quick] [--skip-rd] [--skip-speed]
+
+Everything lands under ``--out``, with a ``README.md`` that summarises it. Speed is measured through
+the real command line, as a user runs it: each size is coded twice, with one frame and with N
+frames, so that the per-frame speed can be given both with and without the fixed start-up cost
+(interpreter, model loading) — ``(N - 1) / (t_N - t_1)`` is the steady speed of P-frames.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from canfvc_codec.errors import CanfvcError
+from canfvc_codec.eval import anchors
+from canfvc_codec.eval.command import evaluate
+from canfvc_codec.eval.process import run_measured
+from canfvc_codec.eval.report import bd_table
+from canfvc_codec.eval.runner import CanfvcCommand, CanfvcUnavailable
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEV_CONFIG = REPO_ROOT / "bench" / "configs" / "dev.json"
+SPEED_SIZES = ((480, 270), (1920, 1080))
+SPEED_CLIP = "bikes.mp4"
+SPEED_START = 186  # dev frames, never trained on
+SPEED_FRAMES = 4
+QUICK_SPEED_FRAMES = 2
+SPEED_LAMBDA = 1024.0
+SPEED_GOP = 32
+QUICK_RD_FRAMES = 8
+# One command may not take longer than this (a 1080p CPU encode of a few frames fits easily).
+SPEED_TIMEOUT_S = 3600
+RD_PLOT_METRICS = ("psnr-rgb", "ms-ssim-rgb", "psnr-yuv")
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Entropy coder
+
+
+def entropy_benchmark(out_dir: Path) -> dict:
+    """Call ``canfvc_codec.entropy.bench.run(out_dir)`` when that module exists."""
+    try:
+        module = importlib.import_module("canfvc_codec.entropy.bench")
+    except ImportError as exc:
+        return {"status": "skipped", "reason": f"canfvc_codec.entropy.bench not importable ({exc})"}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = module.run(out_dir)
+    return {"status": "ok", "result": result if isinstance(result, (dict, list)) else str(result)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Speed
+
+
+def _make_clip(path: Path, width: int, height: int, frames: int, ffmpeg: str) -> None:
+    """``frames`` dev frames scaled to ``width``x``height``, as Y4M (self-describing for canfvc)."""
+    from canfvc_codec.datasets import clip_path
+
+    cmd = [
+        ffmpeg,
+        "-v",
+        "error",
+        "-nostdin",
+        "-y",
+        "-i",
+        clip_path(SPEED_CLIP),
+        "-vf",
+        f"select=gte(n\\,{SPEED_START}),scale={width}:{height}:flags=bicubic",
+        "-fps_mode",
+        "passthrough",
+        "-frames:v",
+        str(frames),
+        "-pix_fmt",
+        "yuv420p",
+        "-f",
+        "yuv4mpegpipe",
+        path,
+    ]
+    stats = run_measured(cmd)
+    if not stats.ok:
+        raise CanfvcError(f"cannot prepare the {width}x{height} speed clip: {stats.error_line()}")
+
+
+def _devices() -> list[str]:
+    import torch
+
+    return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+
+
+def _time_codec(
+    canfvc: CanfvcCommand, source: Path, work: Path, tag: str
+) -> tuple[float, float, float, float]:
+    """(encode s, decode s, encode peak MiB, decode peak MiB) of one clip through the CLI."""
+    stream, decoded = work / f"{tag}.cvc", work / f"{tag}.yuv"
+    stream.unlink(missing_ok=True)
+    decoded.unlink(missing_ok=True)
+    enc = canfvc.encode(source, stream, SPEED_LAMBDA, SPEED_GOP)
+    dec = canfvc.decode(stream, decoded)
+    decoded.unlink(missing_ok=True)
+    return enc.wall_s, dec.wall_s, enc.peak_rss_mib, dec.peak_rss_mib
+
+
+def speed_benchmark(frames: int, model: str | None) -> dict:
+    """Frames/s of ``canfvc encode`` and ``decode`` at each size and device."""
+    canfvc = CanfvcCommand(sys.executable, model)
+    try:
+        canfvc.check()
+    except CanfvcUnavailable as exc:
+        return {"status": "skipped", "reason": str(exc)}
+    ffmpeg = anchors.find_ffmpeg()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="canfvc-speed-") as tmp:
+        work = Path(tmp)
+        for width, height in SPEED_SIZES:
+            one, many = work / f"{width}x{height}_1.y4m", work / f"{width}x{height}_{frames}.y4m"
+            _make_clip(one, width, height, 1, ffmpeg)
+            _make_clip(many, width, height, frames, ffmpeg)
+            for device in _devices():
+                canfvc.device = device
+                _log(f"speed: {width}x{height} on {device}")
+                row: dict = {"size": f"{width}x{height}", "device": device, "frames": frames}
+                try:
+                    t1 = _time_codec(canfvc, one, work, "one")
+                    tn = _time_codec(canfvc, many, work, "many")
+                except CanfvcUnavailable as exc:
+                    row["error"] = str(exc)
+                    rows.append(row)
+                    continue
+                steady = frames - 1
+                row.update(
+                    {
+                        "encode_fps": frames / tn[0],
+                        "decode_fps": frames / tn[1],
+                        "encode_fps_steady": steady / (tn[0] - t1[0]) if tn[0] > t1[0] else None,
+                        "decode_fps_steady": steady / (tn[1] - t1[1]) if tn[1] > t1[1] else None,
+                        "startup_encode_s": t1[0],
+                        "startup_decode_s": t1[1],
+                        "encode_peak_rss_mib": tn[2],
+                        "decode_peak_rss_mib": tn[3],
+                    }
+                )
+                rows.append(row)
+    return {"status": "ok", "lambda": SPEED_LAMBDA, "rows": rows}
+
+
+# ---------------------------------------------------------------------------------------------
+# README
+
+
+def _fmt(value, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _speed_lines(speed: dict) -> list[str]:
+    if speed.get("status") != "ok":
+        return [f"Skipped: {speed.get('reason')}"]
+    lines = [
+        f"canfvc through its command line, λ = {speed['lambda']:g}; *fps* counts the whole command "
+        "(start-up and model loading included), *steady* is `(N-1)/(t_N - t_1)` from a 1-frame "
+        "and an N-frame run.",
+        "",
+        "| size | device | frames | encode fps | decode fps | encode fps steady "
+        "| decode fps steady | enc peak MiB | dec peak MiB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in speed["rows"]:
+        if "error" in row:
+            lines.append(
+                f"| {row['size']} | {row['device']} | {row['frames']} | failed: "
+                f"{row['error']} | | | | | |"
+            )
+            continue
+        lines.append(
+            f"| {row['size']} | {row['device']} | {row['frames']} | {_fmt(row['encode_fps'], 3)} "
+            f"| {_fmt(row['decode_fps'], 3)} | {_fmt(row['encode_fps_steady'], 3)} "
+            f"| {_fmt(row['decode_fps_steady'], 3)} | {_fmt(row['encode_peak_rss_mib'], 0)} "
+            f"| {_fmt(row['decode_peak_rss_mib'], 0)} |"
+        )
+    return lines
+
+
+def _entropy_lines(entropy: dict) -> list[str]:
+    if entropy.get("status") != "ok":
+        return [f"Skipped: {entropy.get('reason')}"]
+    result = entropy["result"]
+    if isinstance(result, dict):
+        return [f"- {key}: {value}" for key, value in result.items()] + [
+            "",
+            "Details in `entropy/`.",
+        ]
+    return ["```", json.dumps(result, indent=1)[:4000], "```"]
+
+
+def _rd_lines(rd: dict | None, out_dir: Path) -> list[str]:
+    if rd is None:
+        return ["Skipped (--skip-rd)."]
+    canfvc = rd.get("canfvc", {})
+    lines = [
+        f"Config `{rd.get('config')}`; canfvc: {canfvc.get('status')}"
+        + (f", model id `{canfvc['model_id']}`" if canfvc.get("model_id") else "")
+        + (f" — {canfvc['reason']}" if canfvc.get("reason") else "")
+        + ".",
+        "",
+    ]
+    for name, seq in rd["sequences"].items():
+        lines.append(
+            f"- {name}: {seq['width']}x{seq['height']}, frames {seq['start']}.."
+            f"{seq['start'] + seq['frames'] - 1}, GOP {seq['gop']}"
+        )
+    lines += [
+        "",
+        "BD-rate against x265 veryslow (negative: fewer bits for the same quality):",
+        "",
+        *bd_table(rd),
+        "",
+    ]
+    plots = out_dir / "rd" / "plots"
+    names = ["average"] if (plots / "average_psnr-rgb.png").is_file() else list(rd["sequences"])
+    for name in names:
+        for metric in RD_PLOT_METRICS:
+            image = plots / f"{name}_{metric}.png"
+            if image.is_file():
+                lines.append(f"![{name} {metric}](rd/plots/{image.name})")
+    lines += [
+        "",
+        "Per-sequence tables: [rd/summary.md](rd/summary.md); raw numbers: "
+        "`rd/results.json`, `rd/csv/`, CompressAI-style curves: `rd/compressai/`.",
+    ]
+    return lines
+
+
+def write_readme(out_dir: Path, record: dict) -> Path:
+    rd = record.get("rd")
+    model_id = (rd or {}).get("canfvc", {}).get("model_id") or "n/a (no canfvc results)"
+    machine = (rd or {}).get("machine") or record.get("machine", {})
+    lines = [
+        "# canfvc benchmarks",
+        "",
+        f"- date: {record['date']}",
+        f"- model id: {model_id}",
+        f"- machine: {machine.get('processor')}, {machine.get('platform')}, "
+        f"torch {machine.get('torch')}, GPU: {machine.get('cuda') or 'none'}",
+        f"- command: `{record['command']}`",
+        "",
+        "## Rate-distortion on the development clips",
+        "",
+        *_rd_lines(rd, out_dir),
+        "",
+        "## Speed",
+        "",
+        *_speed_lines(record["speed"]),
+        "",
+        "## Entropy coder",
+        "",
+        *_entropy_lines(record["entropy"]),
+    ]
+    path = out_dir / "README.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _machine() -> dict:
+    import platform
+
+    import torch
+
+    return {
+        "processor": platform.processor() or platform.machine(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+@click.command()
+@click.option("--out", default="bench/results", show_default=True, type=click.Path(file_okay=False))
+@click.option(
+    "--quick",
+    is_flag=True,
+    help=f"Fewer frames: {QUICK_SPEED_FRAMES} for speed, {QUICK_RD_FRAMES} per RD sequence.",
+)
+@click.option("--skip-rd", is_flag=True, help="No RD evaluation.")
+@click.option("--skip-speed", is_flag=True, help="No speed benchmark.")
+@click.option("--skip-entropy", is_flag=True, help="No entropy-coder benchmark.")
+@click.option(
+    "--config",
+    "config_path",
+    default=str(DEV_CONFIG),
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Sequences of the RD evaluation.",
+)
+@click.option("--anchors", "anchor_names", default="x265,x264", show_default=True)
+@click.option("--model", default=None, help="canfvc model [default: canfvc's].")
+@click.option(
+    "--rd-frames", type=int, default=None, help="At most this many frames per RD sequence."
+)
+def main(
+    out: str,
+    quick: bool,
+    skip_rd: bool,
+    skip_speed: bool,
+    skip_entropy: bool,
+    config_path: str,
+    anchor_names: str,
+    model: str | None,
+    rd_frames: int | None,
+) -> None:
+    """Run the benchmarks and write bench/results/README.md."""
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record: dict = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": "python -m canfvc_codec.eval.bench " + " ".join(sys.argv[1:]),
+        "machine": _machine(),
+    }
+    try:
+        _log("entropy benchmark")
+        record["entropy"] = (
+            {"status": "skipped", "reason": "--skip-entropy"}
+            if skip_entropy
+            else entropy_benchmark(out_dir / "entropy")
+        )
+        record["speed"] = (
+            {"status": "skipped", "reason": "--skip-speed"}
+            if skip_speed
+            else speed_benchmark(QUICK_SPEED_FRAMES if quick else SPEED_FRAMES, model)
+        )
+        record["rd"] = None
+        if not skip_rd:
+            rd_dir = out_dir / "rd"
+            shutil.rmtree(rd_dir / "plots", ignore_errors=True)  # no stale plots in the README
+            frames = rd_frames if rd_frames is not None else (QUICK_RD_FRAMES if quick else None)
+            record["rd"] = evaluate(
+                config_path, str(rd_dir), anchor_names=anchor_names, model=model, max_frames=frames
+            )
+    except CanfvcError as exc:
+        click.echo(f"canfvc bench: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    bench_json = {k: v for k, v in record.items() if k != "rd"}
+    (out_dir / "bench.json").write_text(json.dumps(bench_json, indent=2, default=str) + "\n")
+    readme = write_readme(out_dir, record)
+    click.echo(f"benchmarks written to {readme}", err=True)
+
+
+if __name__ == "__main__":
+    main()

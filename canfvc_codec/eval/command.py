@@ -1,0 +1,140 @@
+"""``canfvc eval``: RD evaluation of canfvc against x265 / x264 / SVT-AV1 over a config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from canfvc_codec.errors import UsageError
+from canfvc_codec.eval import anchors
+from canfvc_codec.eval.config import load_config
+from canfvc_codec.eval.report import write_report
+from canfvc_codec.eval.runner import DEFAULT_LAMBDAS, EvalOptions, run_evaluation
+
+
+def parse_number_list(text: str, kind: type, what: str) -> tuple:
+    """``"256,512"`` -> (256.0, 512.0); a clear UsageError otherwise."""
+    try:
+        values = tuple(kind(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise UsageError(
+            f"{what} must be a comma-separated list of numbers, not {text!r}"
+        ) from None
+    if not values or any(v <= 0 for v in values):
+        raise UsageError(f"{what} must be positive numbers, not {text!r}")
+    return values
+
+
+def evaluate(
+    config_path: str,
+    out: str,
+    *,
+    lambdas: str | None = None,
+    qps: str | None = None,
+    anchor_names: str = "x265,x264",
+    model: str | None = None,
+    device: str | None = None,
+    max_frames: int | None = None,
+    skip_canfvc: bool = False,
+    work_dir: str | None = None,
+) -> dict:
+    """Run an evaluation and write its report; the library face of ``canfvc eval``."""
+    lmbdas = parse_number_list(lambdas, float, "--lambdas") if lambdas else DEFAULT_LAMBDAS
+    qp_list = parse_number_list(qps, int, "--qps") if qps else None
+    if max_frames is not None and max_frames < 1:
+        raise UsageError("--max-frames must be at least 1")
+    options = EvalOptions(
+        lambdas=lmbdas,
+        qps=qp_list,
+        anchors=tuple(anchors.parse_anchor_names(anchor_names)),
+        model=model,
+        device=device,
+        run_canfvc=not skip_canfvc,
+        max_frames=max_frames,
+    )
+    config = load_config(config_path)
+    results = run_evaluation(
+        config, Path(out), options, work_dir=Path(work_dir) if work_dir else None
+    )
+    write_report(results, Path(out))
+    return results
+
+
+@click.command("eval")
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="JSON list of sequences (see bench/configs/dev.json).",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder for results.json, CSV, plots and summary.md.",
+)
+@click.option(
+    "--lambdas",
+    default=None,
+    metavar="L1,L2,...",
+    help="canfvc rates [default: 256,512,1024,2048].",
+)
+@click.option(
+    "--qps",
+    default=None,
+    metavar="Q1,Q2,...",
+    help="Anchor QPs [default: 22,27,32,37 for x26x, 32,40,48,55 for SVT-AV1].",
+)
+@click.option(
+    "--anchors",
+    "anchor_names",
+    default="x265,x264",
+    show_default=True,
+    help="Comma-separated anchors from x265, x264, svtav1, or 'none'.",
+)
+@click.option("--model", default=None, help="canfvc model name or path [default: canfvc's].")
+@click.option("--device", default=None, help="Device for canfvc (cpu, cuda, auto).")
+@click.option(
+    "--max-frames",
+    type=int,
+    default=None,
+    help="Code at most this many frames of each sequence (quick runs).",
+)
+@click.option("--skip-canfvc", is_flag=True, help="Run the anchors only.")
+@click.option(
+    "--work-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Keep bitstreams and extracted frames here instead of a temporary folder.",
+)
+def eval_command(
+    config_path: str,
+    out: str,
+    lambdas: str | None,
+    qps: str | None,
+    anchor_names: str,
+    model: str | None,
+    device: str | None,
+    max_frames: int | None,
+    skip_canfvc: bool,
+    work_dir: str | None,
+) -> None:
+    """Compare canfvc with conventional codecs: BD-rates, RD plots, speed and memory."""
+    results = evaluate(
+        config_path,
+        out,
+        lambdas=lambdas,
+        qps=qps,
+        anchor_names=anchor_names,
+        model=model,
+        device=device,
+        max_frames=max_frames,
+        skip_canfvc=skip_canfvc,
+        work_dir=work_dir,
+    )
+    click.echo(
+        f"{len(results['sequences'])} sequences evaluated; summary in {Path(out) / 'summary.md'}",
+        err=True,
+    )

@@ -1,0 +1,216 @@
+"""Safe output files: written beside the target under a temporary name and renamed when complete.
+
+A failed or interrupted run therefore never leaves a half-written file under the name the user
+asked for, and an existing file is only replaced when the user said so (``-y``/``--overwrite``).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import BinaryIO
+
+from canfvc_codec.errors import OutputError
+
+STDIO_NAME = "-"
+# Mode of new files; the process umask still applies, as for any file the user creates.
+NEW_FILE_MODE = 0o666
+TEMP_SUFFIX = ".part"
+
+
+def check_output_path(path: str | os.PathLike[str], overwrite: bool) -> Path:
+    """Fail early, before any work, when ``path`` cannot be written as asked."""
+    target = Path(path)
+    if target.is_dir():
+        raise OutputError(f"{target}: is a directory")
+    if target.exists() and not overwrite:
+        raise OutputError(f"{target}: already exists (use -y/--overwrite to replace it)")
+    parent = target.parent
+    if not parent.is_dir():
+        raise OutputError(f"{target}: folder {parent} does not exist")
+    return target
+
+
+def temp_path_for(target: Path) -> Path:
+    """A fresh hidden name in the target's folder, so that the final rename stays on one disk."""
+    return target.with_name(f".{target.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+
+
+class AtomicOutput:
+    """A binary file that appears under its real name only when :meth:`commit` is called.
+
+    Use as a context manager: leaving the block normally commits, an exception discards.
+    It can be handed to code expecting a writable binary file (``write``, ``flush``, ``tell``);
+    write failures become :class:`OutputError`.
+    ``file`` is the open temporary file; ``temp_path`` its name, for tools (ffmpeg) that
+    write the file themselves (open with ``open_file=False`` then).
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], overwrite: bool, open_file: bool = True
+    ) -> None:
+        self.target = check_output_path(path, overwrite)
+        self.overwrite = overwrite
+        self.temp_path = temp_path_for(self.target)
+        try:
+            fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, NEW_FILE_MODE)
+        except OSError as err:
+            raise OutputError(f"{self.target}: cannot create: {err.strerror}") from None
+        if open_file:
+            self.file: BinaryIO | None = os.fdopen(fd, "wb")
+        else:
+            os.close(fd)
+            self.file = None
+        self.done = False
+
+    def write(self, data: bytes) -> int:
+        assert self.file is not None, "AtomicOutput opened without a file"
+        try:
+            return self.file.write(data)
+        except OSError as err:
+            raise OutputError(f"{self.target}: write failed: {err.strerror}") from None
+
+    def flush(self) -> None:
+        if self.file is not None:
+            self.file.flush()
+
+    def tell(self) -> int:
+        assert self.file is not None, "AtomicOutput opened without a file"
+        return self.file.tell()
+
+    def writable(self) -> bool:
+        return True
+
+    def commit(self) -> None:
+        """Close and move the finished file to its real name."""
+        if self.done:
+            return
+        self.done = True
+        try:
+            if self.file is not None:
+                self.file.close()
+            if self.target.exists() and not self.overwrite:
+                raise OutputError(
+                    f"{self.target}: already exists (use -y/--overwrite to replace it)"
+                )
+            os.replace(self.temp_path, self.target)
+        except OSError as err:
+            self._remove_temp()
+            raise OutputError(f"{self.target}: cannot write: {err.strerror}") from None
+        except OutputError:
+            self._remove_temp()
+            raise
+
+    def discard(self) -> None:
+        """Remove the partial output; safe to call more than once."""
+        if self.done:
+            return
+        self.done = True
+        if self.file is not None:
+            try:
+                self.file.close()
+            except OSError:
+                pass  # the partial file is being thrown away; a failed flush changes nothing
+        self._remove_temp()
+
+    def _remove_temp(self) -> None:
+        try:
+            self.temp_path.unlink()
+        except FileNotFoundError:
+            pass
+
+    def __enter__(self) -> AtomicOutput:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
+
+
+def is_broken_pipe(err: BaseException) -> bool:
+    return isinstance(err, BrokenPipeError) or (
+        isinstance(err, OSError) and err.errno in (errno.EPIPE, errno.EINVAL)
+    )
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null after its reader went away.
+
+    Python flushes stdout at exit; with the reader gone that flush fails again and prints a
+    second error. Replacing the descriptor keeps the exit quiet and the status ours.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass  # stdout already closed or replaced (tests): nothing left to flush
+
+
+def broken_pipe_error() -> OutputError:
+    silence_stdout()
+    return OutputError("output pipe closed before the video was complete (broken pipe)")
+
+
+class StdoutSink:
+    """stdout as a binary sink: nothing to rename, and a closed pipe becomes a clear error.
+
+    Like :class:`AtomicOutput` it can be handed to code that expects a writable binary file.
+    """
+
+    def __init__(self) -> None:
+        self.file = sys.stdout.buffer
+        self._position = 0
+
+    def write(self, data: bytes) -> int:
+        try:
+            written = self.file.write(data)
+        except OSError as err:
+            if is_broken_pipe(err):
+                raise broken_pipe_error() from None
+            raise OutputError(f"stdout: write failed: {err.strerror}") from None
+        self._position += len(data)
+        return written
+
+    def flush(self) -> None:
+        try:
+            self.file.flush()
+        except OSError as err:
+            if is_broken_pipe(err):
+                raise broken_pipe_error() from None
+            raise OutputError(f"stdout: write failed: {err.strerror}") from None
+
+    def tell(self) -> int:
+        """Bytes written so far (a pipe cannot seek, but callers may count)."""
+        return self._position
+
+    def writable(self) -> bool:
+        return True
+
+    def commit(self) -> None:
+        self.flush()
+
+    def discard(self) -> None:
+        try:
+            self.file.flush()
+        except OSError:
+            silence_stdout()
+
+    def __enter__(self) -> StdoutSink:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
+
+
+def open_sink(path: str, overwrite: bool) -> AtomicOutput | StdoutSink:
+    """A binary output: stdout for ``-``, otherwise a file renamed into place when complete."""
+    return StdoutSink() if path == STDIO_NAME else AtomicOutput(path, overwrite)

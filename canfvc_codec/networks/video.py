@@ -1,0 +1,242 @@
+"""The whole CANF-VC system: intra coder, motion coders, flow extrapolation, MC and inter coder.
+
+P-frame coding (paper §3.2, Fig. 2a):
+
+1. flow f_t = SPyNet(x_t, x̂_{t-1}) (encoder only);
+2. motion: the first P-frame of a GOP has no decoded flow to extrapolate from, so f_t is coded by
+   the plain hyperprior coder; later P-frames code f_t with the conditional CANF coder given
+   f_c = extrapolation(x̂_{t-3..t-1}, f̂_{t-2..t-1}), temporal prior from warp(x̂_{t-1}, f_c);
+3. x_c = MC(x̂_{t-1}, f̂_t);
+4. inter: the conditional CANF coder of x_t given x_c, temporal prior from x_c.
+
+:class:`References` holds the decoded frames (at most 3) and flows (at most 2). Early in a GOP it
+holds fewer: the extrapolation then repeats the oldest entry it has (the second P-frame sees
+frames (x̂_0, x̂_0, x̂_1) and flows (f̂_1, f̂_1), i.e. "motion continues").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from canfvc_codec.networks.anf_coder import CoderOutput
+from canfvc_codec.networks.conditional import ConditionalCoder
+from canfvc_codec.networks.config import ModelConfig
+from canfvc_codec.networks.intra import IntraCoder
+from canfvc_codec.networks.motion import MotionHyperpriorCoder
+from canfvc_codec.nn.dq import QualityEnhancement
+from canfvc_codec.nn.extrapolation import FLOWS, FRAMES, FlowExtrapolation
+from canfvc_codec.nn.layers import backward_warp
+from canfvc_codec.nn.mc import MotionCompensation
+from canfvc_codec.nn.spynet import SpyNet
+
+RGB = 3
+FLOW = 2
+PEAK_8BIT = 255.0
+# Eq. 12 weighs ‖y2 − x_c‖² by λ1 = 0.01 λ2 (paper §4.1).
+CONDITION_WEIGHT = 0.01
+INTRA_STREAMS = 2
+INTER_STREAMS = 4  # motion hyper, motion latent, inter hyper, inter latent
+
+
+def to_reference(x: Tensor) -> Tensor:
+    """A decoded frame as the decoder keeps it: clipped to [0, 1] and rounded to 8-bit levels."""
+    return torch.round(x.clamp(0.0, 1.0) * PEAK_8BIT) / PEAK_8BIT
+
+
+@dataclass
+class References:
+    """Decoded frames and flows, oldest first, newest last."""
+
+    frames: list[Tensor]
+    flows: list[Tensor] = field(default_factory=list)
+
+    @property
+    def first_p(self) -> bool:
+        """No decoded flow yet: the next P-frame is the first of its GOP."""
+        return not self.flows
+
+    def push(self, frame: Tensor, flow: Tensor) -> References:
+        """The buffers after decoding one more P-frame."""
+        return References([*self.frames, frame][-FRAMES:], [*self.flows, flow][-FLOWS:])
+
+    def padded(self) -> tuple[list[Tensor], list[Tensor]]:
+        """Exactly 3 frames and 2 flows, repeating the oldest entry where there are fewer."""
+        if not self.frames or not self.flows:
+            raise ValueError("flow extrapolation needs at least one decoded frame and flow")
+        frames = [self.frames[0]] * (FRAMES - len(self.frames)) + self.frames[-FRAMES:]
+        flows = [self.flows[0]] * (FLOWS - len(self.flows)) + self.flows[-FLOWS:]
+        return frames, flows
+
+
+@dataclass
+class FrameOutput:
+    """``VideoModel.forward`` for one frame: reconstruction, rates and the terms of Eq. 12.
+
+    ``likelihoods`` is keyed "<coder>.<stream>", e.g. "motion.latent", "inter.hyper".
+    ``condition_mse`` is the per-sample ‖y2 − x_c‖² of the frame coder (ANFIC: ‖y2‖²).
+    """
+
+    x_hat: Tensor
+    likelihoods: dict[str, Tensor]
+    condition_mse: Tensor
+    flow: Tensor | None = None  # estimated f_t
+    flow_hat: Tensor | None = None  # decoded f̂_t
+    x_c: Tensor | None = None  # motion-compensated frame
+    coders: dict[str, CoderOutput] = field(default_factory=dict)
+
+    def bits(self) -> Tensor:
+        """Estimated bits per sample, (N,)."""
+        return sum(out.bits() for out in self.coders.values())  # type: ignore[return-value]
+
+    def bpp(self) -> Tensor:
+        """Estimated bits per pixel per sample, (N,)."""
+        return self.bits() / (self.x_hat.shape[-2] * self.x_hat.shape[-1])
+
+    def loss(self, x: Tensor, lmbda: float | Tensor) -> dict[str, Tensor]:
+        """Eq. 12 with d = MSE: rate + 0.01 λ ‖y2 − x_c‖² + λ d(x, x̂), averaged over the batch."""
+        weight = torch.as_tensor(lmbda, dtype=x.dtype, device=x.device).reshape(-1)
+        rate = self.bpp()
+        distortion = F.mse_loss(self.x_hat, x, reduction="none").flatten(1).mean(dim=1)
+        total = rate + weight * (CONDITION_WEIGHT * self.condition_mse + distortion)
+        return {
+            "loss": total.mean(),
+            "bpp": rate.mean(),
+            "mse": distortion.mean(),
+            "condition_mse": self.condition_mse.mean(),
+        }
+
+
+class VideoModel(nn.Module):
+    """Every network of the codec; see the module docstring for the data flow."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        anchors = config.anchor_lambdas
+        self.intra = IntraCoder(config.intra, config.dq_channels, config.dq_blocks, anchors)
+        self.motion_first = MotionHyperpriorCoder(config.motion, anchors)
+        self.motion = ConditionalCoder(FLOW, config.motion, RGB, anchors=anchors)
+        self.inter = ConditionalCoder(
+            RGB,
+            config.inter,
+            RGB,
+            enhance=QualityEnhancement(config.dq_channels, config.dq_blocks),
+            anchors=anchors,
+        )
+        self.spynet = SpyNet(config.spynet_levels, config.spynet_channels)
+        self.extrapolation = FlowExtrapolation(config.extrapolation_channels)
+        self.mc = MotionCompensation(config.mc_channels)
+
+    def coders(self) -> dict[str, nn.Module]:
+        return {
+            "intra": self.intra,
+            "motion_first": self.motion_first,
+            "motion": self.motion,
+            "inter": self.inter,
+        }
+
+    def update(self) -> None:
+        """Rebuild every coder's integer hyper-latent tables (before compressing or saving)."""
+        for coder in self.coders().values():
+            coder.update()  # type: ignore[operator]
+
+    def aux_loss(self) -> Tensor:
+        return sum(coder.aux_loss() for coder in self.coders().values())  # type: ignore[return-value]
+
+    # -- pieces shared by forward, compress and decompress ------------------------------------
+
+    def motion_condition(self, refs: References) -> tuple[Tensor, Tensor]:
+        """(f_c, warp(x̂_{t-1}, f_c)): the condition and temporal-prior input of motion coding."""
+        frames, flows = refs.padded()
+        f_c = self.extrapolation(frames, flows)
+        return f_c, backward_warp(refs.frames[-1], f_c)
+
+    # -- training -----------------------------------------------------------------------------
+
+    def forward_intra(self, x: Tensor, lmbda: float | Tensor) -> FrameOutput:
+        out = self.intra(x, lmbda)
+        return FrameOutput(
+            out.x_hat,
+            {f"intra.{k}": v for k, v in out.likelihoods.items()},
+            out.condition_mse,
+            coders={"intra": out},
+        )
+
+    def forward_inter(self, x: Tensor, refs: References, lmbda: float | Tensor) -> FrameOutput:
+        reference = refs.frames[-1]
+        flow = self.spynet(x, reference)
+        if refs.first_p:
+            motion = self.motion_first(flow, lmbda)
+        else:
+            f_c, prior = self.motion_condition(refs)
+            motion = self.motion(flow, lmbda, f_c, prior)
+        x_c = self.mc(reference, motion.x_hat)
+        inter = self.inter(x, lmbda, x_c, x_c)
+        likelihoods = {f"motion.{k}": v for k, v in motion.likelihoods.items()}
+        likelihoods.update({f"inter.{k}": v for k, v in inter.likelihoods.items()})
+        return FrameOutput(
+            inter.x_hat,
+            likelihoods,
+            inter.condition_mse,
+            flow=flow,
+            flow_hat=motion.x_hat,
+            x_c=x_c,
+            coders={"motion": motion, "inter": inter},
+        )
+
+    def forward(
+        self, x: Tensor, lmbda: float | Tensor, refs: References | None = None
+    ) -> FrameOutput:
+        """An I-frame when ``refs`` is None, else a P-frame coded from ``refs``."""
+        return self.forward_intra(x, lmbda) if refs is None else self.forward_inter(x, refs, lmbda)
+
+    # -- coding -------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def compress_intra(self, x: Tensor, lmbda: float) -> tuple[list[bytes], Tensor]:
+        """(streams, x̂) for an I-frame; x̂ is decoded from the streams."""
+        return self.intra.compress(x, lmbda)
+
+    @torch.no_grad()
+    def decompress_intra(self, streams: list[bytes], size: tuple[int, int], lmbda: float) -> Tensor:
+        if len(streams) != INTRA_STREAMS:
+            raise ValueError(f"an I-frame has {INTRA_STREAMS} streams, got {len(streams)}")
+        return self.intra.decompress(streams, size, lmbda)
+
+    @torch.no_grad()
+    def compress_inter(
+        self, x: Tensor, refs: References, lmbda: float
+    ) -> tuple[list[bytes], Tensor, Tensor]:
+        """(streams, x̂, f̂) for a P-frame; x̂ and f̂ are decoded from the streams."""
+        reference = refs.frames[-1]
+        flow = self.spynet(x, reference)
+        if refs.first_p:
+            motion_streams, flow_hat = self.motion_first.compress(flow, lmbda)
+        else:
+            f_c, prior = self.motion_condition(refs)
+            motion_streams, flow_hat = self.motion.compress(flow, lmbda, f_c, prior)
+        x_c = self.mc(reference, flow_hat)
+        inter_streams, x_hat = self.inter.compress(x, lmbda, x_c, x_c)
+        return motion_streams + inter_streams, x_hat, flow_hat
+
+    @torch.no_grad()
+    def decompress_inter(
+        self, streams: list[bytes], refs: References, lmbda: float
+    ) -> tuple[Tensor, Tensor]:
+        """(x̂, f̂) of a P-frame from :meth:`compress_inter`'s streams."""
+        if len(streams) != INTER_STREAMS:
+            raise ValueError(f"a P-frame has {INTER_STREAMS} streams, got {len(streams)}")
+        reference = refs.frames[-1]
+        size = (reference.shape[-2], reference.shape[-1])
+        if refs.first_p:
+            flow_hat = self.motion_first.decompress(streams[:2], size, lmbda)
+        else:
+            f_c, prior = self.motion_condition(refs)
+            flow_hat = self.motion.decompress(streams[:2], size, lmbda, f_c, prior)
+        x_c = self.mc(reference, flow_hat)
+        x_hat = self.inter.decompress(streams[2:], size, lmbda, x_c, x_c)
+        return x_hat, flow_hat

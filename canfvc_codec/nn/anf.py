@@ -1,0 +1,123 @@
+"""The building blocks of (conditional) augmented normalizing flows: transforms and additive steps.
+
+An additive autoencoding step (CANF-VC Eq. 7-8) maps ``(x, z)`` to ``(x - g_s(z'), z')`` with
+``z' = z + g_a(cat[x, condition])``. It is invertible for any ``g_a`` and ``g_s``: decoding adds
+``g_s(z')`` back and subtracts ``g_a`` again. Only the analysis transform sees the condition
+(the paper's Fig. A1a), so decoding needs nothing the decoder lacks.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from canfvc_codec.nn.layers import GDN, conv, deconv
+
+# Each transform changes the resolution by 2 four times: latents live at 1/16 of the frame.
+TRANSFORM_STAGES = 4
+# The hyper transforms halve twice more: hyper-latents at 1/64.
+HYPER_KERNEL = 5
+HYPER_FIRST_KERNEL = 3
+# The hyper-synthesis widens to 3/2 of its filters before predicting mean and scale (Minnen et al.).
+HYPER_WIDEN_NUM, HYPER_WIDEN_DEN = 3, 2
+FUSION_SLOPE = 0.01
+
+
+class AnalysisTransform(nn.Sequential):
+    """Four stride-2 convolutions with GDN in between: (in, H, W) -> (out, H/16, W/16)."""
+
+    def __init__(
+        self, in_channels: int, filters: int, out_channels: int, kernel_size: int = 5
+    ) -> None:
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for _ in range(TRANSFORM_STAGES - 1):
+            layers += [conv(channels, filters, kernel_size), GDN(filters)]
+            channels = filters
+        layers.append(conv(channels, out_channels, kernel_size))
+        super().__init__(*layers)
+
+
+class SynthesisTransform(nn.Sequential):
+    """The mirror of :class:`AnalysisTransform` with inverse GDN: (in, h, w) -> (out, 16h, 16w)."""
+
+    def __init__(
+        self, in_channels: int, filters: int, out_channels: int, kernel_size: int = 5
+    ) -> None:
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for _ in range(TRANSFORM_STAGES - 1):
+            layers += [deconv(channels, filters, kernel_size), GDN(filters, inverse=True)]
+            channels = filters
+        layers.append(deconv(channels, out_channels, kernel_size))
+        super().__init__(*layers)
+
+
+class AdditiveStep(nn.Module):
+    """One additive autoencoding step of ANF/CANF (see the module docstring)."""
+
+    def __init__(
+        self, channels: int, cond_channels: int, filters: int, latent: int, kernel_size: int
+    ) -> None:
+        super().__init__()
+        self.analysis = AnalysisTransform(channels + cond_channels, filters, latent, kernel_size)
+        self.synthesis = SynthesisTransform(latent, filters, channels, kernel_size)
+
+    def _analyse(self, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        return self.analysis(x if cond is None else torch.cat([x, cond], dim=1))
+
+    def encode(
+        self, x: torch.Tensor, z: torch.Tensor | None, cond: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``z += g_a(x | cond)``, then ``x -= g_s(z)``; ``z=None`` is the zero augmented noise."""
+        update = self._analyse(x, cond)
+        z = update if z is None else z + update
+        return x - self.synthesis(z), z
+
+    def decode(
+        self, x: torch.Tensor, z: torch.Tensor, cond: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The exact inverse of :meth:`encode`: ``x += g_s(z)``, then ``z -= g_a(x | cond)``."""
+        x = x + self.synthesis(z)
+        return x, z - self._analyse(x, cond)
+
+
+class HyperAnalysis(nn.Sequential):
+    """conv3 s1, conv5 s2, conv5 s2 with ReLU: (latent, h, w) -> (hyper, h/4, w/4)."""
+
+    def __init__(self, latent: int, filters: int, hyper: int) -> None:
+        super().__init__(
+            conv(latent, filters, HYPER_FIRST_KERNEL, 1),
+            nn.ReLU(inplace=True),
+            conv(filters, filters, HYPER_KERNEL),
+            nn.ReLU(inplace=True),
+            conv(filters, hyper, HYPER_KERNEL),
+        )
+
+
+class HyperSynthesis(nn.Sequential):
+    """The mirror of :class:`HyperAnalysis`; its output feeds the mean and scale predictions."""
+
+    def __init__(self, hyper: int, filters: int, out_channels: int) -> None:
+        wide = filters * HYPER_WIDEN_NUM // HYPER_WIDEN_DEN
+        super().__init__(
+            deconv(hyper, filters, HYPER_KERNEL),
+            nn.ReLU(inplace=True),
+            deconv(filters, wide, HYPER_KERNEL),
+            nn.ReLU(inplace=True),
+            conv(wide, out_channels, HYPER_FIRST_KERNEL, 1),
+        )
+
+
+class PriorFusion(nn.Sequential):
+    """1x1 convolutions that fuse hyperprior and temporal-prior features into (mean, scale)."""
+
+    def __init__(self, in_channels: int, latent: int) -> None:
+        hidden = 2 * latent
+        super().__init__(
+            nn.Conv2d(in_channels, hidden, 1),
+            nn.LeakyReLU(FUSION_SLOPE, inplace=True),
+            nn.Conv2d(hidden, hidden, 1),
+            nn.LeakyReLU(FUSION_SLOPE, inplace=True),
+            nn.Conv2d(hidden, 2 * latent, 1),
+        )

@@ -1,0 +1,354 @@
+"""Training data: cached frames of the training clips and still photographs set in motion.
+
+The training ranges of ``canfvc_codec.datasets.TRAIN_RANGES`` are decoded once into uint8 ``.npy``
+files under ``cache_dir()/frames`` (outside git). Decoding uses imageio-ffmpeg's ffmpeg when it is
+installed and OpenCV otherwise, so that training also runs on machines without either ffmpeg or
+constriction. Development frames and the reserved clips are refused before anything is decoded.
+
+:class:`TrainingData` draws batches of short sequences ``(B, T, 3, crop, crop)`` in [0, 1]:
+
+* random crops of the video frames, optionally down-scaled by 2 (area) first, which both varies
+  the motion magnitude and removes some of the H.264 softness of the sources;
+* random horizontal/vertical flips and temporal reversal;
+* still photographs from ``skimage.data`` turned into clips by a synthetic camera (pan, zoom,
+  small rotation, sub-pixel jitter) sampled with a bicubic affine grid.
+
+Windows that cross a scene cut are never drawn, so that P-frame training sees real motion.
+All randomness comes from one seeded numpy generator whose state is saved with checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from canfvc_codec.datasets import DEV_RANGES, TRAIN_RANGES, ClipRange, cache_dir, clip_path
+from canfvc_codec.errors import InputError
+
+# Clips that must never be used for training, whatever range is asked for.
+RESERVED_CLIPS = ("carphone_distorted.mp4", "carphone_pristine.mp4")
+
+# Colour photographs shipped inside the scikit-image wheel (no download needed).
+STILL_NAMES = (
+    "astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field",
+    "immunohistochemistry", "retina", "stereo_motorcycle",
+)
+
+# A cut is a frame whose mean absolute difference to the previous one exceeds both this absolute
+# level (in 8-bit units) and CUT_RELATIVE times the clip's median difference.
+CUT_ABSOLUTE = 20.0
+CUT_RELATIVE = 5.0
+# Frames are compared after this much down-scaling (cheap, and insensitive to noise).
+CUT_ANALYSIS_STRIDE = 4
+
+# Synthetic camera for stills, in output pixels / radians per frame.
+STILL_MAX_PAN = 6.0
+STILL_MAX_ZOOM = 0.03        # log-scale change per frame
+STILL_MAX_ROTATION = math.radians(1.0)
+STILL_JITTER = 0.35          # standard deviation of the per-frame shake
+STILL_MAX_BASE_SCALE = 1.3   # source pixels per output pixel (>= 1: never magnify much)
+STILL_TRIES = 6              # halvings of the motion before falling back to border padding
+
+DOWNSCALE_PROBABILITY = 0.5
+FLIP_PROBABILITY = 0.5
+REVERSE_PROBABILITY = 0.5
+DEFAULT_STILL_FRACTION = 0.25
+
+
+def _overlaps(a: ClipRange, b: ClipRange) -> bool:
+    return a.clip == b.clip and a.start < b.start + b.count and b.start < a.start + a.count
+
+
+def check_training_range(r: ClipRange) -> None:
+    """Refuse any range that touches development frames or a reserved clip."""
+    if r.clip in RESERVED_CLIPS:
+        raise InputError(f"{r.clip} is reserved for independent evaluation and never trained on")
+    for dev in DEV_RANGES:
+        if _overlaps(r, dev):
+            raise InputError(
+                f"{r.clip} frames {r.start}..{r.start + r.count - 1} overlap the development range "
+                f"{dev.start}..{dev.start + dev.count - 1}"
+            )
+
+
+def _decode_imageio(path: Path, count: int) -> np.ndarray:
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
+    try:
+        meta = next(reader)
+        width, height = meta["size"]
+        frames = []
+        for raw in reader:
+            frames.append(np.frombuffer(raw, np.uint8).reshape(height, width, 3))
+            if len(frames) == count:
+                break
+    finally:
+        reader.close()
+    return np.stack(frames)
+
+
+def _decode_cv2(path: Path, count: int) -> np.ndarray:
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while len(frames) < count:
+        ok, bgr = capture.read()
+        if not ok:
+            break
+        frames.append(bgr[:, :, ::-1])
+    capture.release()
+    if not frames:
+        raise InputError(f"OpenCV cannot read {path}")
+    return np.stack(frames)
+
+
+def decode_training_range(r: ClipRange, clips: Path | None = None) -> np.ndarray:
+    """Frames ``r.start .. r.start + r.count - 1`` of a training clip, (T, H, W, 3) uint8.
+
+    Only training ranges are accepted. Decoding stops after the last asked-for frame, so frames
+    after the range (the development frames) are never produced.
+    """
+    check_training_range(r)
+    path = (clips / r.clip) if clips is not None else clip_path(r.clip)
+    if not path.is_file():
+        raise InputError(f"training clip not found: {path}")
+    end = r.start + r.count
+    try:
+        import imageio_ffmpeg  # noqa: F401
+
+        frames = _decode_imageio(path, end)
+    except ImportError:
+        frames = _decode_cv2(path, end)
+    if len(frames) < end:
+        raise InputError(f"{path} has {len(frames)} frames, fewer than the {end} training needs")
+    return np.ascontiguousarray(frames[r.start:end])
+
+
+def cached_frames(r: ClipRange, clips: Path | None = None) -> np.ndarray:
+    """The frames of a training range from the cache, decoding them on first use."""
+    check_training_range(r)
+    folder = cache_dir() / "frames"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{Path(r.clip).stem}_{r.start}-{r.start + r.count}.npy"
+    if target.is_file():
+        frames = np.load(target, mmap_mode="r")
+        if frames.shape[0] == r.count:
+            return np.asarray(frames)
+    frames = decode_training_range(r, clips)
+    part = target.with_suffix(".part.npy")
+    np.save(part, frames)
+    part.replace(target)
+    return frames
+
+
+def scene_cuts(frames: np.ndarray) -> np.ndarray:
+    """Boolean (T,) array: True where frame t starts a new shot (t = 0 excluded)."""
+    small = frames[:, ::CUT_ANALYSIS_STRIDE, ::CUT_ANALYSIS_STRIDE].astype(np.float32).mean(axis=3)
+    diff = np.abs(np.diff(small, axis=0)).mean(axis=(1, 2))
+    threshold = max(CUT_ABSOLUTE, CUT_RELATIVE * float(np.median(diff)))
+    return np.concatenate([[False], diff > threshold])
+
+
+def load_stills() -> list[np.ndarray]:
+    """Colour photographs from ``skimage.data`` (an empty list when scikit-image is missing)."""
+    try:
+        import skimage.data
+    except ImportError:
+        return []
+    stills = []
+    for name in STILL_NAMES:
+        try:
+            image = getattr(skimage.data, name)()
+        except Exception:  # noqa: BLE001 - a missing or download-only image is simply skipped
+            continue
+        images = image[:2] if isinstance(image, tuple) else (image,)
+        stills.extend(np.ascontiguousarray(im[..., :3]) for im in images if im.ndim == 3)
+    return stills
+
+
+@dataclass
+class VideoSource:
+    """One cached training range and the window starts that stay inside one shot."""
+
+    name: str
+    frames: np.ndarray          # (T, H, W, 3) uint8
+    cuts: np.ndarray            # (T,) bool
+
+    def window_starts(self, length: int) -> np.ndarray:
+        starts = []
+        for s in range(len(self.frames) - length + 1):
+            if not self.cuts[s + 1:s + length].any():
+                starts.append(s)
+        return np.array(starts, dtype=np.int64)
+
+
+class TrainingData:
+    """Seeded sampler of training sequences on a device.
+
+    ``sequences(batch, frames)`` returns ``(B, T, 3, crop, crop)`` float32 in [0, 1]; the state of
+    the sampler (its generator) is part of a training checkpoint so that a resumed run draws the
+    same batches it would have drawn without the interruption.
+    """
+
+    def __init__(self, videos: list[VideoSource], stills: list[np.ndarray], crop: int, *,
+                 seed: int = 0, device: torch.device | str = "cpu",
+                 still_fraction: float = DEFAULT_STILL_FRACTION) -> None:
+        if not videos and not stills:
+            raise InputError("no training data: neither clips nor still photographs")
+        self.videos = videos
+        self.crop = crop
+        self.device = torch.device(device)
+        self.still_fraction = still_fraction if videos else 1.0
+        if not stills:
+            self.still_fraction = 0.0
+        self.rng = np.random.default_rng(seed)
+        # Each still is kept at full size and halved, on the device (they are small).
+        self.stills: list[torch.Tensor] = []
+        for image in stills:
+            t = torch.from_numpy(image).permute(2, 0, 1).float().div(255.0).unsqueeze(0)
+            for level in (t, F.avg_pool2d(t, 2)):
+                if min(level.shape[-2:]) >= crop * STILL_MAX_BASE_SCALE:
+                    self.stills.append(level.to(self.device))
+        if not self.stills:
+            self.still_fraction = 0.0
+        self._starts: dict[tuple[int, int], np.ndarray] = {}
+
+    @classmethod
+    def from_cache(cls, crop: int, *, clips: Path | None = None, seed: int = 0,
+                   device: torch.device | str = "cpu", use_stills: bool = True,
+                   still_fraction: float = DEFAULT_STILL_FRACTION) -> TrainingData:
+        """All training ranges (decoded once into the cache) plus the still photographs."""
+        videos = []
+        for r in TRAIN_RANGES:
+            frames = cached_frames(r, clips)
+            videos.append(VideoSource(r.clip, frames, scene_cuts(frames)))
+        stills = load_stills() if use_stills else []
+        return cls(videos, stills, crop, seed=seed, device=device, still_fraction=still_fraction)
+
+    # --- checkpointing -------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+
+    # --- sampling ------------------------------------------------------------------------------
+    def sequences(self, batch: int, frames: int) -> torch.Tensor:
+        """A batch of ``frames``-long sequences, (B, T, 3, crop, crop)."""
+        items = []
+        for _ in range(batch):
+            if self.rng.random() < self.still_fraction:
+                items.append(self._still_sequence(frames))
+            else:
+                items.append(self._video_sequence(frames))
+        return torch.stack(items)
+
+    def images(self, batch: int) -> torch.Tensor:
+        """A batch of single pictures, (B, 3, crop, crop)."""
+        return self.sequences(batch, 1)[:, 0]
+
+    def _video_sequence(self, length: int) -> torch.Tensor:
+        weights = np.array([len(v.frames) for v in self.videos], dtype=np.float64)
+        k = int(self.rng.choice(len(self.videos), p=weights / weights.sum()))
+        video = self.videos[k]
+        key = (k, length)
+        if key not in self._starts:
+            self._starts[key] = video.window_starts(length)
+        starts = self._starts[key]
+        if len(starts) == 0:
+            raise InputError(f"{video.name} has no {length}-frame window without a scene cut")
+        start = int(starts[self.rng.integers(len(starts))])
+        _, height, width, _ = video.frames.shape
+        factor = 1
+        if 2 * self.crop <= min(height, width) and self.rng.random() < DOWNSCALE_PROBABILITY:
+            factor = 2
+        size = self.crop * factor
+        if size > min(height, width):
+            raise InputError(f"crop {self.crop} is larger than the {width}x{height} frames of "
+                             f"{video.name}")
+        top = int(self.rng.integers(height - size + 1))
+        left = int(self.rng.integers(width - size + 1))
+        patch = video.frames[start:start + length, top:top + size, left:left + size]
+        clip = torch.from_numpy(np.ascontiguousarray(patch)).to(self.device)
+        clip = clip.permute(0, 3, 1, 2).float().div_(255.0)
+        if factor > 1:
+            clip = F.avg_pool2d(clip, factor)
+        return self._augment(clip)
+
+    def _augment(self, clip: torch.Tensor) -> torch.Tensor:
+        if self.rng.random() < FLIP_PROBABILITY:
+            clip = clip.flip(-1)
+        if self.rng.random() < FLIP_PROBABILITY:
+            clip = clip.flip(-2)
+        if self.rng.random() < REVERSE_PROBABILITY:
+            clip = clip.flip(0)
+        return clip.contiguous()
+
+    def _still_sequence(self, length: int) -> torch.Tensor:
+        image = self.stills[int(self.rng.integers(len(self.stills)))]
+        _, _, height, width = image.shape
+        motion = 1.0
+        for _ in range(STILL_TRIES):
+            centres, scales, angles = self._camera_path(length, motion)
+            lo, hi = self._footprint(centres, scales, angles)
+            span_x, span_y = width - (hi[0] - lo[0]), height - (hi[1] - lo[1])
+            if span_x > 0 and span_y > 0:
+                offset = np.array([self.rng.uniform(0, span_x) - lo[0],
+                                   self.rng.uniform(0, span_y) - lo[1]])
+                break
+            motion /= 2
+        else:  # even a still camera does not fit: centre it and let the border pad
+            offset = np.array([width / 2, height / 2])
+        grid = self._grid(centres + offset, scales, angles, width, height)
+        frames = F.grid_sample(image.expand(length, -1, -1, -1), grid, mode="bicubic",
+                               padding_mode="border", align_corners=False)
+        return self._augment(frames.clamp_(0.0, 1.0))
+
+    def _camera_path(self, length: int, motion: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Centres (relative to the first), scales and angles of the camera for each frame."""
+        rng = self.rng
+        base = rng.uniform(1.0, STILL_MAX_BASE_SCALE)
+        velocity = rng.uniform(-STILL_MAX_PAN, STILL_MAX_PAN, size=2) * motion
+        zoom = rng.uniform(-STILL_MAX_ZOOM, STILL_MAX_ZOOM) * motion if rng.random() < 0.5 else 0.0
+        turn = (rng.uniform(-STILL_MAX_ROTATION, STILL_MAX_ROTATION) * motion
+                if rng.random() < 0.5 else 0.0)
+        t = np.arange(length, dtype=np.float64)
+        scales = base * np.exp(zoom * t)
+        angles = turn * t
+        shake = rng.normal(0.0, STILL_JITTER * motion, size=(length, 2))
+        shake[0] = 0.0
+        steps = velocity[None, :] + shake
+        centres = np.cumsum(steps, axis=0) - steps[0]
+        centres *= scales[:, None]  # pans are in output pixels: convert to source pixels
+        return centres, scales, angles
+
+    def _footprint(self, centres: np.ndarray, scales: np.ndarray,
+                   angles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Bounding box, in source pixels around the first centre, of every frame's window."""
+        half = self.crop / 2
+        corners = np.array([[-half, -half], [half, -half], [-half, half], [half, half]])
+        points = []
+        for c, s, a in zip(centres, scales, angles, strict=True):
+            rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+            points.append(c + s * corners @ rot.T)
+        allpoints = np.concatenate(points)
+        return allpoints.min(axis=0) - 2, allpoints.max(axis=0) + 2  # margin for the bicubic taps
+
+    def _grid(self, centres: np.ndarray, scales: np.ndarray, angles: np.ndarray,
+              width: int, height: int) -> torch.Tensor:
+        """Sampling grid (T, crop, crop, 2) in grid_sample's normalised coordinates."""
+        axis = torch.arange(self.crop, dtype=torch.float64) + 0.5 - self.crop / 2
+        v, u = torch.meshgrid(axis, axis, indexing="ij")
+        grids = []
+        for c, s, a in zip(centres, scales, angles, strict=True):
+            x = c[0] + s * (math.cos(a) * u - math.sin(a) * v)
+            y = c[1] + s * (math.sin(a) * u + math.cos(a) * v)
+            grids.append(torch.stack([2 * x / width - 1, 2 * y / height - 1], dim=-1))
+        return torch.stack(grids).float().to(self.device)

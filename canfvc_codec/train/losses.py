@@ -1,0 +1,83 @@
+"""Training losses: the rate-distortion objective of Eq. 12 and the flow pre-training losses.
+
+Conventions (those of DVC and CANF-VC): frames are in [0, 1], distortion is the mean squared error,
+rate is in bits per pixel of the coded frame, and the loss of one coded frame is
+
+    R_inter + R_motion + lambda_1 * mean((y_2 - x_c)^2) + lambda_2 * MSE(x_t, x^_t)
+
+with ``lambda_1 = 0.01 * lambda_2``. ``lambda_2`` is the rate knob of the variable-rate model; it is
+drawn once per batch, log-uniformly over [256, 2048], so that every rate gets the same share of
+training in the log domain (where the RD curve is smooth).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+LAMBDA_MIN = 256.0
+LAMBDA_MAX = 2048.0
+LAMBDA1_RATIO = 0.01          # lambda_1 = 0.01 * lambda_2 (paper, Sec. 4.1)
+CHARBONNIER_EPS = 1e-3        # robust photometric penalty for unsupervised flow
+FLOW_SMOOTHNESS = 0.01        # weight of the first-order flow smoothness term (per pixel of flow)
+PSNR_FLOOR_MSE = 1e-10        # keeps PSNR finite on a perfect reconstruction
+
+
+def sample_lambda(rng: np.random.Generator, low: float = LAMBDA_MIN, high: float = LAMBDA_MAX) -> float:
+    """One rate knob, log-uniform over [low, high]."""
+    return float(math.exp(rng.uniform(math.log(low), math.log(high))))
+
+
+def total_bits(likelihoods: Iterable[Tensor]) -> Tensor:
+    """Estimated code length in bits of every symbol whose likelihood is given."""
+    bits = [(-torch.log2(lk.float())).sum() for lk in likelihoods]
+    return torch.stack(bits).sum() if bits else torch.zeros(())
+
+
+def bits_per_pixel(likelihoods: Iterable[Tensor], pixels: int) -> Tensor:
+    """Bits per pixel of ``pixels`` coded pixels (batch x height x width)."""
+    return total_bits(likelihoods) / pixels
+
+
+def mse(a: Tensor, b: Tensor) -> Tensor:
+    return F.mse_loss(a.float(), b.float())
+
+
+def psnr(distortion: Tensor | float) -> float:
+    """PSNR in dB of frames in [0, 1] from their MSE."""
+    return 10.0 * math.log10(1.0 / max(float(distortion), PSNR_FLOOR_MSE))
+
+
+def rd_loss(rate_bpp: Tensor, distortion: Tensor, lmbda: float,
+            y2_gap: Tensor | None = None) -> Tensor:
+    """Eq. 12: rate + lambda_1 * ||y_2 - x_c||^2 (mean) + lambda_2 * distortion."""
+    loss = rate_bpp + lmbda * distortion
+    if y2_gap is not None:
+        loss = loss + LAMBDA1_RATIO * lmbda * y2_gap
+    return loss
+
+
+def charbonnier(x: Tensor) -> Tensor:
+    return torch.sqrt(x.float() ** 2 + CHARBONNIER_EPS**2).mean()
+
+
+def flow_smoothness(flow: Tensor) -> Tensor:
+    """Mean absolute first difference of a flow field, in pixels."""
+    dx = (flow[..., :, 1:] - flow[..., :, :-1]).abs().mean()
+    dy = (flow[..., 1:, :] - flow[..., :-1, :]).abs().mean()
+    return dx + dy
+
+
+def warping_loss(warped: Tensor, target: Tensor, flow: Tensor) -> Tensor:
+    """Unsupervised flow objective: robust photometric error plus a little smoothness."""
+    return charbonnier(warped - target) + FLOW_SMOOTHNESS * flow_smoothness(flow)
+
+
+def endpoint_error(flow: Tensor, target: Tensor) -> Tensor:
+    """Mean Euclidean distance between two flow fields (N, 2, H, W), in pixels."""
+    return torch.linalg.vector_norm((flow - target).float(), dim=1).mean()

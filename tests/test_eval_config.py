@@ -1,0 +1,123 @@
+"""The evaluation config parser: good configs load, every mistake gives one clear CanfvcError."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from canfvc_codec.errors import CanfvcError
+from canfvc_codec.eval.config import load_config, parse_config
+
+CONFIGS = Path(__file__).resolve().parent.parent / "bench" / "configs"
+
+
+def _write(tmp_path: Path, data) -> Path:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(data) if not isinstance(data, str) else data)
+    return path
+
+
+@pytest.fixture
+def raw_file(tmp_path: Path) -> Path:
+    path = tmp_path / "seq.yuv"
+    path.write_bytes(bytes(64 * 64 * 3 // 2))
+    return path
+
+
+def test_raw_sequence_loads_with_defaults(tmp_path, raw_file):
+    config = load_config(
+        _write(
+            tmp_path,
+            {
+                "gop": 12,
+                "sequences": [{"name": "seq", "path": "seq.yuv", "size": "64x64", "frames": 1}],
+            },
+        )
+    )
+    (seq,) = config.sequences
+    assert seq.path == raw_file and seq.size == (64, 64) and seq.gop == 12
+    assert seq.fps == Fraction(30) and seq.start == 0 and seq.bit_depth == 8 and seq.is_raw
+
+
+def test_clip_key_goes_through_the_resolver(tmp_path, raw_file):
+    seen = []
+
+    def resolver(name):
+        seen.append(name)
+        return raw_file
+
+    config = parse_config(
+        {
+            "sequences": [
+                {
+                    "name": "c",
+                    "clip": "bikes.mp4",
+                    "size": [64, 64],
+                    "frames": 1,
+                    "fps": "30000/1001",
+                }
+            ]
+        },
+        tmp_path,
+        clip_resolver=resolver,
+    )
+    assert seen == ["bikes.mp4"] and config.sequences[0].fps == Fraction(30000, 1001)
+
+
+def test_shipped_configs_parse(tmp_path, raw_file):
+    for path in sorted(CONFIGS.glob("*.json")):
+        config = load_config(path, clip_resolver=lambda name: raw_file)
+        assert config.sequences and all(s.frames > 0 for s in config.sequences)
+    dev = load_config(CONFIGS / "dev.json", clip_resolver=lambda name: raw_file)
+    assert [(s.start, s.frames, s.gop) for s in dev.sequences] == [(186, 64, 32), (100, 32, 32)]
+
+
+@pytest.mark.parametrize(
+    ("sequence", "message"),
+    [
+        ({"path": "seq.yuv", "size": "64x64", "frames": 1}, "missing key 'name'"),
+        ({"name": "s", "size": "64x64", "frames": 1}, "missing key 'path'"),
+        ({"name": "s", "path": "seq.yuv", "frames": 1}, "missing key 'size'"),
+        ({"name": "s", "path": "seq.yuv", "size": "64x64"}, "missing key 'frames'"),
+        ({"name": "s", "path": "seq.yuv", "size": "64by64", "frames": 1}, "is not WIDTHxHEIGHT"),
+        ({"name": "s", "path": "seq.yuv", "size": "63x64", "frames": 1}, "must be even"),
+        ({"name": "s", "path": "seq.yuv", "size": "0x64", "frames": 1}, "out of range"),
+        ({"name": "s", "path": "nope.yuv", "size": "64x64", "frames": 1}, "does not exist"),
+        ({"name": "s", "path": "seq.yuv", "size": "64x64", "frames": 0}, "frames must be"),
+        ({"name": "s", "path": "seq.yuv", "size": "64x64", "frames": 1, "fps": "x"}, "fps"),
+        (
+            {"name": "s", "path": "seq.yuv", "size": "64x64", "frames": 1, "bit_depth": 12},
+            "bit_depth",
+        ),
+        ({"name": "s", "path": "seq.yuv", "size": "64x64", "frames": 1, "gpo": 3}, "unknown key"),
+        ({"name": "a b", "path": "seq.yuv", "size": "64x64", "frames": 1}, "name may use"),
+    ],
+)
+def test_bad_sequences_raise_one_clear_line(tmp_path, raw_file, sequence, message):
+    with pytest.raises(CanfvcError, match=message) as info:
+        load_config(_write(tmp_path, {"sequences": [sequence]}))
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ({"gop": 32}, "missing key 'sequences'"),
+        ([1, 2], "JSON object"),
+    ],
+)
+def test_bad_files_raise(tmp_path, content, message):
+    with pytest.raises(CanfvcError, match=message):
+        load_config(_write(tmp_path, content))
+
+
+def test_missing_config_and_duplicate_names(tmp_path, raw_file):
+    with pytest.raises(CanfvcError, match="does not exist"):
+        load_config(tmp_path / "absent.json")
+    entry = {"name": "s", "path": "seq.yuv", "size": "64x64", "frames": 1}
+    with pytest.raises(CanfvcError, match="appears twice"):
+        load_config(_write(tmp_path, {"sequences": [entry, entry]}))

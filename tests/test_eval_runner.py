@@ -1,0 +1,152 @@
+"""End to end on two small real frames: x265/x264 through ffmpeg, canfvc through a stand-in CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from canfvc_codec.eval.config import load_config
+from canfvc_codec.eval.report import write_report
+from canfvc_codec.eval.runner import (
+    CANFVC,
+    CanfvcCommand,
+    CanfvcUnavailable,
+    EvalOptions,
+    run_evaluation,
+)
+
+WIDTH, HEIGHT = 208, 176  # small, yet above the 161 pixels five MS-SSIM scales need
+FRAMES = 2
+QPS = (22, 30, 37)
+
+# A stand-in for `python -m canfvc_codec`: "encodes" by copying the Y4M (so the rate is known and
+# the reconstruction exact) and "decodes" by stripping the Y4M headers to raw 4:2:0.
+FAKE_CLI = """#!{python}
+import sys
+args = sys.argv[1:]
+assert args[:2] == ["-m", "canfvc_codec"], args
+command, rest = args[2], args[3:]
+if "--help" in rest:
+    sys.exit(0)
+source, output = rest[0], rest[rest.index("-o") + 1]
+data = open(source, "rb").read()
+if command == "encode":
+    open(output, "wb").write(data)
+elif command == "decode":
+    header, _, body = data.partition(b"\\n")
+    frames = body.split(b"FRAME\\n")[1:]
+    open(output, "wb").write(b"".join(frames))
+else:
+    sys.exit(1)
+"""
+
+BROKEN_CLI = """#!/bin/sh
+echo "No module named canfvc_codec.cli" >&2
+exit 1
+"""
+
+
+def _script(path: Path, text: str) -> str:
+    path.write_text(text)
+    path.chmod(0o755)
+    return str(path)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Metrics on tiny pictures only lose from threading, badly so on a loaded 2-core machine.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def tiny_config(tmp_path, yuv_frames) -> Path:
+    frames = yuv_frames(count=FRAMES, width=WIDTH, height=HEIGHT)
+    raw = tmp_path / "tiny.yuv"
+    raw.write_bytes(b"".join(p.tobytes() for frame in frames for p in frame))
+    config = tmp_path / "tiny.json"
+    config.write_text(
+        json.dumps(
+            {
+                "name": "tiny",
+                "gop": 32,
+                "sequences": [
+                    {
+                        "name": "tiny",
+                        "path": "tiny.yuv",
+                        "size": f"{WIDTH}x{HEIGHT}",
+                        "fps": 25,
+                        "frames": FRAMES,
+                    }
+                ],
+            }
+        )
+    )
+    return config
+
+
+def test_anchors_and_canfvc_end_to_end(tmp_path, tiny_config):
+    fake = _script(tmp_path / "fake_python", FAKE_CLI.format(python=sys.executable))
+    options = EvalOptions(lambdas=(256, 512, 1024), qps=QPS, anchors=("x265", "x264"), python=fake)
+    work = tmp_path / "work"
+    out = tmp_path / "out"
+    results = run_evaluation(
+        load_config(tiny_config), out, options, work_dir=work, log=lambda m: None
+    )
+    seq = results["sequences"]["tiny"]
+    assert set(seq["codecs"]) == {"x265", "x264", CANFVC} and not seq["skipped"]
+
+    x265 = seq["codecs"]["x265"]
+    assert [p["value"] for p in x265] == list(QPS)
+    for point in x265:
+        stream = work / "tiny" / f"x265_qp{point['value']}.hevc"
+        assert point["bpp"] == pytest.approx(stream.stat().st_size * 8 / (WIDTH * HEIGHT * FRAMES))
+        assert len(point["frames"]) == FRAMES
+        assert sum(f["bytes"] for f in point["frames"]) == stream.stat().st_size
+        assert 0.5 < point["ms-ssim-rgb"] < 1.0 and 20 < point["psnr-rgb"] < 60
+    # Coarser quantisation: fewer bits, lower quality.
+    assert x265[0]["bpp"] > x265[1]["bpp"] > x265[2]["bpp"]
+    assert x265[0]["psnr-yuv"] > x265[1]["psnr-yuv"] > x265[2]["psnr-yuv"]
+
+    # The stand-in is lossless: capped PSNR, MS-SSIM 1, and the Y4M's size as the rate.
+    for point in seq["codecs"][CANFVC]:
+        assert point["psnr-rgb"] == 100.0 and point["ms-ssim-rgb"] == pytest.approx(1.0)
+        y4m_bytes = (work / "tiny" / "reference.y4m").stat().st_size
+        assert point["bytes"] == y4m_bytes
+
+    bd = results["bd_rate"]["psnr-yuv"]
+    assert isinstance(bd["x264"]["tiny"], float) and isinstance(bd["x264"]["average"], float)
+    assert bd[CANFVC]["tiny"].startswith("n/a")  # a flat 100 dB line shares no range with x265
+
+    paths = write_report(results, out)
+    saved = json.loads(paths["results"].read_text())
+    assert saved["sequences"]["tiny"]["codecs"]["x265"][0]["bpp"] == x265[0]["bpp"]
+    compressai = json.loads((out / "compressai" / "tiny" / "x265.json").read_text())
+    assert compressai["name"] == "x265" and len(compressai["results"]["bpp"]) == len(QPS)
+    rows = (out / "csv" / "tiny.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * len(QPS) + 3
+    assert (out / "plots" / "tiny_psnr-rgb.png").stat().st_size > 0
+    summary = paths["summary"].read_text()
+    assert "| x264 | psnr-yuv |" in summary and "qp 22" in summary
+
+
+def test_missing_canfvc_is_skipped_with_a_reason(tmp_path, tiny_config):
+    broken = _script(tmp_path / "broken_python", BROKEN_CLI)
+    with pytest.raises(CanfvcUnavailable, match="No module named"):
+        CanfvcCommand(broken).check()
+    options = EvalOptions(qps=QPS[:1], anchors=("x265",), python=broken)
+    results = run_evaluation(
+        load_config(tiny_config), tmp_path / "out", options, log=lambda m: None
+    )
+    assert results["canfvc"]["status"] == "skipped"
+    seq = results["sequences"]["tiny"]
+    assert list(seq["codecs"]) == ["x265"] and "No module named" in seq["skipped"][CANFVC]
+    assert not any(p.name.startswith(".work-") for p in (tmp_path / "out").iterdir())
+    assert os.path.isdir(tmp_path / "out")
