@@ -289,6 +289,14 @@ def _format_value(value: Any) -> str:
     return str(value)
 
 
+def _check_stdout(*outputs: str | None) -> None:
+    """Binary data on a terminal helps nobody: ask for a pipe or a file instead."""
+    if STDIO_NAME in outputs and sys.stdout.isatty():
+        raise UsageError(
+            "stdout is a terminal: pipe it into another program or name an output file"
+        )
+
+
 @contextmanager
 def _binary_input(path: str) -> Iterator[Any]:
     """A .cvc file, or stdin for ``-``."""
@@ -412,6 +420,7 @@ def encode(
     quiet: bool,
 ) -> None:
     """Compress INPUT into the bitstream OUT.cvc."""
+    _check_stdout(output, recon)
     if output != STDIO_NAME:
         if Path(output).suffix.lower() in VIDEO_SUFFIXES:
             raise UsageError(
@@ -472,6 +481,7 @@ def decode(
     input_path: str, output: str, overwrite: bool, device: str, model: str | None, quiet: bool
 ) -> None:
     """Decode the bitstream IN.cvc (- for stdin) into the video OUT."""
+    _check_stdout(output)
     check_video_output(output, overwrite)
     with _binary_input(input_path) as source:
         (decode_video,) = _import_engine("canfvc_codec.codec", "decode_video")
@@ -535,8 +545,8 @@ def info(
     elif file is None:
         raise UsageError("missing FILE (or --model NAME); see 'canfvc info -h'")
     elif _is_bitstream(file):
-        (describe,) = _import_engine("canfvc_codec.bitstream", "describe")
         with _binary_input(file) as source:
+            (describe,) = _import_engine("canfvc_codec.bitstream", "describe")
             report = describe(source)
     else:
         options = _reader_options(size, fps, bit_depth, matrix, full_range)

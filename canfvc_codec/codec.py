@@ -187,7 +187,9 @@ def _check_options(options: EncodeOptions) -> None:
     if not math.isfinite(options.lmbda) or options.lmbda <= 0:
         raise UsageError(f"--lambda must be a positive number, got {options.lmbda}")
     if options.gop < 0:
-        raise UsageError(f"--gop must be 0 (only the first frame intra) or positive, got {options.gop}")
+        raise UsageError(
+            f"--gop must be 0 (only the first frame intra) or positive, got {options.gop}"
+        )
 
 
 def _progress(total: int | None, enabled: bool, desc: str) -> tqdm:

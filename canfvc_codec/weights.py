@@ -158,7 +158,7 @@ def _read_model_file(path: Path) -> tuple[VideoModel, dict]:
 
 
 def load_model(name_or_path: str, device: str = "cpu") -> tuple[VideoModel, bytes]:
-    """(model in eval mode on ``device``, 8-byte model id) for a name, a path or ``random-<cfg>``."""
+    """(model in eval mode on ``device``, 8-byte id) for a name, a path or ``random-<config>``."""
     if name_or_path.startswith(RANDOM_PREFIX):
         config_name = name_or_path[len(RANDOM_PREFIX) :]
         if config_name not in CONFIGS:
@@ -174,7 +174,9 @@ def load_model(name_or_path: str, device: str = "cpu") -> tuple[VideoModel, byte
     if not path.is_file():
         hint = ""
         if path.parent == models_dir() and name_or_path in CONFIGS:
-            hint = f" (no trained weights yet; --model {RANDOM_PREFIX}{name_or_path} runs untrained)"
+            hint = (
+                f" (no trained weights yet; --model {RANDOM_PREFIX}{name_or_path} runs untrained)"
+            )
         raise ModelError(f"model {name_or_path!r} not found: {path} does not exist{hint}")
     model, card = _read_model_file(path)
     if card.get("untrained"):
@@ -214,6 +216,4 @@ def load_model_by_id(model_id: bytes, device: str = "cpu") -> tuple[VideoModel, 
         if candidate == model_id:
             _warn_untrained(RANDOM_PREFIX + config_name)
             return model.to(device), candidate
-    raise ModelError(
-        f"no model with id {model_id.hex()} in {models_dir()} (give one with --model)"
-    )
+    raise ModelError(f"no model with id {model_id.hex()} in {models_dir()} (give one with --model)")

@@ -11,6 +11,7 @@ from canfvc_codec.entropy.coder import (
     decode_varints,
     encode_indexed,
     encode_varints,
+    pmf_to_freqs,
     unzigzag,
     zigzag,
 )
@@ -167,3 +168,20 @@ def test_float32_path_equals_float64_math():
             scale_to_index_np(values), scale_to_index_np(values.astype(np.float64))
         )
     assert scale_to_index_np(np.array([np.nan], dtype=np.float32))[0] < SCALE_LEVELS
+
+
+@pytest.mark.parametrize(
+    "pmf", [[1.0, 0.0], [0.0, 0.0, 0.0], [1e-30, 1.0, 1e-30, 0.5], list(np.linspace(0, 1, 5000))]
+)
+def test_pmf_to_freqs_is_exactly_normalised(pmf):
+    freqs = pmf_to_freqs(np.array(pmf))
+    assert freqs.min() >= 1 and int(freqs.astype(np.int64).sum()) == 1 << TABLE_PRECISION
+    assert np.argmax(freqs) == np.argmax(pmf)
+
+
+def test_range_coder_overhead_over_the_tables_is_small():
+    rng = np.random.default_rng(6)
+    symbols, indexes = _random_latent(rng, (100_000,))
+    ideal = TABLES.bits(symbols, indexes)
+    real = 8 * len(encode_indexed(symbols, indexes, TABLES))
+    assert abs(real - ideal) <= 0.001 * ideal + 64 * 8, (real, ideal)

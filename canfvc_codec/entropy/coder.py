@@ -34,7 +34,10 @@ from canfvc_codec.errors import BitstreamError
 TABLE_PRECISION = 24
 MAX_VARINT_BYTES = 10  # a uint64 in LEB128
 _WORD_BYTES = 4
+# Symbols below this magnitude take the int32 fast path; the margin keeps ``symbol - min`` of any
+# table inside int32.
 _INT32_SAFE = 2**31 - 2**20
+# Rounded latents are clipped here before the int64 conversion (see round_to_symbols).
 MAX_SYMBOL = 2**62
 
 _Categorical = constriction.stream.model.Categorical
@@ -109,8 +112,9 @@ def pmf_to_freqs(pmf: np.ndarray) -> np.ndarray:
     total = 1 << TABLE_PRECISION
     if len(pmf) > total // 2:
         raise ValueError("table too long for the table precision")
-    mass = pmf.sum()
-    share = pmf / mass * (total - len(pmf)) if mass > 0 else np.zeros_like(pmf)
+    if pmf.sum() <= 0:  # no information (a degenerate density): code uniformly
+        pmf = np.ones_like(pmf)
+    share = pmf / pmf.sum() * (total - len(pmf))
     freqs = 1 + np.floor(share).astype(np.int64)
     left = total - int(freqs.sum())
     if left > 0:
@@ -278,34 +282,39 @@ def decode_indexed(data: bytes, indexes: np.ndarray, tables: IntegerTables) -> n
 
     order = np.argsort(idx, kind="stable")
     counts = np.bincount(idx, minlength=tables.num_tables)
-    values = np.empty(idx.size, dtype=np.int64)
+    # Regular values are table entries plus the table's minimum: int32 suffices for real tables,
+    # which halves the memory traffic of the final scatter. Escaped values are patched in after.
+    escape_codes = tables.escape_codes
+    reach = int(np.abs(tables.mins).max() + escape_codes.max()) if tables.num_tables else 0
+    values = np.empty(idx.size, dtype=np.int32 if reach < _INT32_SAFE else np.int64)
     escaped = np.empty(idx.size, dtype=bool)
     decoder = _RangeDecoder(words)
     models = tables.models()
-    escape_codes = tables.escape_codes
     start = 0
     try:
         for k in np.flatnonzero(counts):
             end = start + int(counts[k])
             group = decoder.decode(models[k], int(counts[k]))
             np.equal(group, escape_codes[k], out=escaped[start:end])
-            np.add(group, tables.mins[k], out=values[start:end])
+            np.add(group, tables.mins[k], out=values[start:end], casting="unsafe")
             start = end
     except Exception as exc:  # constriction rejects words no encoder can produce (AssertionError)
         raise BitstreamError(f"entropy stream: {exc}") from None
 
     escape_values = unzigzag(decode_varints(escape_bytes))
-    if escape_values.size != np.count_nonzero(escaped):
+    escaped_at = np.flatnonzero(escaped)
+    if escape_values.size != escaped_at.size:
         raise BitstreamError("entropy stream: escape values do not match the escape symbols")
-    if escape_values.size:
-        values[escaped] = escape_values
     out = np.empty_like(values)
     out[order] = values
+    out = out.astype(np.int64, copy=False)
+    if escaped_at.size:
+        out[order[escaped_at]] = escape_values
     return out.reshape(shape)
 
 
 def round_to_symbols(centred: torch.Tensor) -> np.ndarray:
-    """``round(centred)`` as a flat-able integer array: int32 when every value fits, else int64.
+    """``round(centred)`` as an integer array: int32 when every value fits, else int64.
 
     Values are clipped to ±2**62 (a latent that large is meaningless, and the clip keeps the int64
     conversion defined); a non-finite value is a bug upstream and raises ValueError.

@@ -135,8 +135,9 @@ class FactorizedPrior(TabledModel):
         """Build the integer tables from the current density (one per channel)."""
         medians = self.medians
         lowest, highest = self._tail_points(medians)
-        low = torch.ceil(medians - lowest).clamp(0, MAX_HALF_WIDTH).long()
-        high = torch.ceil(highest - medians).clamp(0, MAX_HALF_WIDTH).long()
+        # nan_to_num: a degenerate density still gives valid (if poor) tables.
+        low = torch.ceil(medians - lowest).nan_to_num(0).clamp(0, MAX_HALF_WIDTH).long()
+        high = torch.ceil(highest - medians).nan_to_num(0).clamp(0, MAX_HALF_WIDTH).long()
         length = int((low + high).max()) + 1
         offsets = torch.arange(length, dtype=medians.dtype, device=medians.device)
         samples = (medians - low).view(-1, 1, 1) + offsets.view(1, 1, -1)
@@ -156,7 +157,7 @@ class FactorizedPrior(TabledModel):
         return np.broadcast_to(np.arange(c, dtype=np.int64).reshape(1, c, 1, 1), (n, c, h, w))
 
     def symbols(self, z: Tensor) -> np.ndarray:
-        """The integers that are coded: ``round(z - median)`` per channel, int64."""
+        """The integers that are coded, ``round(z - median)`` per channel (int32 or int64)."""
         medians = self.medians.view(1, -1, 1, 1).to(z.dtype)
         return round_to_symbols(z - medians)
 

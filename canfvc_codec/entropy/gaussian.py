@@ -93,7 +93,7 @@ class GaussianConditional(TabledModel):
         return y_hat, self.likelihood(y_hat, scales, means)
 
     def symbols(self, y: Tensor, means: Tensor | None = None) -> np.ndarray:
-        """The integers that are coded: ``round(y - means)`` as int64."""
+        """The integers that are coded, ``round(y - means)`` (int32 where all fit, else int64)."""
         return round_to_symbols(y if means is None else y - means)
 
     def compress(self, y: Tensor, scales: Tensor, means: Tensor | None = None) -> bytes:

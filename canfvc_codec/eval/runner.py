@@ -239,6 +239,7 @@ class CanfvcCommand:
     python: str
     model: str | None = None
     device: str | None = None
+    timeout_s: float | None = None  # per encode or decode command
 
     def _base(self, command: str) -> list[str]:
         return [self.python, "-m", "canfvc_codec", command]
@@ -263,17 +264,17 @@ class CanfvcCommand:
     def encode(self, source: Path, output: Path, lmbda: float, gop: int) -> RunStats:
         cmd = (
             self._base("encode")
-            + [source, "-o", output, "--lambda", f"{lmbda:g}", "--gop", str(gop)]
+            + [source, "-o", output, "--lambda", f"{lmbda:g}", "--gop", str(gop), "--quiet"]
             + self._common()
         )
-        stats = run_measured(cmd)
+        stats = run_measured(cmd, timeout_s=self.timeout_s)
         if not stats.ok or not output.is_file():
             raise CanfvcUnavailable(f"encoding at lambda {lmbda:g} failed: {stats.error_line()}")
         return stats
 
     def decode(self, stream: Path, output: Path) -> RunStats:
-        cmd = self._base("decode") + [stream, "-o", output] + self._common()
-        stats = run_measured(cmd)
+        cmd = self._base("decode") + [stream, "-o", output, "--quiet"] + self._common()
+        stats = run_measured(cmd, timeout_s=self.timeout_s)
         if not stats.ok:
             raise CanfvcUnavailable(f"decoding {stream.name} failed: {stats.error_line()}")
         return stats

@@ -44,6 +44,7 @@ LOSSLESS_ENCODERS = {
     ".mkv": ("matroska", {"vcodec": "libx264", "qp": 0}),
 }
 STDERR_TAIL_LINES = 3
+OPEN_ERROR_PREFIX = "Error opening input"
 _STREAM_LINE = re.compile(r"Stream #\d+:\d+.*?: Video: (.*)")
 _DEPTH = re.compile(r"p(\d+)(?:le|be)?$")
 
@@ -106,6 +107,8 @@ def probe(path: str) -> ProbeResult:
     if match is None:
         errors = [line.strip() for line in log.splitlines() if line.strip()]
         reason = errors[-1] if errors else "unknown format"
+        if reason.startswith(OPEN_ERROR_PREFIX) and ": " in reason:
+            reason = reason.split(": ", 1)[1]  # keep ffmpeg's reason, drop its preamble
         if "Stream #" in log:
             reason = "it has no video stream"
         raise InputError(f"{path}: ffmpeg cannot read it: {reason}")

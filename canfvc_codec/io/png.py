@@ -16,7 +16,6 @@ import numpy as np
 
 from canfvc_codec.errors import OutputError
 from canfvc_codec.io.base import VideoWriter
-from canfvc_codec.io.color import yuv_to_rgb
 from canfvc_codec.io.frame import Frame, VideoInfo
 from canfvc_codec.io.output import AtomicOutput, check_output_path
 
@@ -74,6 +73,9 @@ class PngSequenceWriter(VideoWriter):
         return self.pattern % number
 
     def _write(self, frame: Frame) -> None:
+        # Imported here so that opening videos (and the command line) does not load torch.
+        from canfvc_codec.io.color import yuv_to_rgb
+
         rgb = yuv_to_rgb(frame, self.info).permute(1, 2, 0).numpy()
         if self.info.bit_depth > 8:
             pixels = np.round(rgb * np.iinfo(np.uint16).max).astype(np.uint16)

@@ -23,8 +23,13 @@ from torch import Tensor, nn
 
 from canfvc_codec.entropy import FactorizedPrior, GaussianConditional
 from canfvc_codec.networks.config import CoderConfig
-from canfvc_codec.nn.anf import AdditiveStep, AnalysisTransform, HyperAnalysis, HyperSynthesis
-from canfvc_codec.nn.anf import PriorFusion
+from canfvc_codec.nn.anf import (
+    AdditiveStep,
+    AnalysisTransform,
+    HyperAnalysis,
+    HyperSynthesis,
+    PriorFusion,
+)
 from canfvc_codec.nn.gain import ANCHOR_LAMBDAS, LambdaGain
 
 LATENT_DOWN = 16  # latents at 1/16 of the frame
@@ -48,9 +53,7 @@ class CoderOutput:
 
     def bits(self) -> Tensor:
         """Estimated bits per sample, shape (N,)."""
-        return sum(
-            (-torch.log2(lik)).flatten(1).sum(dim=1) for lik in self.likelihoods.values()
-        )  # type: ignore[return-value]
+        return sum((-torch.log2(lik)).flatten(1).sum(dim=1) for lik in self.likelihoods.values())  # type: ignore[return-value]
 
 
 class AnfCoder(nn.Module):
@@ -165,7 +168,9 @@ class AnfCoder(nn.Module):
         start = self._start(cond, x, x.shape[-2:])
         x_hat = self._synthesise(y_hat * inv_gain, start, cond)
         condition_mse = (y2 - start).pow(2).flatten(1).mean(dim=1)
-        return CoderOutput(x_hat, {"hyper": h_likelihoods, "latent": y_likelihoods}, y2, condition_mse)
+        return CoderOutput(
+            x_hat, {"hyper": h_likelihoods, "latent": y_likelihoods}, y2, condition_mse
+        )
 
     # -- coding -------------------------------------------------------------------------------
 

@@ -29,15 +29,19 @@ def parameter_counts(model: VideoModel) -> dict[str, int]:
     }
 
 
-def _macs(fn) -> int:
+def _counted(fn):
+    """(fn's result, MACs it took)."""
     with FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops() // FLOPS_PER_MAC
+        result = fn()
+    return result, counter.get_total_flops() // FLOPS_PER_MAC
 
 
 @torch.no_grad()
 def frame_macs(model: VideoModel, size: tuple[int, int] = REPORT_SIZE) -> dict[str, int]:
-    """MACs to encode and to decode an I-frame, a GOP's first P-frame and a later P-frame."""
+    """MACs to encode and to decode an I-frame, a GOP's first P-frame and a later P-frame.
+
+    The encoder's count includes decoding its own streams (it needs its references).
+    """
     model = model.eval()
     model.update()
     height, width = PROBE_SIZE
@@ -46,18 +50,18 @@ def frame_macs(model: VideoModel, size: tuple[int, int] = REPORT_SIZE) -> dict[s
     scale = (size[0] * size[1]) // (height * width)
     macs: dict[str, int] = {}
 
-    streams, x_hat = model.compress_intra(frames[0], PROBE_LAMBDA)
-    macs["intra_encode"] = _macs(lambda: model.compress_intra(frames[0], PROBE_LAMBDA))
-    macs["intra_decode"] = _macs(
+    (streams, x_hat), macs["intra_encode"] = _counted(
+        lambda: model.compress_intra(frames[0], PROBE_LAMBDA)
+    )
+    _, macs["intra_decode"] = _counted(
         lambda: model.decompress_intra(streams, PROBE_SIZE, PROBE_LAMBDA)
     )
     refs = References([to_reference(x_hat)])
     for key, frame in (("first_p", frames[1]), ("p", frames[2])):
-        streams, x_hat, flow_hat = model.compress_inter(frame, refs, PROBE_LAMBDA)
-        macs[f"{key}_encode"] = _macs(
+        (streams, x_hat, flow_hat), macs[f"{key}_encode"] = _counted(
             lambda frame=frame, refs=refs: model.compress_inter(frame, refs, PROBE_LAMBDA)
         )
-        macs[f"{key}_decode"] = _macs(
+        _, macs[f"{key}_decode"] = _counted(
             lambda streams=streams, refs=refs: model.decompress_inter(streams, refs, PROBE_LAMBDA)
         )
         refs = refs.push(to_reference(x_hat), flow_hat)

@@ -1,4 +1,4 @@
-"""The conditional CANF coder (CANF-VC §3.3), one class for frames (x_t | x_c) and flows (f_t | f_c).
+"""The conditional CANF coder: one class for frames (x_t | x_c) and flows (f_t | f_c).
 
 Two additive steps whose analysis transforms see the condition; decoding starts from the
 condition; the latent's mean and scale fuse the hyperprior with a temporal prior, an analysis

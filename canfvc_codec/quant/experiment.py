@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from ..datasets import TRAIN_RANGES, ClipRange, clip_path
 from .binary_entropy import BinaryEntropyModel
+from .modulation import DifferentialModulator
 from .quantizers import LatentQuantizer, make_quantizer
 
 # Frames are decoded at this width (height keeps the aspect ratio): it softens the H.264 blur of
@@ -51,6 +52,7 @@ MODULATOR_INPUT_BOUND = 0.5
 LEARNING_RATE = 1e-3
 LIKELIHOOD_BOUND = 1e-9
 PIXEL_MAX = 1.0
+PIXEL_MEAN = 0.5  # the networks work on centred pixels
 LOSS_SMOOTHING = 25  # steps in the moving average of the plotted training loss
 
 
@@ -175,7 +177,7 @@ class GroupAutoencoder(nn.Module):
     def forward(self, frames: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(reconstruction, likelihoods, quantised latents) of frames (N, T, 3, H, W)."""
         n, t = frames.shape[:2]
-        latents = self.encoder(frames.flatten(0, 1)).unflatten(0, (n, t))
+        latents = self.encoder(frames.flatten(0, 1) - PIXEL_MEAN).unflatten(0, (n, t))
         if self.quantizer.binary:
             latents = MODULATOR_INPUT_BOUND * torch.tanh(latents)
         quantised, _ = self.quantizer(latents)
@@ -183,7 +185,7 @@ class GroupAutoencoder(nn.Module):
         padding = torch.zeros_like(quantised[:, :1]).expand(-1, DECODER_WINDOW - 1, -1, -1, -1)
         padded = torch.cat([padding, quantised], 1)
         windows = torch.cat([padded[:, k : k + t] for k in range(DECODER_WINDOW)], 2)
-        reconstruction = self.decoder(windows.flatten(0, 1)).unflatten(0, (n, t))
+        reconstruction = self.decoder(windows.flatten(0, 1)).unflatten(0, (n, t)) + PIXEL_MEAN
         return reconstruction, likelihoods, quantised
 
 
@@ -336,6 +338,49 @@ def plot(records: list[RunRecord], out: Path) -> list[Path]:
     return [curves, rd]
 
 
+def noise_spectra(
+    orders: tuple[int, ...] = (1, 2), sequences: int = 128, length: int = 1024, seed: int = 0
+) -> dict[str, list[float]]:
+    """Averaged, Hann-windowed power spectra of b - c for a uniform random input in [-0.5, 0.5]."""
+    generator = torch.Generator().manual_seed(seed)
+    c = torch.rand((length, sequences), generator=generator, dtype=torch.float64) - 0.5
+    window = np.hanning(length)[:, None]
+    spectra: dict[str, list[float]] = {}
+    for order in orders:
+        bits = DifferentialModulator(order, frame_dim=0).run(c).bits
+        error = np.fft.rfft((bits - c).numpy() * window, axis=0)
+        spectra[f"order{order}"] = np.mean(np.abs(error) ** 2, axis=1).tolist()
+    spectra["omega"] = np.linspace(0, np.pi, length // 2 + 1).tolist()
+    return spectra
+
+
+def plot_noise_spectra(spectra: dict[str, list[float]], out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    omega = np.asarray(spectra["omega"])[1:]
+    gain = np.abs(1 - np.exp(-1j * omega)) ** 2
+    # Scale each NTF model to the measurement at the low end of the plotted band.
+    anchor = np.searchsorted(omega, np.pi / 32)
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for key, colour in (("order1", "tab:blue"), ("order2", "tab:red")):
+        order = int(key[-1])
+        power = np.asarray(spectra[key])[1:]
+        model = gain**order * power[anchor] / gain[anchor] ** order
+        ax.loglog(omega / np.pi, power, color=colour, label=f"measured, order {order}")
+        ax.loglog(omega / np.pi, model, color=colour, ls="--", label=f"|1 - e^-jω|^{2 * order}")
+    ax.set(xlabel="ω / π", ylabel="power of b - c", title="noise shaping on a random input")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    path = out / "differential-modulation-ntf.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 # ----------------------------------------------------------------------------------------------
 
 
@@ -343,15 +388,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("docs/experiments"))
     parser.add_argument("--quantizers", default="round,dm1,dm2")
-    parser.add_argument("--lambdas", default="256,1024")
-    parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--eval-every", type=int, default=50)
+    parser.add_argument("--lambdas", default="128,1024")
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
+    print(plot_noise_spectra(noise_spectra(), args.out))
     data = load_frames()
     records = []
     for lmbda in (float(x) for x in args.lambdas.split(",")):

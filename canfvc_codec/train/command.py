@@ -1,0 +1,127 @@
+"""``canfvc train`` / ``python -m canfvc_codec.train``: the command line of the trainer.
+
+Only click is imported here, so that ``canfvc --help`` stays fast; torch and the networks are
+imported when the command runs.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+CONFIG_NAMES = ("tiny", "lite", "full")
+PHASE_NAMES = (
+    "flow",
+    "extrapolation",
+    "intra",
+    "ip_motion",
+    "ip_inter",
+    "ip_joint",
+    "ipppp",
+    "finetune",
+)
+
+
+@click.command(
+    "train", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
+@click.option(
+    "--config",
+    "config",
+    type=click.Choice(CONFIG_NAMES),
+    default="lite",
+    show_default=True,
+    help="Model configuration.",
+)
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
+@click.option(
+    "--crop", type=click.IntRange(64), help="Crop side [default: 256 on CUDA, 128 on CPU]."
+)
+@click.option("--batch", type=click.IntRange(1), help="Batch size [default: 8 on CUDA, 2 on CPU].")
+@click.option(
+    "--phase",
+    type=click.Choice(PHASE_NAMES),
+    help="Train this phase only, instead of following the schedule.",
+)
+@click.option("--steps", type=click.IntRange(0), help="Stop this run after this many steps.")
+@click.option(
+    "--minutes",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Stop this run after this many minutes (checkpoint and export included).",
+)
+@click.option(
+    "--plan-steps", type=click.IntRange(1), help="Length of the whole phase schedule in steps."
+)
+@click.option(
+    "--plan-minutes",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Length of the whole phase schedule in training minutes "
+    "[default for a new run: its --minutes, else its --steps, else 60 minutes].",
+)
+@click.option(
+    "--ckpt",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("checkpoints/lite"),
+    show_default=True,
+    help="Checkpoint folder (last.pt, log.csv, curves.png).",
+)
+@click.option(
+    "--resume", is_flag=True, help="Continue from the checkpoint in --ckpt when there is one."
+)
+@click.option(
+    "--init-weights",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Start a new run from these model weights (fresh optimiser).",
+)
+@click.option(
+    "--export",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="At the end, write fp16 weights here and the model card beside them (.json).",
+)
+@click.option(
+    "--clips",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Folder holding bikes.mp4 and bigbuckbunny.mp4 [default: the clip cache].",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--checkpoint-minutes",
+    type=click.FloatRange(min=0, min_open=True),
+    default=5.0,
+    show_default=True,
+    help="Checkpoint interval.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["bf16", "fp32"]),
+    help="Autocast precision [default: bf16 on CUDA, fp32 on CPU].",
+)
+@click.option("--threads", type=click.IntRange(1), help="CPU threads for torch.")
+@click.option("--no-stills", is_flag=True, help="Train on the video clips only.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train_command(**kwargs: object) -> None:
+    """Train a CANF-VC model, resumable, in short or long runs."""
+    started = time.monotonic()
+    from canfvc_codec.train.optional import allow_training_without_range_coder
+
+    allow_training_without_range_coder()
+    import torch
+
+    from canfvc_codec.train.trainer import Trainer, TrainOptions
+
+    threads = kwargs.pop("threads")
+    if threads:
+        torch.set_num_threads(int(threads))
+    use_stills = not kwargs.pop("no_stills")
+    progress = not kwargs.pop("quiet")
+    options = TrainOptions(**kwargs, use_stills=use_stills, progress=progress)  # type: ignore[arg-type]
+    trainer = Trainer(options, started=started)
+    result = trainer.run()
+    phase = trainer.active.name if trainer.active else "-"
+    click.echo(
+        f"step {result.step}, phase {phase}, {result.seconds / 60:.1f} training minutes; "
+        f"checkpoint {trainer.checkpoint_path}",
+        err=True,
+    )

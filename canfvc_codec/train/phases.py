@@ -1,0 +1,322 @@
+"""The training phases (supplement §7, Table A5) scaled to the compute at hand, and their steps.
+
+The paper trains in three major phases: pre-training of motion estimation and extrapolation
+(distortion only), 2-frame (IP) training of the P-frame coder from uncompressed references, and
+5-frame (IPPPP) training on decoded references, ending with all networks fine-tuned together.
+We keep that order and give each phase a *share* of a training plan (in steps or in seconds), so
+the same schedule fits a ten-minute run and a day-long one. The ANFIC intra coder, which the paper
+takes pre-trained, gets its own rate-distortion phase on frames and stills.
+
+Each phase names the parts of :class:`~canfvc_codec.networks.VideoModel` it trains (the others are
+frozen) and a ``kind`` that says how one training step computes its loss; :func:`run_step` does
+the forward and backward passes of one step and returns the figures the trainer logs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from canfvc_codec.errors import UsageError
+from canfvc_codec.networks import References, VideoModel, to_reference
+from canfvc_codec.nn.layers import backward_warp
+from canfvc_codec.train import losses
+
+ALL_PARTS = ("intra", "motion_first", "motion", "inter", "spynet", "extrapolation", "mc")
+P_CODER_PARTS = ("motion_first", "motion", "mc", "inter")
+# In 2-frame training a batch exercises the first-P (hyperprior) motion coder with this
+# probability, the conditional motion coder otherwise: in a GOP of 32 most P-frames are conditional.
+FIRST_P_PROBABILITY = 0.3
+# A first-P sample needs the target and one reference; a conditional one three references.
+IP_FRAMES = 4
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One row of the schedule: what trains, on what, how fast, and for what share of the plan."""
+
+    name: str
+    kind: str  # flow | extrapolation | intra | motion | ip | sequence
+    parts: tuple[str, ...]  # VideoModel children that receive gradients
+    frames: int  # frames per training sequence
+    lr: float
+    share: float  # fraction of the plan
+    description: str
+
+
+SCHEDULE: tuple[Phase, ...] = (
+    Phase(
+        "flow",
+        "flow",
+        ("spynet",),
+        2,
+        3e-4,
+        0.06,
+        "SPyNet from the warping loss (distilled from OpenCV DIS flow when cv2 is present)",
+    ),
+    Phase(
+        "extrapolation",
+        "extrapolation",
+        ("extrapolation",),
+        IP_FRAMES,
+        3e-4,
+        0.04,
+        "flow-extrapolation U-Net on SPyNet flows of uncompressed frames",
+    ),
+    Phase(
+        "intra",
+        "intra",
+        ("intra",),
+        1,
+        2e-4,
+        0.24,
+        "ANFIC intra coder, rate-distortion on frames and stills",
+    ),
+    Phase(
+        "ip_motion",
+        "motion",
+        ("motion_first", "motion", "mc"),
+        IP_FRAMES,
+        2e-4,
+        0.08,
+        "2-frame: motion coders and motion compensation, D(x_c, x_t) + motion rate",
+    ),
+    Phase(
+        "ip_inter",
+        "ip",
+        ("inter",),
+        IP_FRAMES,
+        2e-4,
+        0.10,
+        "2-frame: inter-frame coder with motion coders and MC frozen",
+    ),
+    Phase(
+        "ip_joint",
+        "ip",
+        P_CODER_PARTS,
+        IP_FRAMES,
+        1e-4,
+        0.10,
+        "2-frame: motion coders, MC and inter-frame coder jointly",
+    ),
+    Phase(
+        "ipppp",
+        "sequence",
+        P_CODER_PARTS,
+        5,
+        1e-4,
+        0.22,
+        "5-frame IPPPP on decoded references, gradient stopped at each reference",
+    ),
+    Phase(
+        "finetune",
+        "sequence",
+        ALL_PARTS,
+        7,
+        5e-5,
+        0.16,
+        "all networks, 7-frame sequences on decoded references, lower learning rate",
+    ),
+)
+PHASES = {p.name: p for p in SCHEDULE}
+
+
+def get_phase(name: str) -> Phase:
+    try:
+        return PHASES[name]
+    except KeyError:
+        raise UsageError(f"unknown phase {name!r} (known: {', '.join(PHASES)})") from None
+
+
+def phase_at(progress: float) -> Phase:
+    """The phase of the schedule at ``progress`` in [0, 1] of the plan; the last one after it."""
+    edge = 0.0
+    for phase in SCHEDULE:
+        edge += phase.share
+        if progress < edge:
+            return phase
+    return SCHEDULE[-1]
+
+
+def set_trainable(model: VideoModel, parts: tuple[str, ...]) -> None:
+    """Freeze every part of ``model`` except ``parts`` (the factorised priors' quantiles stay
+    trainable: the auxiliary loss keeps their tables right for whatever the coders learn)."""
+    for name, child in model.named_children():
+        for pname, param in child.named_parameters():
+            param.requires_grad_(name in parts or pname.endswith("quantiles"))
+
+
+@dataclass
+class StepResult:
+    """Figures of one step, averaged over its coded frames."""
+
+    loss: float
+    bpp: float
+    mse: float
+    lmbda: float
+
+
+# A flow "teacher": (target frames, reference frames) -> flow, or None to learn from warping alone.
+FlowTeacher = Callable[[Tensor, Tensor], Tensor]
+
+
+def dis_teacher() -> FlowTeacher | None:
+    """OpenCV's DIS optical flow as a teacher for SPyNet, when OpenCV is installed."""
+    try:
+        import cv2
+    except ImportError:
+        return None
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+
+    def teach(target: Tensor, reference: Tensor) -> Tensor:
+        # DIS(a, b) gives f with a(p) ~ b(p + f): the flow that backward-warps b onto a.
+        def gray(x: Tensor) -> np.ndarray:
+            luma = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]) * 255.0
+            return luma.round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+
+        a, b = gray(target), gray(reference)
+        flows = [dis.calc(a[i], b[i], None) for i in range(len(a))]
+        return torch.from_numpy(np.stack(flows)).permute(0, 3, 1, 2).to(target.device)
+
+    return teach
+
+
+def _result(figures: dict[str, Tensor], lmbda: float) -> StepResult:
+    value = {k: float(v.detach()) for k, v in figures.items()}
+    return StepResult(value["loss"], value["bpp"], value["mse"], lmbda)
+
+
+def _p_frame_loss(out, x: Tensor, lmbda: float) -> dict[str, Tensor]:
+    figures = out.loss(x, lmbda)
+    return {k: v.float() for k, v in figures.items()}
+
+
+def _estimated_refs(model: VideoModel, frames: Tensor, conditional: bool) -> References:
+    """References built from uncompressed frames (2-frame training): the last one alone for the
+    first-P coder, or three frames and their SPyNet flows for the conditional coder."""
+    if not conditional:
+        return References([frames[:, -1]])
+    with torch.no_grad():
+        flows = [model.spynet(frames[:, k], frames[:, k - 1]).float() for k in (1, 2)]
+    return References([frames[:, 0], frames[:, 1], frames[:, 2]], flows)
+
+
+def _motion_forward(
+    model: VideoModel, x: Tensor, refs: References, lmbda: float
+) -> tuple[Tensor, Tensor]:
+    """Motion part of a P-frame only: (motion bits per pixel per sample, x_c).
+
+    Mirrors :meth:`VideoModel.forward_inter` up to motion compensation, for the phase that trains
+    the motion coders before the inter-frame coder is involved.
+    """
+    reference = refs.frames[-1]
+    flow = model.spynet(x, reference)
+    if refs.first_p:
+        motion = model.motion_first(flow, lmbda)
+    else:
+        f_c, prior = model.motion_condition(refs)
+        motion = model.motion(flow, lmbda, f_c, prior)
+    x_c = model.mc(reference, motion.x_hat)
+    return motion.bits() / (x.shape[-2] * x.shape[-1]), x_c
+
+
+def run_step(
+    model: VideoModel,
+    phase: Phase,
+    batch: Tensor,
+    lmbda: float,
+    rng: np.random.Generator,
+    autocast: Callable[[], object],
+    teacher: FlowTeacher | None = None,
+) -> StepResult:
+    """Forward and backward passes of one step of ``phase`` on ``batch`` (B, T, 3, H, W).
+
+    Gradients are accumulated into the parameters; the caller steps the optimiser. Multi-frame
+    kinds call ``backward`` once per frame (their graphs are independent since references are
+    detached), which keeps memory at one frame's worth.
+    """
+    kind = phase.kind
+    if kind == "flow":
+        x_ref, x = batch[:, 0], batch[:, 1]
+        with autocast():
+            flow = model.spynet(x, x_ref).float()
+        warped = backward_warp(x_ref, flow)
+        loss = losses.warping_loss(warped, x, flow)
+        if teacher is not None:
+            loss = loss + losses.endpoint_error(flow, teacher(x, x_ref))
+        loss.backward()
+        return StepResult(float(loss.detach()), 0.0, float(losses.mse(warped.detach(), x)), lmbda)
+
+    if kind == "extrapolation":
+        with torch.no_grad(), autocast():
+            flows = [model.spynet(batch[:, k], batch[:, k - 1]).float() for k in (1, 2, 3)]
+        with autocast():
+            f_c = model.extrapolation([batch[:, 0], batch[:, 1], batch[:, 2]], flows[:2]).float()
+        loss = losses.endpoint_error(f_c, flows[2])
+        loss.backward()
+        warped = backward_warp(batch[:, 2], f_c.detach())
+        return StepResult(float(loss.detach()), 0.0, float(losses.mse(warped, batch[:, 3])), lmbda)
+
+    if kind == "intra":
+        x = batch[:, 0]
+        with autocast():
+            out = model(x, lmbda)
+        figures = _p_frame_loss(out, x, lmbda)
+        figures["loss"].backward()
+        return _result(figures, lmbda)
+
+    if kind in ("motion", "ip"):
+        conditional = rng.random() >= FIRST_P_PROBABILITY
+        refs = _estimated_refs(model, batch[:, : IP_FRAMES - 1], conditional)
+        x = batch[:, IP_FRAMES - 1]
+        with autocast():
+            if kind == "motion":
+                bpp, x_c = _motion_forward(model, x, refs, lmbda)
+                distortion = losses.mse(x_c, x)
+                rate = bpp.float().mean()
+                loss = losses.rd_loss(rate, distortion, lmbda)
+                figures = {"loss": loss, "bpp": rate, "mse": distortion}
+            else:
+                figures = _p_frame_loss(model(x, lmbda, refs), x, lmbda)
+        figures["loss"].backward()
+        return _result(figures, lmbda)
+
+    if kind == "sequence":
+        return _sequence_step(model, phase, batch, lmbda, autocast)
+    raise ValueError(f"unknown phase kind {kind!r}")
+
+
+def _sequence_step(
+    model: VideoModel, phase: Phase, batch: Tensor, lmbda: float, autocast: Callable[[], object]
+) -> StepResult:
+    """IPP...P on decoded references: the I-frame from the intra coder (trained only when the
+    phase trains it), every P-frame from the references the decoder would hold."""
+    train_intra = "intra" in phase.parts
+    totals = {"loss": 0.0, "bpp": 0.0, "mse": 0.0}
+    frames = batch.shape[1]
+    x = batch[:, 0]
+    with torch.set_grad_enabled(train_intra), autocast():
+        out = model(x, lmbda)
+    figures = _p_frame_loss(out, x, lmbda)
+    counted = 0
+    if train_intra:
+        (figures["loss"] / frames).backward()
+        counted = 1
+        for k in totals:
+            totals[k] += float(figures[k].detach())
+    refs = References([to_reference(out.x_hat.detach().float())])
+    for t in range(1, frames):
+        x = batch[:, t]
+        with autocast():
+            out = model(x, lmbda, refs)
+        figures = _p_frame_loss(out, x, lmbda)
+        (figures["loss"] / (frames - 1 + counted)).backward()
+        for k in totals:
+            totals[k] += float(figures[k].detach())
+        refs = refs.push(to_reference(out.x_hat.detach().float()), out.flow_hat.detach().float())
+    coded = frames - 1 + counted
+    return StepResult(totals["loss"] / coded, totals["bpp"] / coded, totals["mse"] / coded, lmbda)

@@ -1,0 +1,518 @@
+"""The training loop: phases, optimisers, checkpoints, logs, curves and export.
+
+A run trains for ``--steps`` steps or ``--minutes`` minutes (whichever comes first) and always
+ends with a checkpoint, so that training works in short runs as well as long ones: the next run
+with ``--resume`` continues exactly where the last one stopped (model, optimisers, phase and
+progress, every random generator, data sampler). The phase comes from the schedule of
+:mod:`canfvc_codec.train.phases` and the run's progress through its *plan* (a number of steps or
+of training minutes, fixed when the run starts and kept in the checkpoint); ``--phase`` trains one
+phase only.
+
+Files in the checkpoint folder: ``last.pt`` (the checkpoint), ``log.csv`` (step, phase, loss,
+bpp, psnr, lambda, seconds) and ``curves.png``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import functools
+import math
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from canfvc_codec.datasets import TRAIN_RANGES
+from canfvc_codec.entropy import FactorizedPrior, GaussianConditional
+from canfvc_codec.errors import UsageError
+from canfvc_codec.networks import ModelConfig, VideoModel, get_config
+from canfvc_codec.train import losses, phases
+from canfvc_codec.train.data import STILL_NAMES, TrainingData
+
+CHECKPOINT_NAME = "last.pt"
+LOG_NAME = "log.csv"
+CURVES_NAME = "curves.png"
+CHECKPOINT_FORMAT = "canfvc-train"
+CHECKPOINT_VERSION = 1
+LOG_FIELDS = ("step", "phase", "loss", "bpp", "psnr", "lambda", "seconds")
+
+DEFAULT_CROP = {"cuda": 256, "cpu": 128}
+DEFAULT_BATCH = {"cuda": 8, "cpu": 2}
+DEFAULT_PLAN_MINUTES = 60.0
+AUX_LR = 1e-3  # the factorised priors' quantiles (CompressAI's default)
+GRAD_CLIP = 1.0  # gradient norm clip: keeps early ANF training stable
+LOG_EVERY_STEPS = 10
+LOG_EVERY_SECONDS = 60.0
+STOP_MARGIN_SECONDS = 15.0  # left for the final checkpoint and export in a timed run
+MAX_FILE_MIB = 16.0  # the largest model file that can be committed as it is
+MIB = 1 << 20
+
+
+@dataclass
+class TrainOptions:
+    """Everything a run needs; the command line fills it in."""
+
+    config: str = "lite"
+    device: str = "auto"
+    crop: int | None = None
+    batch: int | None = None
+    phase: str | None = None
+    steps: int | None = None
+    minutes: float | None = None
+    plan_steps: int | None = None
+    plan_minutes: float | None = None
+    ckpt: Path = Path("checkpoints/lite")
+    resume: bool = False
+    init_weights: Path | None = None
+    export: Path | None = None
+    clips: Path | None = None
+    seed: int = 0
+    checkpoint_minutes: float = 5.0
+    precision: str | None = None  # "bf16" | "fp32"; default bf16 on CUDA, fp32 on CPU
+    use_stills: bool = True
+    progress: bool = True
+
+
+@dataclass
+class Progress:
+    """Where a training run stands; saved in every checkpoint."""
+
+    step: int = 0
+    seconds: float = 0.0  # training time so far, all runs together
+    plan_steps: int | None = None
+    plan_seconds: float | None = None
+    phase_steps: dict[str, int] = field(default_factory=dict)
+    device_seconds: dict[str, float] = field(default_factory=dict)
+    skipped_steps: int = 0  # steps whose loss was not finite
+
+    def fraction(self) -> float:
+        if self.plan_steps:
+            return self.step / self.plan_steps
+        if self.plan_seconds:
+            return self.seconds / self.plan_seconds
+        return 0.0
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda asked for, but no CUDA device is available")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise UsageError(f"unknown device {name!r} (cpu, cuda or auto)")
+    return torch.device(name)
+
+
+def _fp32_forward(forward: Callable[..., object], device_type: str) -> Callable[..., object]:
+    """``forward`` run in float32 with autocast off: likelihoods are differences of CDFs, which
+    bf16 cannot resolve, and the rate is exactly what the loss must get right."""
+
+    @functools.wraps(forward)
+    def run(*args: object, **kwargs: object) -> object:
+        with torch.autocast(device_type=device_type, enabled=False):
+            cast = [a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args]
+            return forward(*cast, **kwargs)
+
+    return run
+
+
+def keep_entropy_models_fp32(model: nn.Module, device_type: str) -> None:
+    for module in model.modules():
+        if isinstance(module, GaussianConditional | FactorizedPrior):
+            module.forward = _fp32_forward(module.forward, device_type)  # type: ignore[method-assign]
+
+
+class Trainer:
+    """One training run (see the module docstring)."""
+
+    def __init__(
+        self,
+        options: TrainOptions,
+        *,
+        data: TrainingData | None = None,
+        started: float | None = None,
+    ) -> None:
+        self.options = options
+        self.started = time.monotonic() if started is None else started
+        self.device = resolve_device(options.device)
+        kind = self.device.type
+        self.crop = options.crop or DEFAULT_CROP[kind]
+        self.batch = options.batch or DEFAULT_BATCH[kind]
+        if self.crop % 64:
+            raise UsageError(f"--crop {self.crop} must be a multiple of 64")
+        if options.phase is not None:
+            phases.get_phase(options.phase)
+        precision = options.precision or ("bf16" if kind == "cuda" else "fp32")
+        if precision not in ("bf16", "fp32"):
+            raise UsageError(f"unknown precision {precision!r} (bf16 or fp32)")
+        self.precision = precision
+        if kind == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+            torch.backends.cudnn.benchmark = True
+
+        self.ckpt_dir = Path(options.ckpt)
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        checkpoint = self._existing_checkpoint()
+        config_name = checkpoint["config_name"] if checkpoint else options.config
+        if checkpoint and config_name != options.config:
+            raise UsageError(
+                f"the checkpoint in {self.ckpt_dir} is a {config_name!r} model, "
+                f"not {options.config!r}"
+            )
+        self.config: ModelConfig = get_config(config_name)
+        torch.manual_seed(options.seed)
+        self.model = VideoModel(self.config).to(self.device).train()
+        if precision == "bf16":
+            keep_entropy_models_fp32(self.model, kind)
+        aux = [p for n, p in self.model.named_parameters() if n.endswith("quantiles")]
+        main = [p for n, p in self.model.named_parameters() if not n.endswith("quantiles")]
+        self.optimizer = torch.optim.Adam(main, lr=phases.SCHEDULE[0].lr)
+        self.aux_optimizer = torch.optim.Adam(aux, lr=AUX_LR)
+        self.rng = np.random.default_rng(options.seed + 1)
+        self.data = data or TrainingData.from_cache(
+            self.crop,
+            clips=options.clips,
+            seed=options.seed,
+            device=self.device,
+            use_stills=options.use_stills,
+        )
+        self.teacher = phases.dis_teacher()
+        self.progress = Progress()
+        self.active: phases.Phase | None = None
+
+        if checkpoint:
+            self._restore(checkpoint)
+        else:
+            if options.init_weights is not None:
+                self._load_init_weights(Path(options.init_weights))
+            self.progress.plan_steps = options.plan_steps
+            self.progress.plan_seconds = options.plan_minutes * 60 if options.plan_minutes else None
+            if not self.progress.plan_steps and not self.progress.plan_seconds:
+                minutes = options.minutes or DEFAULT_PLAN_MINUTES
+                if options.steps and not options.minutes:
+                    self.progress.plan_steps = options.steps
+                else:
+                    self.progress.plan_seconds = minutes * 60
+        # An explicit plan on a resumed run replaces the stored one.
+        if checkpoint and options.plan_steps:
+            self.progress.plan_steps, self.progress.plan_seconds = options.plan_steps, None
+        if checkpoint and options.plan_minutes:
+            self.progress.plan_steps, self.progress.plan_seconds = None, options.plan_minutes * 60
+        self._stop_requested = False
+        self._log_rows: list[dict] = []
+
+    # --- checkpoints ---------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.ckpt_dir / CHECKPOINT_NAME
+
+    def _existing_checkpoint(self) -> dict | None:
+        if not self.options.resume or not self.checkpoint_path.is_file():
+            return None
+        state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        if state.get("format") != CHECKPOINT_FORMAT or state.get("version") != CHECKPOINT_VERSION:
+            raise UsageError(f"{self.checkpoint_path} is not a canfvc training checkpoint")
+        return state
+
+    def _load_init_weights(self, path: Path) -> None:
+        from canfvc_codec.weights import load_model
+
+        model, _ = load_model(str(path))
+        if model.config.to_dict() != self.config.to_dict():
+            raise UsageError(
+                f"{path} holds a {model.config.name!r} model, not {self.config.name!r}"
+            )
+        self.model.load_state_dict(model.state_dict())
+
+    def state_dict(self) -> dict:
+        rng = {"torch": torch.get_rng_state(), "numpy": self.rng.bit_generator.state}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "config_name": self.config.name,
+            "config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "aux_optimizer": self.aux_optimizer.state_dict(),
+            "progress": asdict(self.progress),
+            "phase": self.active.name if self.active else None,
+            "rng": rng,
+            "data": self.data.state_dict(),
+            "options": {
+                "crop": self.crop,
+                "batch": self.batch,
+                "seed": self.options.seed,
+                "precision": self.precision,
+            },
+        }
+
+    def _restore(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.aux_optimizer.load_state_dict(state["aux_optimizer"])
+        self.progress = Progress(**state["progress"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if self.device.type == "cuda" and "cuda" in state["rng"]:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        self.rng.bit_generator.state = state["rng"]["numpy"]
+        self.data.load_state_dict(state["data"])
+        if state.get("phase"):
+            self._switch(phases.get_phase(state["phase"]))
+
+    def save_checkpoint(self) -> Path:
+        """Write ``last.pt`` atomically (a crash mid-write leaves the previous one intact)."""
+        part = self.checkpoint_path.with_suffix(".part")
+        torch.save(self.state_dict(), part)
+        part.replace(self.checkpoint_path)
+        self._flush_log()
+        plot_curves(self.ckpt_dir / LOG_NAME, self.ckpt_dir / CURVES_NAME)
+        return self.checkpoint_path
+
+    # --- phases --------------------------------------------------------------------------------
+    def current_phase(self) -> phases.Phase:
+        if self.options.phase:
+            return phases.get_phase(self.options.phase)
+        return phases.phase_at(self.progress.fraction())
+
+    def _switch(self, phase: phases.Phase) -> None:
+        phases.set_trainable(self.model, phase.parts)
+        for group in self.optimizer.param_groups:
+            group["lr"] = phase.lr
+        self.active = phase
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # --- one step ------------------------------------------------------------------------------
+    def step(self) -> phases.StepResult:
+        """One optimisation step of the current phase."""
+        phase = self.current_phase()
+        if phase is not self.active:
+            self._switch(phase)
+        batch = self.data.sequences(self.batch, phase.frames)
+        lmbda = losses.sample_lambda(self.rng)
+        self.optimizer.zero_grad(set_to_none=True)
+        result = phases.run_step(
+            self.model, phase, batch, lmbda, self.rng, self.autocast, self.teacher
+        )
+        trainable = [p for p in self.model.parameters() if p.grad is not None]
+        norm = torch.nn.utils.clip_grad_norm_(trainable, GRAD_CLIP) if trainable else None
+        if math.isfinite(result.loss) and (norm is None or torch.isfinite(norm)):
+            self.optimizer.step()
+        else:
+            self.progress.skipped_steps += 1
+        self.aux_optimizer.zero_grad(set_to_none=True)
+        self.model.aux_loss().backward()
+        self.aux_optimizer.step()
+        self.progress.step += 1
+        self.progress.phase_steps[phase.name] = self.progress.phase_steps.get(phase.name, 0) + 1
+        return result
+
+    # --- the loop ------------------------------------------------------------------------------
+    def _deadline(self) -> float | None:
+        if self.options.minutes is None:
+            return None
+        return self.started + self.options.minutes * 60 - STOP_MARGIN_SECONDS
+
+    @contextlib.contextmanager
+    def _stop_on_signal(self) -> Iterator[None]:
+        """SIGTERM ends the run cleanly with a checkpoint, like reaching the time limit."""
+
+        def request(signum: int, frame: object) -> None:
+            self._stop_requested = True
+
+        try:
+            previous = signal.signal(signal.SIGTERM, request)
+        except ValueError:  # not the main thread
+            previous = None
+        try:
+            yield
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+    def run(self) -> Progress:
+        """Train until ``--steps``/``--minutes`` (or a signal), then checkpoint and export."""
+        from tqdm import tqdm
+
+        options = self.options
+        deadline = self._deadline()
+        last_checkpoint = time.monotonic()
+        window: list[tuple[phases.StepResult, float]] = []
+        window_started = time.monotonic()
+        step_seconds = 0.0
+        done = 0
+        bar = tqdm(
+            total=options.steps,
+            disable=not options.progress,
+            unit="step",
+            dynamic_ncols=True,
+            desc=self.config.name,
+        )
+        with self._stop_on_signal(), bar:
+            try:
+                while not self._stop_requested:
+                    if options.steps is not None and done >= options.steps:
+                        break
+                    if deadline is not None and time.monotonic() + step_seconds > deadline:
+                        break
+                    tic = time.monotonic()
+                    result = self.step()
+                    seconds = time.monotonic() - tic
+                    # The next step is assumed as slow as the slowest recent one.
+                    step_seconds = max(seconds, step_seconds * 0.9)
+                    self._account(seconds)
+                    done += 1
+                    window.append((result, seconds))
+                    bar.update(1)
+                    bar.set_postfix(
+                        phase=self.active.name if self.active else "",
+                        loss=f"{result.loss:.3g}",
+                        bpp=f"{result.bpp:.3f}",
+                        psnr=f"{losses.psnr(result.mse):.2f}",
+                    )
+                    if (
+                        len(window) >= LOG_EVERY_STEPS
+                        or time.monotonic() - window_started >= LOG_EVERY_SECONDS
+                    ):
+                        self._record(window)
+                        window, window_started = [], time.monotonic()
+                    if time.monotonic() - last_checkpoint >= options.checkpoint_minutes * 60:
+                        self.save_checkpoint()
+                        last_checkpoint = time.monotonic()
+            except KeyboardInterrupt:
+                pass
+            if window:
+                self._record(window)
+            self.save_checkpoint()
+        if options.export is not None:
+            export_model(self, Path(options.export))
+        return self.progress
+
+    def _account(self, seconds: float) -> None:
+        self.progress.seconds += seconds
+        kind = self.device.type
+        self.progress.device_seconds[kind] = self.progress.device_seconds.get(kind, 0.0) + seconds
+
+    # --- logs ----------------------------------------------------------------------------------
+    def _record(self, window: list[tuple[phases.StepResult, float]]) -> None:
+        results = [r for r, _ in window]
+        mean_mse = float(np.mean([r.mse for r in results]))
+        self._log_rows.append(
+            {
+                "step": self.progress.step,
+                "phase": self.active.name if self.active else "",
+                "loss": f"{np.mean([r.loss for r in results]):.6g}",
+                "bpp": f"{np.mean([r.bpp for r in results]):.6g}",
+                "psnr": f"{losses.psnr(mean_mse):.4f}",
+                "lambda": f"{math.exp(np.mean([math.log(r.lmbda) for r in results])):.1f}",
+                "seconds": f"{self.progress.seconds:.1f}",
+            }
+        )
+
+    def _flush_log(self) -> None:
+        if not self._log_rows:
+            return
+        path = self.ckpt_dir / LOG_NAME
+        new = not path.is_file()
+        with open(path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerows(self._log_rows)
+        self._log_rows = []
+
+
+def plot_curves(log_path: Path, png_path: Path) -> None:
+    """Loss, bpp and PSNR against the step, one colour per phase."""
+    if not log_path.is_file():
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(log_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return
+    figure, axes = plt.subplots(3, 1, figsize=(9, 9), sharex=True)
+    names = list(dict.fromkeys(r["phase"] for r in rows))
+    for name in names:
+        picked = [r for r in rows if r["phase"] == name]
+        steps = [int(r["step"]) for r in picked]
+        for axis, key in zip(axes, ("loss", "bpp", "psnr"), strict=True):
+            axis.plot(steps, [float(r[key]) for r in picked], ".-", label=name, markersize=3)
+    axes[0].set_yscale("log")
+    for axis, label in zip(axes, ("loss", "bpp (estimated)", "PSNR (dB)"), strict=True):
+        axis.set_ylabel(label)
+        axis.grid(alpha=0.3)
+    axes[-1].set_xlabel("step")
+    axes[0].legend(fontsize=8, ncol=4)
+    figure.tight_layout()
+    part = png_path.with_name(png_path.stem + ".part.png")
+    figure.savefig(part, dpi=90)
+    plt.close(figure)
+    part.replace(png_path)
+
+
+def model_card(trainer: Trainer) -> dict:
+    """What the model file says about its training (RD points are measured afterwards)."""
+    progress = trainer.progress
+    return {
+        "name": f"canfvc-{trainer.config.name}",
+        "config": trainer.config.name,
+        "parameters": sum(p.numel() for p in trainer.model.parameters()),
+        "data": {
+            "clips": [f"{r.clip} frames {r.start}-{r.start + r.count - 1}" for r in TRAIN_RANGES],
+            "stills": f"skimage.data {', '.join(STILL_NAMES)} with synthetic camera motion",
+            "crop": trainer.crop,
+            "batch": trainer.batch,
+            "lambda": f"log-uniform over [{losses.LAMBDA_MIN:g}, {losses.LAMBDA_MAX:g}] per batch",
+        },
+        "phases": [
+            {
+                "name": p.name,
+                "description": p.description,
+                "lr": p.lr,
+                "steps": progress.phase_steps.get(p.name, 0),
+            }
+            for p in phases.SCHEDULE
+        ],
+        "steps": progress.step,
+        "skipped_steps": progress.skipped_steps,
+        "device_seconds": {k: round(v, 1) for k, v in progress.device_seconds.items()},
+        "precision": trainer.precision,
+        "untrained": progress.step == 0,
+        "rd_points": [],
+    }
+
+
+def export_model(trainer: Trainer, path: Path) -> str:
+    """fp16 weights at ``path`` plus the model card beside it (same name, ``.json``)."""
+    import json
+
+    from canfvc_codec.weights import save_model
+
+    # A fresh model holds the weights: the trainer's own carries fp32 wrappers and frozen flags.
+    clean = VideoModel(trainer.config)
+    clean.load_state_dict(trainer.model.state_dict())
+    card = model_card(trainer)
+    model_id = save_model(clean, path, card)
+    card["model_id"] = model_id
+    card["file_mib"] = round(path.stat().st_size / MIB, 2)
+    path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    if card["file_mib"] > MAX_FILE_MIB:
+        print(f"canfvc: note: {path} is {card['file_mib']} MiB, over {MAX_FILE_MIB:g} MiB")
+    return model_id

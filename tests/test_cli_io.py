@@ -1,0 +1,352 @@
+"""The command line around video I/O: help, errors (message, exit status, no partial output),
+pipes, and encode/decode round trips through a stand-in engine that stores frames losslessly.
+
+The stand-in replaces ``canfvc_codec.codec`` so that these tests exercise the command line and
+the readers and writers only, whatever state the real engine is in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from canfvc_codec.cli import EngineUnavailable, _import_engine, main
+from canfvc_codec.io import open_reader
+from tests.test_io_yuv import info_for, random_frames, same, write_all
+
+W, H = 64, 48
+FRAME_BYTES = W * H * 3 // 2
+
+FAKE_ENGINE = """
+import os
+from dataclasses import dataclass
+
+from canfvc_codec.errors import CanfvcError
+from canfvc_codec.io.frame import frame_to_bytes
+from canfvc_codec.io.y4m import Y4MReader, format_header
+
+MAGIC = b"CVC-FAKE\\n"
+FAIL_AFTER = int(os.environ.get("FAKE_FAIL_AFTER", "-1"))
+INTERRUPT = os.environ.get("FAKE_INTERRUPT") == "1"
+
+
+@dataclass
+class EncodeOptions:
+    lmbda: float = 1024.0
+    gop: int = 32
+    model: str = "lite"
+    device: str = "auto"
+
+
+def _maybe_fail(count):
+    if count == FAIL_AFTER:
+        if INTERRUPT:
+            raise KeyboardInterrupt
+        raise CanfvcError("fake engine failure")
+
+
+def encode_video(reader, output, options, *, recon=None, progress=True):
+    output.write(MAGIC + format_header(reader.info))
+    count = 0
+    for frame in reader:
+        _maybe_fail(count)
+        output.write(b"FRAME\\n" + frame_to_bytes(frame, reader.info))
+        if recon is not None:
+            recon.write(frame)
+        count += 1
+    return {"frames": count, "lambda": options.lmbda}
+
+
+def decode_video(source, open_output, *, device="auto", model=None, progress=True):
+    if source.read(len(MAGIC)) != MAGIC:
+        raise CanfvcError("not a stand-in stream")
+    reader = Y4MReader(source, "stream", owns_stream=False)
+    count = 0
+    with open_output(reader.info) as writer:
+        for frame in reader:
+            _maybe_fail(count)
+            writer.write(frame)
+            count += 1
+    return {"frames": count}
+"""
+
+BOOTSTRAP = (
+    "import sys, types\n"
+    "module = types.ModuleType('canfvc_codec.codec')\n"
+    "sys.modules['canfvc_codec.codec'] = module\n"
+    f"exec({FAKE_ENGINE!r}, module.__dict__)\n"
+    "from canfvc_codec.cli import main\n"
+    "main(sys.argv[1:])\n"
+)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def canfvc(*args: str, stdin: bytes | None = None, env: dict[str, str] | None = None, cwd=None):
+    """Run the command line in a fresh interpreter with the stand-in engine."""
+    return subprocess.run(
+        [sys.executable, "-c", BOOTSTRAP, *args],
+        input=stdin,
+        capture_output=True,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+        check=False,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def fake_engine(monkeypatch):
+    module = types.ModuleType("canfvc_codec.codec")
+    monkeypatch.setitem(sys.modules, "canfvc_codec.codec", module)
+    exec(FAKE_ENGINE, module.__dict__)
+    return module
+
+
+def run_main(capsys, *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as stop:
+        main(list(args))
+    captured = capsys.readouterr()
+    return stop.value.code, captured.out, captured.err
+
+
+@pytest.fixture
+def clip(tmp_path) -> Path:
+    path = tmp_path / "clip.y4m"
+    write_all(path, random_frames(4), info_for())
+    return path
+
+
+def frames_of(path, **options):
+    with open_reader(str(path), **options) as reader:
+        return list(reader)
+
+
+# ----------------------------------------------------------------------------- help
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ([], ["Commands:", "encode", "decode", "info", "Examples:"]),
+        (["encode"], ["Output:", "Coding:", "Input:", "--lambda L", "--gop G", "Examples:"]),
+        (["decode"], ["Output:", "Decoding:", "--device", "rec_%04d.png", "Examples:"]),
+        (["info"], ["--json", "--model NAME", "Examples:"]),
+    ],
+)
+def test_help_reads_like_a_codec(capsys, args, expected):
+    code, out, _ = run_main(capsys, *args, "--help")
+    assert code == 0
+    for text in expected:
+        assert text in out
+
+
+def test_version(capsys):
+    code, out, _ = run_main(capsys, "--version")
+    assert code == 0 and out.startswith("canfvc ")
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+ERROR_CASES = {
+    "missing file": (lambda d: d / "missing.y4m", 1, "missing.y4m: no such file"),
+    "not whole frames": (
+        lambda d: _write(d / "c_64x48.yuv", bytes(FRAME_BYTES + 1)),
+        1,
+        "is not a whole number of 64x48 8-bit 4:2:0 frames",
+    ),
+    "unknown size": (lambda d: _write(d / "c.yuv", bytes(FRAME_BYTES)), 2, "unknown frame size"),
+    "odd dimensions": (
+        lambda d: _write(d / "c_63x48.yuv", bytes(100)),
+        1,
+        "odd dimensions 63x48 are not supported",
+    ),
+    "bad y4m header": (
+        lambda d: _write(d / "c.y4m", b"YUV4MPEG2 W64 Hx\n"),
+        1,
+        "bad Y4M header: Hx",
+    ),
+    "unsupported pixel format": (
+        lambda d: _write(d / "c.y4m", b"YUV4MPEG2 W64 H48 C444\n"),
+        1,
+        "unsupported pixel format C444",
+    ),
+}
+
+
+@pytest.mark.parametrize("command", ["encode", "info"])
+@pytest.mark.parametrize("case", list(ERROR_CASES))
+def test_input_errors(tmp_path, capsys, fake_engine, command, case):
+    make, status, message = ERROR_CASES[case]
+    source = make(tmp_path)
+    before = set(tmp_path.iterdir())
+    args = [command, str(source)] + (
+        ["-o", str(tmp_path / "out.cvc")] if command == "encode" else []
+    )
+    code, out, err = run_main(capsys, *args)
+    assert code == status
+    assert err.startswith("canfvc: ") and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert set(tmp_path.iterdir()) == before  # nothing written, not even a temporary file
+
+
+def test_existing_output(tmp_path, capsys, fake_engine, clip):
+    out = _write(tmp_path / "out.cvc", b"old")
+    recon = _write(tmp_path / "rec.yuv", b"old")
+    code, _, err = run_main(capsys, "encode", str(clip), "-o", str(out))
+    assert (
+        code == 1 and err == f"canfvc: {out}: already exists (use -y/--overwrite to replace it)\n"
+    )
+    code, _, err = run_main(capsys, "encode", str(clip), "-o", str(tmp_path / "new.cvc"),
+                            "--recon", str(recon))  # fmt: skip
+    assert code == 1 and "rec.yuv: already exists" in err
+    assert out.read_bytes() == b"old" and recon.read_bytes() == b"old"
+    assert not (tmp_path / "new.cvc").exists()
+    code, _, err = run_main(capsys, "encode", str(clip), "-o", str(out), "-y", "-q")
+    assert code == 0 and err == ""
+    assert out.read_bytes().startswith(b"CVC-FAKE")
+
+
+def test_output_errors(tmp_path, capsys, fake_engine, clip):
+    code, _, err = run_main(capsys, "encode", str(clip), "-o", str(tmp_path / "out.yuv"))
+    assert code == 2 and "-o takes the .cvc bitstream" in err
+    stream = tmp_path / "s.cvc"
+    assert run_main(capsys, "encode", str(clip), "-o", str(stream), "-q")[0] == 0
+    for target, message in [("rec.avi", "unsupported output format"), ("rec.png", "pattern")]:
+        code, _, err = run_main(capsys, "decode", str(stream), "-o", str(tmp_path / target))
+        assert code == 1 and message in err
+    code, _, err = run_main(capsys, "decode", str(stream), "-o", str(tmp_path / "no/dir/r.y4m"))
+    assert code == 1 and "does not exist" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.y4m", "s.cvc"]
+
+
+def test_engine_unavailable(tmp_path, capsys, monkeypatch, clip):
+    monkeypatch.setitem(sys.modules, "canfvc_codec.codec", None)  # import fails as if missing
+    code, _, err = run_main(capsys, "encode", str(clip), "-o", str(tmp_path / "o.cvc"))
+    assert code == 1 and err == "canfvc: the codec engine is not available in this build\n"
+    assert not (tmp_path / "o.cvc").exists()
+    with pytest.raises(EngineUnavailable):
+        _import_engine("canfvc_codec.no_such_part", "anything")
+
+
+def test_usage_errors_exit_2(capsys, clip):
+    code, _, err = run_main(capsys, "encode", str(clip), "-o", "x.cvc", "--size", "big")
+    assert code == 2 and "Invalid value for '--size'" in err
+    code, _, err = run_main(capsys, "info")
+    assert code == 2 and "missing FILE" in err
+
+
+# ----------------------------------------------------------------------------- round trips
+
+
+def test_encode_decode_round_trip_to_every_format(tmp_path, clip):
+    source = frames_of(clip)
+    stream = tmp_path / "clip.cvc"
+    result = canfvc("encode", str(clip), "-o", str(stream), "--recon", str(tmp_path / "rec.yuv"),
+                    "--lambda", "512")  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+    assert "frames=4" in result.stderr.decode() and "lambda=512" in result.stderr.decode()
+    assert all(map(same, source, frames_of(tmp_path / "rec.yuv", size=(W, H))))
+    for name in ("dec.y4m", "dec.yuv", "dec.mp4", "dec.mkv"):
+        result = canfvc("decode", str(stream), "-o", str(tmp_path / name), "-q")
+        assert result.returncode == 0, result.stderr.decode()
+        decoded = frames_of(tmp_path / name, size=(W, H))
+        assert len(decoded) == 4 and all(map(same, source, decoded)), name
+    result = canfvc("decode", str(stream), "-o", str(tmp_path / "dec_%02d.png"), "-q")
+    assert result.returncode == 0, result.stderr.decode()
+    assert sorted(p.name for p in tmp_path.glob("dec_*.png")) == [
+        f"dec_0{k}.png" for k in (1, 2, 3, 4)
+    ]
+    assert not list(tmp_path.glob(".*.part"))
+
+
+def test_pipes_in_and_out(tmp_path, clip):
+    """`ffmpeg ... -f yuv4mpegpipe - | canfvc encode - -o -` and `canfvc decode - -o -`."""
+    encoded = canfvc("encode", "-", "-o", "-", "--start", "1", "--frames", "2", "-q",
+                     stdin=clip.read_bytes())  # fmt: skip
+    assert encoded.returncode == 0, encoded.stderr.decode()
+    decoded = canfvc("decode", "-", "-o", "-", "-q", stdin=encoded.stdout)
+    assert decoded.returncode == 0, decoded.stderr.decode()
+    (tmp_path / "piped.y4m").write_bytes(decoded.stdout)
+    assert all(map(same, frames_of(clip)[1:3], frames_of(tmp_path / "piped.y4m")))
+    info = canfvc("info", "-", "--json", stdin=clip.read_bytes())
+    assert info.returncode == 0, info.stderr.decode()
+    report = json.loads(info.stdout)
+    assert (report["format"], report["width"], report["height"]) == ("y4m", W, H)
+
+
+def test_info_on_a_raw_file(tmp_path, capsys):
+    path = tmp_path / "clip_64x48_50fps_10bit.yuv"
+    write_all(path, random_frames(3, 10), info_for(10))
+    code, out, _ = run_main(capsys, "info", str(path), "--json")
+    report = json.loads(out)
+    assert code == 0
+    assert (report["frames"], report["fps"], report["bit_depth"]) == (3, "50", 10)
+    code, out, _ = run_main(capsys, "info", str(path))
+    assert code == 0 and "pixel_format: yuv420p10le" in out
+
+
+# ----------------------------------------------------------------------------- failures
+
+
+@pytest.mark.parametrize("interrupt", [False, True])
+def test_failure_midway_leaves_nothing(tmp_path, clip, interrupt):
+    env = {"FAKE_FAIL_AFTER": "2", "FAKE_INTERRUPT": "1" if interrupt else "0"}
+    result = canfvc("encode", str(clip), "-o", str(tmp_path / "o.cvc"),
+                    "--recon", str(tmp_path / "r.mp4"), env=env)  # fmt: skip
+    err = result.stderr.decode()
+    assert result.returncode == (130 if interrupt else 1)
+    assert "Traceback" not in err
+    if not interrupt:
+        assert err == "canfvc: fake engine failure\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["clip.y4m"]
+
+
+def test_decode_failure_leaves_nothing(tmp_path, clip):
+    stream = tmp_path / "s.cvc"
+    assert canfvc("encode", str(clip), "-o", str(stream), "-q").returncode == 0
+    for target in ("d.y4m", "d_%d.png"):
+        result = canfvc("decode", str(stream), "-o", str(tmp_path / target),
+                        env={"FAKE_FAIL_AFTER": "2"})  # fmt: skip
+        assert result.returncode == 1 and result.stderr == b"canfvc: fake engine failure\n"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.y4m", "s.cvc"]
+
+
+def test_broken_pipe(tmp_path):
+    """`canfvc decode s.cvc -o - | head -c 100`: one clear line and status 1."""
+    long_clip = tmp_path / "long.y4m"
+    frames = random_frames(1)
+    write_all(long_clip, frames * 400, info_for())  # 1.8 MB: more than a pipe buffer holds
+    stream = tmp_path / "s.cvc"
+    assert canfvc("encode", str(long_clip), "-o", str(stream), "-q").returncode == 0
+    process = subprocess.Popen(
+        [sys.executable, "-c", BOOTSTRAP, "decode", str(stream), "-o", "-", "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert process.stdout.read(100).startswith(b"YUV4MPEG2")
+    process.stdout.close()
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 1
+    assert err == b"canfvc: output pipe closed before the video was complete (broken pipe)\n"
+
+
+def test_no_traceback_for_a_damaged_stream(tmp_path):
+    stream = _write(tmp_path / "s.cvc", b"CVC-FAKE\nYUV4MPEG2 W64 H48\nFRAME\n" + bytes(10))
+    result = canfvc("decode", str(stream), "-o", str(tmp_path / "d.y4m"))
+    assert result.returncode == 1
+    assert result.stderr == b"canfvc: stream: frame 0 is truncated\n"
+    assert np.array_equal(sorted(p.name for p in tmp_path.iterdir()), ["s.cvc"])

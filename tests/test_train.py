@@ -1,0 +1,200 @@
+"""Training pipeline: data rules, a step that learns, exact resume, and export then load."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from canfvc_codec.datasets import ClipRange
+from canfvc_codec.errors import InputError
+from canfvc_codec.networks import VideoModel, get_config
+from canfvc_codec.train import losses, phases
+from canfvc_codec.train.data import (
+    TrainingData,
+    VideoSource,
+    check_training_range,
+    decode_training_range,
+    scene_cuts,
+)
+from canfvc_codec.train.trainer import Trainer, TrainOptions, export_model
+from tests.conftest import real_rgb_frames
+
+CROP = 64
+FRAMES = 8
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models on a shared machine run fastest on one thread (no spinning workers)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _real_video(start: int = 0) -> VideoSource:
+    frames = real_rgb_frames("bikes.mp4", start, FRAMES, 128, 128)
+    array = (frames.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
+    return VideoSource("bikes.mp4", array, scene_cuts(array))
+
+
+def _still() -> np.ndarray:
+    skimage_data = pytest.importorskip("skimage.data")
+    image = skimage_data.astronaut().astype(np.float32)  # 512x512, averaged down to 256x256
+    return (image.reshape(256, 2, 256, 2, 3).mean(axis=(1, 3)) + 0.5).astype(np.uint8)
+
+
+def _data(seed: int = 0, still_fraction: float = 0.25) -> TrainingData:
+    return TrainingData([_real_video()], [_still()], CROP, seed=seed, still_fraction=still_fraction)
+
+
+@pytest.mark.parametrize("r", [
+    ClipRange("bikes.mp4", 180, 10),          # runs into the development frames 186..249
+    ClipRange("bigbuckbunny.mp4", 100, 1),    # the first development frame of bigbuckbunny
+    ClipRange("carphone_pristine.mp4", 0, 5), # reserved clip
+])
+def test_development_and_reserved_frames_are_refused(r: ClipRange) -> None:
+    with pytest.raises(InputError):
+        check_training_range(r)
+    with pytest.raises(InputError):
+        decode_training_range(r)
+
+
+def test_sequences_shape_range_and_reproducibility() -> None:
+    data = _data(seed=3)
+    first = data.sequences(3, 5)
+    assert first.shape == (3, 5, 3, CROP, CROP)
+    assert first.min() >= 0 and first.max() <= 1
+    state = data.state_dict()
+    second = data.sequences(3, 5)
+    data.load_state_dict(state)
+    assert torch.equal(data.sequences(3, 5), second)
+    assert torch.equal(_data(seed=3).sequences(3, 5), first)
+
+
+def _best_shift_error(a: torch.Tensor, b: torch.Tensor, reach: int = 10) -> float:
+    """Smallest mean difference between the centre of ``b`` and ``a`` shifted by whole pixels."""
+    centre = b[:, reach:-reach, reach:-reach]
+    size = centre.shape[-1]
+    return min(
+        float((a[:, reach + y:reach + y + size, reach + x:reach + x + size] - centre).abs().mean())
+        for y in range(-reach, reach + 1) for x in range(-reach, reach + 1)
+    )
+
+
+def test_stills_move_like_a_camera() -> None:
+    clip = _data(seed=1, still_fraction=1.0).sequences(4, 7)
+    moved = 0
+    for sequence in clip:
+        for a, b in zip(sequence[:-1], sequence[1:], strict=True):
+            raw = float((a - b).abs().mean())
+            # Each frame is its predecessor moved a little: nearly explained by a small shift.
+            assert _best_shift_error(a, b) < max(0.5 * raw, 0.02)
+            moved += raw > 1e-3
+    assert moved >= clip.shape[0] * (clip.shape[1] - 1) // 2
+
+
+def test_scene_cuts_are_found_and_avoided() -> None:
+    a = real_rgb_frames("bikes.mp4", 0, 4, 64, 64)
+    b = real_rgb_frames("bigbuckbunny.mp4", 0, 4, 64, 64)
+    frames = (torch.cat([a, b]).permute(0, 2, 3, 1) * 255).to(torch.uint8).numpy()
+    cuts = scene_cuts(frames)
+    assert cuts.tolist() == [False, False, False, False, True, False, False, False]
+    starts = VideoSource("x", frames, cuts).window_starts(3)
+    assert starts.tolist() == [0, 1, 4, 5]
+
+
+def test_lambda_is_log_uniform_over_the_rate_range() -> None:
+    rng = np.random.default_rng(0)
+    values = np.array([losses.sample_lambda(rng) for _ in range(2000)])
+    assert values.min() >= losses.LAMBDA_MIN and values.max() <= losses.LAMBDA_MAX
+    # Log-uniform: the geometric mean sits at the middle of the log range (724 for 256..2048).
+    assert abs(np.exp(np.log(values).mean()) - np.sqrt(256 * 2048)) < 40
+
+
+def test_schedule_covers_the_plan_in_order() -> None:
+    assert abs(sum(p.share for p in phases.SCHEDULE) - 1.0) < 1e-9
+    seen = [phases.phase_at(f).name for f in np.linspace(0, 0.999, 400)]
+    assert list(dict.fromkeys(seen)) == [p.name for p in phases.SCHEDULE]
+    assert phases.phase_at(1.5).name == phases.SCHEDULE[-1].name
+
+
+def _eval_loss(model: VideoModel, batch: torch.Tensor, phase: phases.Phase, lmbda: float) -> float:
+    """The phase's loss with rounding instead of noise: deterministic, so comparable."""
+    model.eval()
+    with torch.no_grad():
+        if phase.kind == "intra":
+            out, x = model(batch[:, 0], lmbda), batch[:, 0]
+        else:
+            refs = phases._estimated_refs(model, batch[:, :3], conditional=True)
+            out, x = model(batch[:, 3], lmbda, refs), batch[:, 3]
+    model.train()
+    return float(out.loss(x, lmbda)["loss"])
+
+
+@pytest.mark.parametrize("name", ["intra", "ip_joint"])
+def test_training_steps_lower_the_loss_on_a_fixed_batch(name: str) -> None:
+    torch.manual_seed(0)
+    model = VideoModel(get_config("tiny")).train()
+    phase = phases.get_phase(name)
+    phases.set_trainable(model, phase.parts)
+    batch = _data(seed=0).sequences(2, phase.frames)
+    lmbda = 1024.0
+    params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
+    optimizer = torch.optim.Adam(params, lr=1e-3)
+    rng = np.random.default_rng(0)
+    before = _eval_loss(model, batch, phase, lmbda)
+    for _ in range(8):
+        optimizer.zero_grad(set_to_none=True)
+        phases.run_step(model, phase, batch, lmbda, rng, contextlib.nullcontext)
+        optimizer.step()
+    after = _eval_loss(model, batch, phase, lmbda)
+    assert after < 0.9 * before
+
+
+def _options(tmp_path, **overrides) -> TrainOptions:
+    values = dict(config="tiny", device="cpu", crop=CROP, batch=2, ckpt=tmp_path / "ckpt",
+                  resume=True, plan_steps=40, progress=False, use_stills=False)
+    values.update(overrides)
+    return TrainOptions(**values)
+
+
+def test_checkpoint_resumes_to_the_same_state(tmp_path) -> None:
+    # Two steps of a 4-step plan: the checkpoint falls in the second phase, with Adam state.
+    first = Trainer(_options(tmp_path, steps=2, plan_steps=4), data=_data(seed=5))
+    first.run()
+    expected = first.step()
+
+    resumed = Trainer(_options(tmp_path), data=_data(seed=99))  # sampler state comes from disk
+    assert resumed.progress.step == 2
+    assert resumed.active is not None and resumed.active.name == first.active.name
+    got = resumed.step()
+    assert got.loss == expected.loss and got.lmbda == expected.lmbda
+    folder = tmp_path / "ckpt"
+    assert (folder / "log.csv").is_file() and (folder / "curves.png").is_file()
+
+
+def test_export_then_load_decodes_the_same(tmp_path) -> None:
+    from canfvc_codec.weights import load_model
+
+    trainer = Trainer(_options(tmp_path, phase="intra", steps=2), data=_data(seed=2))
+    trainer.run()
+    path = tmp_path / "canfvc-tiny.pt"
+    export_model(trainer, path)
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["steps"] == 2 and card["config"] == "tiny" and not card["untrained"]
+
+    loaded, model_id = load_model(str(path))
+    assert model_id.hex() == card["model_id"]
+    for name, tensor in trainer.model.state_dict().items():
+        if tensor.is_floating_point():
+            assert torch.allclose(loaded.state_dict()[name], tensor.half().float()), name
+    x = real_rgb_frames("bikes.mp4", 40, 1, 64, 64)
+    streams, x_hat = loaded.compress_intra(x, 1024.0)
+    again, _ = load_model(str(path))
+    decoded = again.decompress_intra(streams, (64, 64), 1024.0)
+    assert torch.equal(decoded, x_hat)
