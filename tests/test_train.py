@@ -158,21 +158,23 @@ def test_training_steps_lower_the_loss_on_a_fixed_batch(name: str) -> None:
 
 def _options(tmp_path, **overrides) -> TrainOptions:
     values = dict(config="tiny", device="cpu", crop=CROP, batch=2, ckpt=tmp_path / "ckpt",
-                  resume=True, plan_steps=40, progress=False, use_stills=False)
+                  resume=True, progress=False, use_stills=False)
     values.update(overrides)
     return TrainOptions(**values)
 
 
 def test_checkpoint_resumes_to_the_same_state(tmp_path) -> None:
-    # Two steps of a 4-step plan: the checkpoint falls in the second phase, with Adam state.
+    # Two steps of a 4-step plan (intra, with Adam state); the next step is a P-frame phase.
     first = Trainer(_options(tmp_path, steps=2, plan_steps=4), data=_data(seed=5))
     first.run()
+    saved_phase = first.active.name
     expected = first.step()
 
     resumed = Trainer(_options(tmp_path), data=_data(seed=99))  # sampler state comes from disk
-    assert resumed.progress.step == 2
-    assert resumed.active is not None and resumed.active.name == first.active.name
+    assert resumed.progress.step == 2 and resumed.progress.plan_steps == 4
+    assert resumed.active is not None and resumed.active.name == saved_phase
     got = resumed.step()
+    assert resumed.active.name == first.active.name == "ip_inter"
     assert got.loss == expected.loss and got.lmbda == expected.lmbda
     folder = tmp_path / "ckpt"
     assert (folder / "log.csv").is_file() and (folder / "curves.png").is_file()

@@ -94,7 +94,10 @@ def _decode_imageio(path: Path, count: int) -> np.ndarray:
 
 
 def _decode_cv2(path: Path, count: int) -> np.ndarray:
-    import cv2
+    try:
+        import cv2
+    except ImportError:
+        raise InputError("decoding the training clips needs imageio-ffmpeg or OpenCV") from None
 
     capture = cv2.VideoCapture(str(path))
     frames = []

@@ -28,7 +28,8 @@ FLOW_SMOOTHNESS = 0.01        # weight of the first-order flow smoothness term (
 PSNR_FLOOR_MSE = 1e-10        # keeps PSNR finite on a perfect reconstruction
 
 
-def sample_lambda(rng: np.random.Generator, low: float = LAMBDA_MIN, high: float = LAMBDA_MAX) -> float:
+def sample_lambda(rng: np.random.Generator, low: float = LAMBDA_MIN,
+                  high: float = LAMBDA_MAX) -> float:
     """One rate knob, log-uniform over [low, high]."""
     return float(math.exp(rng.uniform(math.log(low), math.log(high))))
 

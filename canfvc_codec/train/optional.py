@@ -7,7 +7,7 @@ the networks import; any attempt to actually range-code then fails with one clea
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import sys
 import types
 
@@ -27,7 +27,7 @@ class _Missing:
         self._name = name
 
     def __getattr__(self, attribute: str) -> _Missing:
-        return _Missing(f"{self._name}.{attribute}")
+        return _stand_in(f"{self._name}.{attribute}", attribute)
 
     def __call__(self, *args: object, **kwargs: object) -> None:
         raise RangeCoderMissing(
@@ -35,11 +35,22 @@ class _Missing:
         )
 
 
+def _stand_in(name: str, attribute: str) -> _Missing:
+    # Dunder look-ups (``__file__``, ``__path__``...) come from tools inspecting modules: they
+    # must see an ordinary missing attribute, not a stand-in.
+    if attribute.startswith("__"):
+        raise AttributeError(attribute)
+    return _Missing(name)
+
+
 def allow_training_without_range_coder() -> bool:
     """Install the stand-in when constriction is missing; True if it was installed."""
-    if STAND_IN in sys.modules or importlib.util.find_spec(STAND_IN) is not None:
+    try:
+        importlib.import_module(STAND_IN)
         return False
+    except ImportError:
+        pass
     module = types.ModuleType(STAND_IN)
-    module.__getattr__ = lambda attribute: _Missing(f"{STAND_IN}.{attribute}")  # type: ignore[method-assign]
+    module.__getattr__ = lambda attribute: _stand_in(f"{STAND_IN}.{attribute}", attribute)  # type: ignore[method-assign]
     sys.modules[STAND_IN] = module
     return True

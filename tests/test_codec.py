@@ -1,0 +1,171 @@
+"""The GOP loop end to end: real frames -> .cvc -> frames, bit-identical to the encoder's recon."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from canfvc_codec.bitstream import CvcReader, CvcWriter, FrameRecord
+from canfvc_codec.codec import (
+    Decoder,
+    EncodeOptions,
+    Encoder,
+    decode_video,
+    encode_video,
+    frame_crc,
+    pad_to_multiple,
+    resolve_device,
+)
+from canfvc_codec.errors import BitstreamError, UsageError
+from canfvc_codec.io import Frame, VideoInfo, open_reader, open_writer
+from canfvc_codec.weights import random_model
+from tests.conftest import real_rgb_frames, real_yuv_frames
+
+MODEL = "random-tiny"
+LAMBDA = 700.0
+
+
+def _write_clip(path: Path, width: int, height: int, count: int, start: int = 0) -> VideoInfo:
+    info = VideoInfo(width, height, 25, 1, 8, "bt709", False, count)
+    with open_writer(str(path), info) as writer:
+        for y, u, v in real_yuv_frames("bikes.mp4", start, count, width, height):
+            writer.write(Frame(y, u, v))
+    return info
+
+
+def _encode(tmp_path: Path, clip: Path, gop: int, lmbda: float = LAMBDA) -> tuple[bytes, dict]:
+    options = EncodeOptions(lmbda=lmbda, gop=gop, model=MODEL, device="cpu")
+    sink = io.BytesIO()
+    with open_reader(str(clip)) as reader:
+        with open_writer(str(tmp_path / "recon.yuv"), reader.info) as recon:
+            summary = encode_video(reader, sink, options, recon=recon, progress=False)
+    return sink.getvalue(), summary
+
+
+def _decode(tmp_path: Path, data: bytes, **kwargs) -> dict:
+    target = tmp_path / "decoded.yuv"
+    return decode_video(
+        io.BytesIO(data),
+        lambda info: open_writer(str(target), info, overwrite=True),
+        device="cpu",
+        progress=False,
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "count", "gop", "types"),
+    [
+        (176, 144, 4, 0, "IPPP"),  # I, first P, later P-frames; never intra again
+        (96, 74, 5, 4, "IPPPI"),  # GOP 4, a size that is no multiple of 64 or 16
+    ],
+)
+def test_decode_is_bit_identical_to_recon(tmp_path, width, height, count, gop, types):
+    clip = tmp_path / "clip.y4m"
+    _write_clip(clip, width, height, count)
+    data, summary = _encode(tmp_path, clip, gop)
+    assert "".join(f["type"] for f in summary["per_frame"]) == types
+    assert [r.frame_type for r in CvcReader(io.BytesIO(data))] == list(types)
+    assert summary["frames"] == count and summary["bpp"] > 0
+    decoded = _decode(tmp_path, data)
+    assert decoded["frames"] == count
+    recon = (tmp_path / "recon.yuv").read_bytes()
+    assert len(recon) == count * width * height * 3 // 2
+    assert (tmp_path / "decoded.yuv").read_bytes() == recon
+
+
+def test_recon_is_close_to_the_input_at_high_rate_only_for_trained_models(tmp_path):
+    """With random weights the reconstruction is meaningless but must still be a valid video."""
+    clip = tmp_path / "clip.y4m"
+    _write_clip(clip, 64, 64, 2)
+    _, summary = _encode(tmp_path, clip, gop=0)
+    assert all(0 < f["psnr"] < 100 for f in summary["per_frame"])
+
+
+def test_engine_handles_odd_sizes_and_stays_in_lock_step():
+    model, _ = random_model("tiny")
+    frames = real_rgb_frames(count=3, width=100, height=75)
+    device = torch.device("cpu")
+    encoder = Encoder(model, LAMBDA, 2, 100, 75, device)
+    decoder = Decoder(model, LAMBDA, 100, 75, device)
+    for k in range(3):
+        frame_type, streams, recon = encoder.encode(frames[k])
+        assert frame_type == "IPI"[k]
+        assert recon.shape == (3, 75, 100)
+        # References and outputs are on 8-bit levels.
+        assert torch.equal(recon, torch.round(recon * 255) / 255)
+        assert torch.equal(decoder.decode(frame_type, streams), recon)
+
+
+def test_crc_mismatch_names_the_frame(tmp_path):
+    clip = tmp_path / "clip.y4m"
+    _write_clip(clip, 64, 64, 2)
+    data, _ = _encode(tmp_path, clip, gop=0)
+    reader = CvcReader(io.BytesIO(data))
+    records = list(reader)
+    damaged = io.BytesIO()
+    writer = CvcWriter(damaged, reader.header)
+    writer.write_frame(records[0])
+    writer.write_frame(FrameRecord("P", records[1].streams, records[1].recon_crc ^ 1))
+    writer.close()
+    with pytest.raises(BitstreamError, match="frame 1"):
+        _decode(tmp_path, damaged.getvalue())
+    assert not (tmp_path / "decoded.yuv").exists()
+
+
+def test_p_frame_first_is_a_bitstream_error(tmp_path):
+    clip = tmp_path / "clip.y4m"
+    _write_clip(clip, 64, 64, 2)
+    data, _ = _encode(tmp_path, clip, gop=0)
+    reader = CvcReader(io.BytesIO(data))
+    records = list(reader)
+    damaged = io.BytesIO()
+    writer = CvcWriter(damaged, reader.header)
+    writer.write_frame(records[1])
+    writer.close()
+    with pytest.raises(BitstreamError, match="frame 0"):
+        _decode(tmp_path, damaged.getvalue())
+
+
+def test_bad_options_are_usage_errors(tmp_path):
+    clip = tmp_path / "clip.y4m"
+    _write_clip(clip, 64, 64, 1)
+    for options in (
+        EncodeOptions(lmbda=-1.0, model=MODEL),
+        EncodeOptions(gop=-2, model=MODEL),
+        EncodeOptions(model=MODEL, device="tpu"),
+    ):
+        with open_reader(str(clip)) as reader, pytest.raises(UsageError):
+            encode_video(reader, io.BytesIO(), options, progress=False)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_a_gpu_is_a_usage_error():
+    assert resolve_device("auto").type == "cpu"
+    with pytest.raises(UsageError, match="cuda"):
+        resolve_device("cuda")
+
+
+def test_pad_replicates_and_reaches_a_multiple_of_64():
+    x = torch.arange(2 * 3 * 70 * 65, dtype=torch.float32).reshape(2, 3, 70, 65)
+    padded = pad_to_multiple(x)
+    assert padded.shape == (2, 3, 128, 128)
+    assert torch.equal(padded[..., :70, :65], x)
+    assert torch.equal(padded[..., 100, :65], x[..., -1, :])
+    assert torch.equal(padded[..., :70, 127], x[..., :, -1])
+    assert pad_to_multiple(padded) is padded
+
+
+def test_frame_crc_covers_every_plane():
+    y = np.zeros((4, 4), np.uint8)
+    u = np.zeros((2, 2), np.uint8)
+    v = np.zeros((2, 2), np.uint8)
+    base = frame_crc(Frame(y, u, v))
+    v2 = v.copy()
+    v2[1, 1] = 1
+    assert frame_crc(Frame(y, u, v2)) != base
+    assert frame_crc(Frame(y.copy(), u.copy(), v.copy())) == base
