@@ -10,7 +10,9 @@ the fp16 weights) are stored as they are, so that encoder and decoder code with 
 integers. The model id written in every .cvc header is the first 8 bytes of the file's sha256.
 
 Until trained weights exist, ``random-<config>`` (e.g. ``random-tiny``, ``random-lite``) names an
-untrained model with seeded random weights; its id is the sha256 prefix of its canonical state.
+untrained model with seeded random weights. Its id is the sha256 prefix of a description (format
+version, seed, configuration), so a decoder can recognise it without building every candidate;
+should the initialisation ever change, the per-frame CRC check reports the mismatch.
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ from __future__ import annotations
 import copy
 import hashlib
 import io
+import json
 import os
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from canfvc_codec.errors import ModelError
@@ -82,14 +84,16 @@ def file_model_id(path: Path) -> bytes:
     return digest.digest()[:MODEL_ID_BYTES]
 
 
-def state_model_id(model: VideoModel) -> bytes:
-    """A model id from the state itself (names, dtypes, shapes, bytes), independent of pickling."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(_stored_state(model).items()):
-        array = np.ascontiguousarray(tensor.numpy())
-        digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
-        digest.update(array.tobytes())
-    return digest.digest()[:MODEL_ID_BYTES]
+def random_model_id(config_name: str, seed: int = RANDOM_SEED) -> bytes:
+    """The id of ``random-<config_name>``: a hash of what determines its weights."""
+    description = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "seed": seed,
+        "config": get_config(config_name).to_dict(),
+    }
+    text = json.dumps(description, sort_keys=True)
+    return hashlib.sha256(text.encode()).digest()[:MODEL_ID_BYTES]
 
 
 def save_model(model: VideoModel, path: Path, card: dict | None = None) -> str:
@@ -121,8 +125,7 @@ def random_model(config_name: str, seed: int = RANDOM_SEED) -> tuple[VideoModel,
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = VideoModel(config)
-    model = _as_stored(model)
-    return model, state_model_id(model)
+    return _as_stored(model), random_model_id(config_name, seed)
 
 
 def _model_path(name_or_path: str) -> Path:
@@ -207,13 +210,13 @@ def find_model_by_id(model_id: bytes) -> Path | None:
 
 
 def load_model_by_id(model_id: bytes, device: str = "cpu") -> tuple[VideoModel, bytes]:
-    """The model a .cvc header names: a file under ``models/`` or one of the random models."""
-    path = find_model_by_id(model_id)
-    if path is not None:
-        return load_model(str(path), device)
+    """The model a .cvc header names: one of the random models or a file under ``models/``."""
     for config_name in CONFIGS:
-        model, candidate = random_model(config_name)
-        if candidate == model_id:
-            _warn_untrained(RANDOM_PREFIX + config_name)
-            return model.to(device), candidate
-    raise ModelError(f"no model with id {model_id.hex()} in {models_dir()} (give one with --model)")
+        if random_model_id(config_name) == model_id:
+            return load_model(RANDOM_PREFIX + config_name, device)
+    path = find_model_by_id(model_id)
+    if path is None:
+        raise ModelError(
+            f"no model with id {model_id.hex()} in {models_dir()} (give one with --model)"
+        )
+    return load_model(str(path), device)

@@ -15,6 +15,15 @@ RATE_TOLERANCE = 0.01
 RATE_SLACK_BITS = 64 * 8
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These tensors are tiny: on a busy machine, OpenMP hand-offs cost far more than the work."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _latent(shape, seed=0, low=SCALE_MIN, high=40.0):
     gen = torch.Generator().manual_seed(seed)
     scales = torch.exp(torch.empty(shape).uniform_(math.log(low), math.log(high), generator=gen))
@@ -119,7 +128,7 @@ def _fit_prior(channels: int, steps: int) -> tuple[FactorizedPrior, torch.Tensor
 
 @pytest.fixture(scope="module")
 def trained_prior() -> tuple[FactorizedPrior, torch.Tensor]:
-    return _fit_prior(channels=6, steps=40)
+    return _fit_prior(channels=6, steps=20)
 
 
 def test_factorized_training_lowers_rate_and_aux_loss(trained_prior):
@@ -165,3 +174,10 @@ def test_factorized_empty_and_single_symbol():
         decoded = prior.decompress(prior.compress(z), shape)
         torch.testing.assert_close(decoded, z_hat, rtol=0, atol=0)
     assert np.all(prior.tables().freqs >= 1)
+
+
+def test_non_finite_latents_are_refused():
+    model = GaussianConditional().eval()
+    y = torch.tensor([[[[1.0, float("nan")]]]])
+    with pytest.raises(ValueError):
+        model.compress(y, torch.ones_like(y))

@@ -52,11 +52,14 @@ def _data(seed: int = 0, still_fraction: float = 0.25) -> TrainingData:
     return TrainingData([_real_video()], [_still()], CROP, seed=seed, still_fraction=still_fraction)
 
 
-@pytest.mark.parametrize("r", [
-    ClipRange("bikes.mp4", 180, 10),          # runs into the development frames 186..249
-    ClipRange("bigbuckbunny.mp4", 100, 1),    # the first development frame of bigbuckbunny
-    ClipRange("carphone_pristine.mp4", 0, 5), # reserved clip
-])
+@pytest.mark.parametrize(
+    "r",
+    [
+        ClipRange("bikes.mp4", 180, 10),  # runs into the development frames 186..249
+        ClipRange("bigbuckbunny.mp4", 100, 1),  # the first development frame of bigbuckbunny
+        ClipRange("carphone_pristine.mp4", 0, 5),  # reserved clip
+    ],
+)
 def test_development_and_reserved_frames_are_refused(r: ClipRange) -> None:
     with pytest.raises(InputError):
         check_training_range(r)
@@ -81,8 +84,11 @@ def _best_shift_error(a: torch.Tensor, b: torch.Tensor, reach: int = 10) -> floa
     centre = b[:, reach:-reach, reach:-reach]
     size = centre.shape[-1]
     return min(
-        float((a[:, reach + y:reach + y + size, reach + x:reach + x + size] - centre).abs().mean())
-        for y in range(-reach, reach + 1) for x in range(-reach, reach + 1)
+        float(
+            (a[:, reach + y : reach + y + size, reach + x : reach + x + size] - centre).abs().mean()
+        )
+        for y in range(-reach, reach + 1)
+        for x in range(-reach, reach + 1)
     )
 
 
@@ -157,8 +163,16 @@ def test_training_steps_lower_the_loss_on_a_fixed_batch(name: str) -> None:
 
 
 def _options(tmp_path, **overrides) -> TrainOptions:
-    values = dict(config="tiny", device="cpu", crop=CROP, batch=2, ckpt=tmp_path / "ckpt",
-                  resume=True, progress=False, use_stills=False)
+    values = dict(
+        config="tiny",
+        device="cpu",
+        crop=CROP,
+        batch=2,
+        ckpt=tmp_path / "ckpt",
+        resume=True,
+        progress=False,
+        use_stills=False,
+    )
     values.update(overrides)
     return TrainOptions(**values)
 
@@ -200,3 +214,54 @@ def test_export_then_load_decodes_the_same(tmp_path) -> None:
     again, _ = load_model(str(path))
     decoded = again.decompress_intra(streams, (64, 64), 1024.0)
     assert torch.equal(decoded, x_hat)
+
+
+def test_snapshot_moves_a_run_in_small_files(tmp_path) -> None:
+    snapshot = tmp_path / "snapshot"
+    first = Trainer(_options(tmp_path, steps=2, plan_steps=4, snapshot=snapshot), data=_data())
+    first.run()
+    files = sorted(p.name for p in snapshot.iterdir())
+    assert files == ["curves.png", "log.csv", "snapshot.pt", "weights-00.pt"]
+
+    moved = Trainer(_options(tmp_path, ckpt=snapshot), data=_data(seed=7))
+    assert moved.progress.step == 2 and moved.active.name == first.active.name
+    for name, tensor in first.model.state_dict().items():
+        if tensor.is_floating_point():
+            assert torch.equal(moved.model.state_dict()[name], tensor.half().float()), name
+    assert moved.data.state_dict() == first.data.state_dict()
+
+
+TRAIN_WITHOUT_RANGE_CODER = """
+import importlib.abc, sys
+
+class Absent(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] == "constriction":
+            raise ImportError(name)
+
+sys.meta_path.insert(0, Absent())
+from canfvc_codec.train.optional import RangeCoderMissing, allow_training_without_range_coder
+assert allow_training_without_range_coder()
+import torch
+from canfvc_codec.networks import VideoModel, get_config
+model = VideoModel(get_config("tiny"))
+x = torch.rand(1, 3, 64, 64)
+model(x, 512.0).loss(x, 512.0)["loss"].backward()
+model.update()
+model.eval()
+try:
+    model.compress_intra(x, 512.0)
+except RangeCoderMissing as err:
+    print("refused:", err)
+"""
+
+
+def test_training_imports_without_the_range_coder() -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", TRAIN_WITHOUT_RANGE_CODER], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("refused: constriction.")

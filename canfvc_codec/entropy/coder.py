@@ -216,10 +216,13 @@ def _group_codes(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Coded values (int32) of one table's symbols and the mask of the escaped ones."""
     unsigned = np.uint32 if group.dtype == np.int32 else np.uint64
+    codes = (group - group.dtype.type(minimum)).view(unsigned)
     # Negative offsets wrap to huge unsigned values, so one minimum maps both out-of-range sides
     # to the escape code.
-    codes = np.minimum((group - group.dtype.type(minimum)).view(unsigned), unsigned(escape_code))
-    return codes.astype(np.int32), codes == escape_code
+    np.minimum(codes, unsigned(escape_code), out=codes)
+    escaped = codes == escape_code
+    # Every code is now at most the escape code (< 2**31): the int32 view is the same numbers.
+    return (codes.view(np.int32) if unsigned is np.uint32 else codes.astype(np.int32)), escaped
 
 
 def _symbol_array(symbols: np.ndarray) -> np.ndarray:
@@ -261,8 +264,13 @@ def encode_indexed(symbols: np.ndarray, indexes: np.ndarray, tables: IntegerTabl
     return header + words.tobytes() + encode_varints(zigzag(escapes))
 
 
-def decode_indexed(data: bytes, indexes: np.ndarray, tables: IntegerTables) -> np.ndarray:
+def decode_indexed(
+    data: bytes, indexes: np.ndarray, tables: IntegerTables, *, narrow: bool = False
+) -> np.ndarray:
     """Inverse of :func:`encode_indexed`: int64 symbols shaped like ``indexes``.
+
+    With ``narrow`` the result is int32 whenever every value fits (saves a pass for callers that
+    convert to float anyway).
 
     A stream that does not fit (bad lengths, missing or extra escape values) raises
     :class:`BitstreamError`; this function never allocates more than the indexes ask for plus
@@ -307,7 +315,9 @@ def decode_indexed(data: bytes, indexes: np.ndarray, tables: IntegerTables) -> n
         raise BitstreamError("entropy stream: escape values do not match the escape symbols")
     out = np.empty_like(values)
     out[order] = values
-    out = out.astype(np.int64, copy=False)
+    fits = escaped_at.size == 0 or max(-int(escape_values.min()), int(escape_values.max())) < 2**31
+    if not (narrow and fits):
+        out = out.astype(np.int64, copy=False)
     if escaped_at.size:
         out[order[escaped_at]] = escape_values
     return out.reshape(shape)
@@ -322,7 +332,8 @@ def round_to_symbols(centred: torch.Tensor) -> np.ndarray:
     rounded = torch.round(centred.detach()).cpu()
     if rounded.numel() == 0:
         return np.zeros(tuple(rounded.shape), dtype=np.int32)
-    peak = float(rounded.abs().max())
+    low, high = torch.aminmax(rounded)
+    peak = max(-float(low), float(high))
     if not math.isfinite(peak):
         raise ValueError("cannot code a non-finite latent")
     if peak < _INT32_SAFE:

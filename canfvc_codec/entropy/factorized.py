@@ -170,6 +170,6 @@ class FactorizedPrior(TabledModel):
         """``z_hat`` of ``shape`` (float32) from ``compress``'s bytes."""
         if len(shape) != 4 or shape[1] != self.channels:
             raise ValueError(f"expected (N, {self.channels}, H, W), got {tuple(shape)}")
-        values = decode_indexed(data, self._indexes(tuple(shape)), self.tables())
+        values = decode_indexed(data, self._indexes(tuple(shape)), self.tables(), narrow=True)
         medians = self.medians.to("cpu", torch.float32).view(1, -1, 1, 1)
         return (torch.from_numpy(values).to(torch.float32) + medians).to(self.quantiles.device)

@@ -104,6 +104,6 @@ class GaussianConditional(TabledModel):
 
     def decompress(self, data: bytes, scales: Tensor, means: Tensor | None = None) -> Tensor:
         """``y_hat`` (float32, the shape and device of ``scales``) from ``compress``'s bytes."""
-        values = decode_indexed(data, scale_indexes(scales), self.tables())
+        values = decode_indexed(data, scale_indexes(scales), self.tables(), narrow=True)
         y_hat = torch.from_numpy(values).to(device=scales.device, dtype=torch.float32)
         return y_hat if means is None else y_hat + means.to(torch.float32)

@@ -81,6 +81,12 @@ PHASE_NAMES = (
     help="At the end, write fp16 weights here and the model card beside them (.json).",
 )
 @click.option(
+    "--snapshot",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also write a compact snapshot (fp16 shards under 16 MiB, log, curves) here at every "
+    "checkpoint; --resume with --ckpt on a folder holding one continues the run.",
+)
+@click.option(
     "--clips",
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     help="Folder holding bikes.mp4 and bigbuckbunny.mp4 [default: the clip cache].",

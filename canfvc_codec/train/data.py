@@ -35,8 +35,14 @@ RESERVED_CLIPS = ("carphone_distorted.mp4", "carphone_pristine.mp4")
 
 # Colour photographs shipped inside the scikit-image wheel (no download needed).
 STILL_NAMES = (
-    "astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field",
-    "immunohistochemistry", "retina", "stereo_motorcycle",
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "retina",
+    "stereo_motorcycle",
 )
 
 # A cut is a frame whose mean absolute difference to the previous one exceeds both this absolute
@@ -48,11 +54,11 @@ CUT_ANALYSIS_STRIDE = 4
 
 # Synthetic camera for stills, in output pixels / radians per frame.
 STILL_MAX_PAN = 6.0
-STILL_MAX_ZOOM = 0.03        # log-scale change per frame
+STILL_MAX_ZOOM = 0.03  # log-scale change per frame
 STILL_MAX_ROTATION = math.radians(1.0)
-STILL_JITTER = 0.35          # standard deviation of the per-frame shake
-STILL_MAX_BASE_SCALE = 1.3   # source pixels per output pixel (>= 1: never magnify much)
-STILL_TRIES = 6              # halvings of the motion before falling back to border padding
+STILL_JITTER = 0.35  # standard deviation of the per-frame shake
+STILL_MAX_BASE_SCALE = 1.3  # source pixels per output pixel (>= 1: never magnify much)
+STILL_TRIES = 6  # halvings of the motion before falling back to border padding
 
 DOWNSCALE_PROBABILITY = 0.5
 FLIP_PROBABILITY = 0.5
@@ -131,7 +137,7 @@ def decode_training_range(r: ClipRange, clips: Path | None = None) -> np.ndarray
         frames = _decode_cv2(path, end)
     if len(frames) < end:
         raise InputError(f"{path} has {len(frames)} frames, fewer than the {end} training needs")
-    return np.ascontiguousarray(frames[r.start:end])
+    return np.ascontiguousarray(frames[r.start : end])
 
 
 def cached_frames(r: ClipRange, clips: Path | None = None) -> np.ndarray:
@@ -181,13 +187,13 @@ class VideoSource:
     """One cached training range and the window starts that stay inside one shot."""
 
     name: str
-    frames: np.ndarray          # (T, H, W, 3) uint8
-    cuts: np.ndarray            # (T,) bool
+    frames: np.ndarray  # (T, H, W, 3) uint8
+    cuts: np.ndarray  # (T,) bool
 
     def window_starts(self, length: int) -> np.ndarray:
         starts = []
         for s in range(len(self.frames) - length + 1):
-            if not self.cuts[s + 1:s + length].any():
+            if not self.cuts[s + 1 : s + length].any():
                 starts.append(s)
         return np.array(starts, dtype=np.int64)
 
@@ -200,9 +206,16 @@ class TrainingData:
     same batches it would have drawn without the interruption.
     """
 
-    def __init__(self, videos: list[VideoSource], stills: list[np.ndarray], crop: int, *,
-                 seed: int = 0, device: torch.device | str = "cpu",
-                 still_fraction: float = DEFAULT_STILL_FRACTION) -> None:
+    def __init__(
+        self,
+        videos: list[VideoSource],
+        stills: list[np.ndarray],
+        crop: int,
+        *,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        still_fraction: float = DEFAULT_STILL_FRACTION,
+    ) -> None:
         if not videos and not stills:
             raise InputError("no training data: neither clips nor still photographs")
         self.videos = videos
@@ -224,9 +237,16 @@ class TrainingData:
         self._starts: dict[tuple[int, int], np.ndarray] = {}
 
     @classmethod
-    def from_cache(cls, crop: int, *, clips: Path | None = None, seed: int = 0,
-                   device: torch.device | str = "cpu", use_stills: bool = True,
-                   still_fraction: float = DEFAULT_STILL_FRACTION) -> TrainingData:
+    def from_cache(
+        cls,
+        crop: int,
+        *,
+        clips: Path | None = None,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        use_stills: bool = True,
+        still_fraction: float = DEFAULT_STILL_FRACTION,
+    ) -> TrainingData:
         """All training ranges (decoded once into the cache) plus the still photographs."""
         videos = []
         for r in TRAIN_RANGES:
@@ -274,11 +294,12 @@ class TrainingData:
             factor = 2
         size = self.crop * factor
         if size > min(height, width):
-            raise InputError(f"crop {self.crop} is larger than the {width}x{height} frames of "
-                             f"{video.name}")
+            raise InputError(
+                f"crop {self.crop} is larger than the {width}x{height} frames of {video.name}"
+            )
         top = int(self.rng.integers(height - size + 1))
         left = int(self.rng.integers(width - size + 1))
-        patch = video.frames[start:start + length, top:top + size, left:left + size]
+        patch = video.frames[start : start + length, top : top + size, left : left + size]
         clip = torch.from_numpy(np.ascontiguousarray(patch)).to(self.device)
         clip = clip.permute(0, 3, 1, 2).float().div_(255.0)
         if factor > 1:
@@ -303,15 +324,21 @@ class TrainingData:
             lo, hi = self._footprint(centres, scales, angles)
             span_x, span_y = width - (hi[0] - lo[0]), height - (hi[1] - lo[1])
             if span_x > 0 and span_y > 0:
-                offset = np.array([self.rng.uniform(0, span_x) - lo[0],
-                                   self.rng.uniform(0, span_y) - lo[1]])
+                offset = np.array(
+                    [self.rng.uniform(0, span_x) - lo[0], self.rng.uniform(0, span_y) - lo[1]]
+                )
                 break
             motion /= 2
         else:  # even a still camera does not fit: centre it and let the border pad
             offset = np.array([width / 2, height / 2])
         grid = self._grid(centres + offset, scales, angles, width, height)
-        frames = F.grid_sample(image.expand(length, -1, -1, -1), grid, mode="bicubic",
-                               padding_mode="border", align_corners=False)
+        frames = F.grid_sample(
+            image.expand(length, -1, -1, -1),
+            grid,
+            mode="bicubic",
+            padding_mode="border",
+            align_corners=False,
+        )
         return self._augment(frames.clamp_(0.0, 1.0))
 
     def _camera_path(self, length: int, motion: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -320,8 +347,11 @@ class TrainingData:
         base = rng.uniform(1.0, STILL_MAX_BASE_SCALE)
         velocity = rng.uniform(-STILL_MAX_PAN, STILL_MAX_PAN, size=2) * motion
         zoom = rng.uniform(-STILL_MAX_ZOOM, STILL_MAX_ZOOM) * motion if rng.random() < 0.5 else 0.0
-        turn = (rng.uniform(-STILL_MAX_ROTATION, STILL_MAX_ROTATION) * motion
-                if rng.random() < 0.5 else 0.0)
+        turn = (
+            rng.uniform(-STILL_MAX_ROTATION, STILL_MAX_ROTATION) * motion
+            if rng.random() < 0.5
+            else 0.0
+        )
         t = np.arange(length, dtype=np.float64)
         scales = base * np.exp(zoom * t)
         angles = turn * t
@@ -332,8 +362,9 @@ class TrainingData:
         centres *= scales[:, None]  # pans are in output pixels: convert to source pixels
         return centres, scales, angles
 
-    def _footprint(self, centres: np.ndarray, scales: np.ndarray,
-                   angles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _footprint(
+        self, centres: np.ndarray, scales: np.ndarray, angles: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Bounding box, in source pixels around the first centre, of every frame's window."""
         half = self.crop / 2
         corners = np.array([[-half, -half], [half, -half], [-half, half], [half, half]])
@@ -344,8 +375,9 @@ class TrainingData:
         allpoints = np.concatenate(points)
         return allpoints.min(axis=0) - 2, allpoints.max(axis=0) + 2  # margin for the bicubic taps
 
-    def _grid(self, centres: np.ndarray, scales: np.ndarray, angles: np.ndarray,
-              width: int, height: int) -> torch.Tensor:
+    def _grid(
+        self, centres: np.ndarray, scales: np.ndarray, angles: np.ndarray, width: int, height: int
+    ) -> torch.Tensor:
         """Sampling grid (T, crop, crop, 2) in grid_sample's normalised coordinates."""
         axis = torch.arange(self.crop, dtype=torch.float64) + 0.5 - self.crop / 2
         v, u = torch.meshgrid(axis, axis, indexing="ij")

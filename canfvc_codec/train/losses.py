@@ -22,14 +22,15 @@ from torch import Tensor
 
 LAMBDA_MIN = 256.0
 LAMBDA_MAX = 2048.0
-LAMBDA1_RATIO = 0.01          # lambda_1 = 0.01 * lambda_2 (paper, Sec. 4.1)
-CHARBONNIER_EPS = 1e-3        # robust photometric penalty for unsupervised flow
-FLOW_SMOOTHNESS = 0.01        # weight of the first-order flow smoothness term (per pixel of flow)
-PSNR_FLOOR_MSE = 1e-10        # keeps PSNR finite on a perfect reconstruction
+LAMBDA1_RATIO = 0.01  # lambda_1 = 0.01 * lambda_2 (paper, Sec. 4.1)
+CHARBONNIER_EPS = 1e-3  # robust photometric penalty for unsupervised flow
+FLOW_SMOOTHNESS = 0.01  # weight of the first-order flow smoothness term (per pixel of flow)
+PSNR_FLOOR_MSE = 1e-10  # keeps PSNR finite on a perfect reconstruction
 
 
-def sample_lambda(rng: np.random.Generator, low: float = LAMBDA_MIN,
-                  high: float = LAMBDA_MAX) -> float:
+def sample_lambda(
+    rng: np.random.Generator, low: float = LAMBDA_MIN, high: float = LAMBDA_MAX
+) -> float:
     """One rate knob, log-uniform over [low, high]."""
     return float(math.exp(rng.uniform(math.log(low), math.log(high))))
 
@@ -54,8 +55,9 @@ def psnr(distortion: Tensor | float) -> float:
     return 10.0 * math.log10(1.0 / max(float(distortion), PSNR_FLOOR_MSE))
 
 
-def rd_loss(rate_bpp: Tensor, distortion: Tensor, lmbda: float,
-            y2_gap: Tensor | None = None) -> Tensor:
+def rd_loss(
+    rate_bpp: Tensor, distortion: Tensor, lmbda: float, y2_gap: Tensor | None = None
+) -> Tensor:
     """Eq. 12: rate + lambda_1 * ||y_2 - x_c||^2 (mean) + lambda_2 * distortion."""
     loss = rate_bpp + lmbda * distortion
     if y2_gap is not None:

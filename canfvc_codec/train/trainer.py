@@ -10,6 +10,12 @@ phase only.
 
 Files in the checkpoint folder: ``last.pt`` (the checkpoint), ``log.csv`` (step, phase, loss,
 bpp, psnr, lambda, seconds) and ``curves.png``.
+
+A *snapshot* (``--snapshot DIR``) is the compact form of a checkpoint for moving a run between
+machines whose transfers are limited to small files: fp16 weights in shards under 16 MiB, the
+progress, generators and sampler state, the log and the curves; no optimiser moments (a run
+resumed from a snapshot starts fresh Adam moments). ``--resume`` takes ``last.pt`` when the
+checkpoint folder has one, else a snapshot found there.
 """
 
 from __future__ import annotations
@@ -38,7 +44,12 @@ from canfvc_codec.train.data import STILL_NAMES, TrainingData
 CHECKPOINT_NAME = "last.pt"
 LOG_NAME = "log.csv"
 CURVES_NAME = "curves.png"
+SNAPSHOT_NAME = "snapshot.pt"
+SHARD_PATTERN = "weights-{:02d}.pt"
+SHARD_BYTES = 15 * (1 << 20)  # each snapshot file stays under the 16 MiB a transfer allows
+SNAPSHOT_DTYPE = torch.float16
 CHECKPOINT_FORMAT = "canfvc-train"
+SNAPSHOT_FORMAT = "canfvc-train-snapshot"
 CHECKPOINT_VERSION = 1
 LOG_FIELDS = ("step", "phase", "loss", "bpp", "psnr", "lambda", "seconds")
 
@@ -71,6 +82,7 @@ class TrainOptions:
     resume: bool = False
     init_weights: Path | None = None
     export: Path | None = None
+    snapshot: Path | None = None
     clips: Path | None = None
     seed: int = 0
     checkpoint_minutes: float = 5.0
@@ -214,12 +226,20 @@ class Trainer:
         return self.ckpt_dir / CHECKPOINT_NAME
 
     def _existing_checkpoint(self) -> dict | None:
-        if not self.options.resume or not self.checkpoint_path.is_file():
+        """The checkpoint to resume from: ``last.pt``, else a snapshot, else None."""
+        if not self.options.resume:
             return None
-        state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
-        if state.get("format") != CHECKPOINT_FORMAT or state.get("version") != CHECKPOINT_VERSION:
-            raise UsageError(f"{self.checkpoint_path} is not a canfvc training checkpoint")
-        return state
+        if self.checkpoint_path.is_file():
+            state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+            if (
+                state.get("format") != CHECKPOINT_FORMAT
+                or state.get("version") != CHECKPOINT_VERSION
+            ):
+                raise UsageError(f"{self.checkpoint_path} is not a canfvc training checkpoint")
+            return state
+        if (self.ckpt_dir / SNAPSHOT_NAME).is_file():
+            return read_snapshot(self.ckpt_dir)
+        return None
 
     def _load_init_weights(self, path: Path) -> None:
         from canfvc_codec.weights import load_model
@@ -257,8 +277,9 @@ class Trainer:
 
     def _restore(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.aux_optimizer.load_state_dict(state["aux_optimizer"])
+        if "optimizer" in state:  # a snapshot carries no optimiser moments
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.aux_optimizer.load_state_dict(state["aux_optimizer"])
         self.progress = Progress(**state["progress"])
         torch.set_rng_state(state["rng"]["torch"])
         if self.device.type == "cuda" and "cuda" in state["rng"]:
@@ -275,7 +296,40 @@ class Trainer:
         part.replace(self.checkpoint_path)
         self._flush_log()
         plot_curves(self.ckpt_dir / LOG_NAME, self.ckpt_dir / CURVES_NAME)
+        if self.options.snapshot is not None:
+            self.save_snapshot(Path(self.options.snapshot))
         return self.checkpoint_path
+
+    def save_snapshot(self, folder: Path) -> list[Path]:
+        """Write the compact, shardable form of the checkpoint into ``folder``."""
+        folder.mkdir(parents=True, exist_ok=True)
+        state = self.state_dict()
+        for key in ("model", "optimizer", "aux_optimizer"):
+            state.pop(key)
+        state["format"] = SNAPSHOT_FORMAT
+        shards: list[dict[str, torch.Tensor]] = [{}]
+        size = 0
+        for name, tensor in self.model.state_dict().items():
+            stored = tensor.detach().cpu()
+            if stored.is_floating_point():
+                stored = stored.to(SNAPSHOT_DTYPE)
+            nbytes = stored.numel() * stored.element_size()
+            if shards[-1] and size + nbytes > SHARD_BYTES:
+                shards.append({})
+                size = 0
+            shards[-1][name] = stored.clone()
+            size += nbytes
+        written = []
+        state["shards"] = [SHARD_PATTERN.format(k) for k in range(len(shards))]
+        for name, shard in zip(state["shards"], shards, strict=True):
+            written.append(_save_atomic(shard, folder / name))
+        written.append(_save_atomic(state, folder / SNAPSHOT_NAME))
+        for extra in (LOG_NAME, CURVES_NAME):
+            source = self.ckpt_dir / extra
+            if source.is_file() and folder.resolve() != self.ckpt_dir.resolve():
+                (folder / extra).write_bytes(source.read_bytes())
+                written.append(folder / extra)
+        return written
 
     # --- phases --------------------------------------------------------------------------------
     def current_phase(self) -> phases.Phase:
@@ -432,6 +486,29 @@ class Trainer:
                 writer.writeheader()
             writer.writerows(self._log_rows)
         self._log_rows = []
+
+
+def _save_atomic(payload: object, path: Path) -> Path:
+    part = path.with_name(path.name + ".part")
+    torch.save(payload, part)
+    part.replace(path)
+    return path
+
+
+def read_snapshot(folder: Path) -> dict:
+    """A snapshot as a checkpoint dict (fp32 weights, no optimiser state)."""
+    state = torch.load(folder / SNAPSHOT_NAME, map_location="cpu", weights_only=False)
+    if state.get("format") != SNAPSHOT_FORMAT or state.get("version") != CHECKPOINT_VERSION:
+        raise UsageError(f"{folder / SNAPSHOT_NAME} is not a canfvc training snapshot")
+    model: dict[str, torch.Tensor] = {}
+    for name in state["shards"]:
+        path = folder / name
+        if not path.is_file():
+            raise UsageError(f"snapshot shard missing: {path}")
+        shard = torch.load(path, map_location="cpu", weights_only=True)
+        model.update({k: (v.float() if v.is_floating_point() else v) for k, v in shard.items()})
+    state["model"] = model
+    return state
 
 
 def plot_curves(log_path: Path, png_path: Path) -> None:

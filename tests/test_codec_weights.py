@@ -1,0 +1,106 @@
+"""Model files: fp16 save/load, model ids, lookup by id, untrained models, mismatches."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import pytest
+import torch
+
+from canfvc_codec.codec import EncodeOptions, decode_video, encode_video
+from canfvc_codec.errors import ModelError
+from canfvc_codec.io import Frame, VideoInfo, open_reader, open_writer
+from canfvc_codec.networks import VideoModel, get_config
+from canfvc_codec.weights import (
+    MODELS_ENV,
+    UNTRAINED_WARNING,
+    find_model_by_id,
+    load_model,
+    load_model_by_id,
+    model_config,
+    random_model,
+    save_model,
+)
+from tests.conftest import real_yuv_frames
+
+
+@pytest.fixture
+def models_dir(tmp_path, monkeypatch):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    monkeypatch.setenv(MODELS_ENV, str(folder))
+    return folder
+
+
+def _trained_like(seed: int) -> VideoModel:
+    torch.manual_seed(seed)
+    return VideoModel(get_config("tiny"))
+
+
+def test_save_and_load_round_trip(models_dir, rgb_frames):
+    model = _trained_like(5)
+    path = models_dir / "canfvc-test.pt"
+    model_id = save_model(model, path, card={"trained_on": "nothing"})
+    assert model_id == hashlib.sha256(path.read_bytes()).digest()[:8].hex()
+    loaded, loaded_id = load_model("test")
+    assert loaded_id.hex() == model_id
+    assert not loaded.training
+    # Weights are stored in fp16; the original model is left untouched.
+    original = model.state_dict()["inter.steps.0.analysis.0.weight"]
+    stored = loaded.state_dict()["inter.steps.0.analysis.0.weight"]
+    assert torch.equal(stored, original.half().float())
+    assert original.dtype == torch.float32
+    # Loading twice gives the same coder: streams decode identically with either copy.
+    again, _ = load_model(str(path))
+    x = rgb_frames(count=1, width=64, height=64)
+    streams, x_hat = loaded.compress_intra(x, 512.0)
+    assert torch.equal(again.decompress_intra(streams, (64, 64), 512.0), x_hat)
+    assert find_model_by_id(loaded_id) == path
+    assert model_config(str(path)) == get_config("tiny")
+
+
+def test_missing_and_broken_models_are_model_errors(models_dir):
+    with pytest.raises(ModelError, match="random-lite"):
+        load_model("lite")
+    (models_dir / "canfvc-broken.pt").write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="not a readable model file"):
+        load_model("broken")
+    with pytest.raises(ModelError, match="unknown model"):
+        load_model("random-huge")
+    with pytest.raises(ModelError, match="no model with id"):
+        load_model_by_id(b"\x00" * 8)
+
+
+def test_random_models_are_reproducible_and_warn(capfd):
+    first, first_id = load_model("random-tiny")
+    assert UNTRAINED_WARNING in capfd.readouterr().err
+    _, second_id = random_model("tiny")
+    assert first_id == second_id
+    assert load_model_by_id(first_id)[1] == first_id
+
+
+def _encode_with(model: str, tmp_path) -> bytes:
+    info = VideoInfo(64, 64, 25, 1, 8, "bt709", False, 1)
+    clip = tmp_path / "clip.yuv"
+    with open_writer(str(clip), info, overwrite=True) as writer:
+        for y, u, v in real_yuv_frames("bikes.mp4", 0, 1, 64, 64):
+            writer.write(Frame(y, u, v))
+    sink = io.BytesIO()
+    with open_reader(str(clip), size=(64, 64)) as reader:
+        encode_video(reader, sink, EncodeOptions(model=model, device="cpu"), progress=False)
+    return sink.getvalue()
+
+
+def test_decoder_finds_the_model_by_id_and_rejects_another(models_dir, tmp_path):
+    save_model(_trained_like(1), models_dir / "canfvc-one.pt")
+    save_model(_trained_like(2), models_dir / "canfvc-two.pt")
+    data = _encode_with("one", tmp_path)
+
+    def output(info):
+        return open_writer(str(tmp_path / "out.yuv"), info, overwrite=True)
+
+    summary = decode_video(io.BytesIO(data), output, device="cpu", progress=False)
+    assert summary["frames"] == 1
+    with pytest.raises(ModelError, match="encoded with model"):
+        decode_video(io.BytesIO(data), output, device="cpu", model="two", progress=False)
