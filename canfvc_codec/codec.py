@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from canfvc_codec.bitstream import CvcReader, CvcWriter, FrameRecord, StreamHeader
-from canfvc_codec.errors import BitstreamError, ModelError, UsageError
+from canfvc_codec.errors import BitstreamError, InputError, ModelError, UsageError
 from canfvc_codec.io import VideoInfo, VideoReader, VideoWriter
 from canfvc_codec.io.color import rgb_to_yuv, yuv_to_rgb
 from canfvc_codec.io.frame import Frame
@@ -206,8 +206,8 @@ def encode_video(
 ) -> dict:
     """Encode every frame of ``reader`` into ``output``; ``recon`` gets the reconstruction.
 
-    Returns a summary: frames, payload bytes, bpp over the unpadded pixels, mean PSNR-RGB and
-    one entry per frame (type, bytes, psnr).
+    Returns a summary: frames, bytes of the whole stream (headers included), bpp over the
+    unpadded pixels, mean PSNR-RGB and one entry per frame (type, record bytes, psnr).
     """
     _check_options(options)
     info = reader.info
@@ -236,21 +236,21 @@ def encode_video(
             rgb = yuv_to_rgb(frame, info, device)
             frame_type, streams, rgb_hat = encoder.encode(rgb)
             decoded = rgb_to_yuv(rgb_hat, info)
-            writer.write_frame(FrameRecord(frame_type, streams, frame_crc(decoded)))
+            size = writer.write_frame(FrameRecord(frame_type, streams, frame_crc(decoded)))
             if recon is not None:
                 recon.write(decoded)
-            size = sum(len(s) for s in streams)
             quality = psnr(rgb, rgb_hat.to(rgb.dtype))
             frames.append({"type": frame_type, "bytes": size, "psnr": quality})
             bar.set_postfix_str(f"{frame_type} {size} B {quality:.2f} dB", refresh=False)
             bar.update()
+    if header.frame_count and len(frames) != header.frame_count:
+        raise InputError(f"the input ended after {len(frames)} of {header.frame_count} frames")
     writer.close()
-    total = sum(f["bytes"] for f in frames)
     pixels = info.width * info.height * max(len(frames), 1)
     return {
         "frames": len(frames),
-        "bytes": total,
-        "bpp": 8.0 * total / pixels,
+        "bytes": writer.bytes_written,
+        "bpp": 8.0 * writer.bytes_written / pixels,
         "psnr_rgb": sum(f["psnr"] for f in frames) / max(len(frames), 1),
         "lambda": header.lmbda,
         "model_id": model_id.hex(),
@@ -301,6 +301,10 @@ def decode_video(
         for index, record in enumerate(reader):
             try:
                 rgb_hat = decoder.decode(record.frame_type, record.streams)
+            except BitstreamError as exc:
+                if exc.frame is not None:
+                    raise
+                raise BitstreamError(str(exc), frame=index) from None
             except (ValueError, RuntimeError, IndexError, OverflowError) as exc:
                 raise BitstreamError(f"cannot decode: {exc}", frame=index) from None
             decoded = rgb_to_yuv(rgb_hat, info)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -52,6 +53,12 @@ def gaussian_tables(
     return tables_from_pmfs(pmfs, np.array(mins))
 
 
+@functools.cache
+def _default_gaussian_tables() -> IntegerTables:
+    """The tables of the standard scale table, built once per process (they never change)."""
+    return gaussian_tables()
+
+
 def _inverse_standard_cdf(p: float) -> float:
     return float(math.sqrt(2.0) * torch.erfinv(torch.tensor(2.0 * p - 1.0, dtype=torch.float64)))
 
@@ -67,7 +74,7 @@ class GaussianConditional(TabledModel):
 
     def __init__(self) -> None:
         super().__init__()
-        self.set_tables(gaussian_tables())
+        self.set_tables(_default_gaussian_tables())
 
     @staticmethod
     def quantize(y: Tensor, means: Tensor | None = None) -> Tensor:

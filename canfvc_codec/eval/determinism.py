@@ -1,0 +1,367 @@
+"""Platform-difference harness: encode under the default numerics, decode under other ones.
+
+    python -m canfvc_codec.eval.determinism --frames 96 --size 128x96 --dtype float64 float32 \\
+        --out bench/results/determinism.json
+
+A stream is encoded in this process with PyTorch's defaults, then decoded in a fresh subprocess
+per :class:`~canfvc_codec.numerics.NumericPath` (oneDNN off, channels-last, one thread), each of
+which changes float results by about one unit in the last place, as another CPU, BLAS or GPU
+would. The decoder here does not stop at a reconstruction-CRC mismatch (the real decoder does):
+it goes on so that the harness can say how far the output drifts. Figures per path: decoding
+failures, CRC mismatches, fraction of samples identical to / within one code value of the
+encoder's reconstruction, the largest difference, and how many σ changed table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from canfvc_codec.bitstream import CvcReader
+from canfvc_codec.codec import Decoder, EncodeOptions, encode_video, frame_crc, resolve_dtype
+from canfvc_codec.datasets import clip_path
+from canfvc_codec.entropy.gaussian import GaussianConditional
+from canfvc_codec.entropy.scale_table import scale_indexes
+from canfvc_codec.errors import CanfvcError
+from canfvc_codec.io import VideoInfo, open_reader, open_writer
+from canfvc_codec.io.color import rgb_to_yuv
+from canfvc_codec.io.ffmpeg import ffmpeg_exe
+from canfvc_codec.numerics import (
+    DEFAULT_PATH,
+    NUMERIC_PATH_ENV,
+    NUMERIC_PATHS,
+    boundary_distance,
+    flip_probability,
+    numeric_path,
+    numeric_path_from_env,
+)
+from canfvc_codec.weights import load_model_by_id
+
+DEFAULT_MODEL = "random-tiny"
+DEFAULT_LAMBDA = 1024.0
+DEFAULT_GOP = 32
+DEFAULT_CLIP = "bikes.mp4"
+# bikes.mp4 frames 0-185 are the training range: the only real range long enough for 96 frames.
+DEFAULT_START = 0
+WORKER_TIMEOUT_S = 1800
+OTHER_PATHS = tuple(name for name in NUMERIC_PATHS if name != DEFAULT_PATH)
+# One latent coder call per I-frame, two per P-frame (motion, inter): how σ arrays map to frames.
+SCALE_CALLS = {"I": 1, "P": 2}
+
+
+@dataclass
+class PathResult:
+    """What decoding one stream under one numerical path gave."""
+
+    path: str
+    dtype: str
+    frames: int  # frames in the stream
+    decoded: int  # frames decoded before a failure (all of them when none)
+    failure: str | None  # the error that stopped decoding, if any
+    crc_mismatches: int
+    first_mismatch: int | None
+    identical_fraction: float
+    within_one_fraction: float
+    max_diff: int
+    index_flips: int  # σ whose table index differs from the encoder's
+    first_flip_frame: int | None
+    sigma_max_rel_dev: float  # largest relative σ difference before the first flip
+    extra: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# σ capture (diagnostics only: which tables the coder chose)
+
+
+@contextmanager
+def capture_scales() -> Iterator[list[np.ndarray]]:
+    """Record the σ of every latent the Gaussian coder decodes (encoder and decoder alike)."""
+    captured: list[np.ndarray] = []
+    original = GaussianConditional.decompress
+
+    def recording(self, data, scales, means=None):  # type: ignore[no-untyped-def]
+        captured.append(scales.detach().cpu().double().numpy().ravel().copy())
+        return original(self, data, scales, means)
+
+    GaussianConditional.decompress = recording  # type: ignore[method-assign]
+    try:
+        yield captured
+    finally:
+        GaussianConditional.decompress = original  # type: ignore[method-assign]
+
+
+def _save_scales(path: Path, scales: list[np.ndarray]) -> None:
+    np.savez(path, *scales)
+
+
+def _load_scales(path: Path) -> list[np.ndarray]:
+    with np.load(path) as data:
+        return [data[f"arr_{k}"] for k in range(len(data.files))]
+
+
+def _frame_of_call(types: list[str]) -> list[int]:
+    return [k for k, t in enumerate(types) for _ in range(SCALE_CALLS[t])]
+
+
+def compare_scales(reference: list[np.ndarray], other: list[np.ndarray], types: list[str]) -> dict:
+    """Table flips of ``other`` against ``reference`` and the σ drift before the first flip."""
+    frames = _frame_of_call(types)
+    flips, first, deviation = 0, None, 0.0
+    for call, (a, b) in enumerate(zip(reference, other, strict=False)):
+        if a.shape != b.shape:
+            break
+        changed = int(
+            np.count_nonzero(
+                scale_indexes(torch.from_numpy(a)) != scale_indexes(torch.from_numpy(b))
+            )
+        )
+        if changed and first is None:
+            first = frames[call]
+        if first is None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rel = np.abs(a - b) / np.abs(a)
+            deviation = max(deviation, float(np.nanmax(rel, initial=0.0)))
+        flips += changed
+    return {"index_flips": flips, "first_flip_frame": first, "sigma_max_rel_dev": deviation}
+
+
+# ---------------------------------------------------------------------------------------------
+# Worker: decode one stream under the path $CANFVC_NUMERIC_PATH names
+
+
+def decode_stream(stream: Path, output: Path, dtype: str, scales_out: Path) -> dict:
+    """Decode ``stream`` into raw YUV ``output``, going on past CRC mismatches."""
+    path = numeric_path_from_env()
+    with stream.open("rb") as source:
+        reader = CvcReader(source)
+        header = reader.header
+        info = VideoInfo(
+            header.width,
+            header.height,
+            header.fps_num,
+            header.fps_den,
+            header.bit_depth,
+            header.matrix,
+            header.full_range,
+            None,
+        )
+        model, _ = load_model_by_id(header.model_id, "cpu")
+        mismatches: list[int] = []
+        failure, decoded = None, 0
+        with numeric_path(path) as prepare, capture_scales() as scales:
+            decoder = Decoder(
+                prepare(model),
+                header.lmbda,
+                header.width,
+                header.height,
+                torch.device("cpu"),
+                resolve_dtype(dtype),
+            )
+            with open_writer(str(output), info, overwrite=True) as writer:
+                try:
+                    for index, record in enumerate(reader):
+                        frame = rgb_to_yuv(decoder.decode(record.frame_type, record.streams), info)
+                        if frame_crc(frame) != record.recon_crc:
+                            mismatches.append(index)
+                        writer.write(frame)
+                        decoded += 1
+                except (CanfvcError, ValueError, RuntimeError, IndexError, OverflowError) as exc:
+                    failure = f"frame {decoded}: {exc}"
+        _save_scales(scales_out, scales)
+    return {"path": path.name, "decoded": decoded, "failure": failure, "mismatches": mismatches}
+
+
+# ---------------------------------------------------------------------------------------------
+# Harness
+
+
+def make_clip(
+    path: Path,
+    width: int,
+    height: int,
+    frames: int,
+    clip: str = DEFAULT_CLIP,
+    start: int = DEFAULT_START,
+) -> None:
+    """``frames`` real frames of ``clip`` from ``start``, scaled to ``width``x``height``, as Y4M."""
+    graph = f"select=gte(n\\,{start}),scale={width}:{height}:flags=area"
+    cmd = [
+        ffmpeg_exe(),
+        "-v",
+        "error",
+        "-nostdin",
+        "-y",
+        "-i",
+        str(clip_path(clip)),
+        "-vf",
+        graph,
+        "-fps_mode",
+        "passthrough",
+        "-frames:v",
+        str(frames),
+        "-pix_fmt",
+        "yuv420p",
+        "-f",
+        "yuv4mpegpipe",
+        str(path),
+    ]
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
+def _planes(path: Path, info: VideoInfo) -> np.ndarray:
+    return np.fromfile(path, dtype=info.dtype)
+
+
+def compare_planes(reference: np.ndarray, other: np.ndarray) -> dict:
+    """Sample statistics of ``other`` against ``reference`` (missing samples count as different)."""
+    total = reference.size
+    common = min(total, other.size)
+    diff = np.abs(reference[:common].astype(np.int64) - other[:common].astype(np.int64))
+    return {
+        "identical_fraction": float(np.count_nonzero(diff == 0)) / total if total else 1.0,
+        "within_one_fraction": float(np.count_nonzero(diff <= 1)) / total if total else 1.0,
+        "max_diff": int(diff.max(initial=0)) if common == total else int(np.iinfo(np.int32).max),
+    }
+
+
+def _run_worker(stream: Path, work: Path, path: str, dtype: str) -> tuple[dict, Path, Path]:
+    output, scales, report = (
+        work / f"{path}-{dtype}{suffix}" for suffix in (".yuv", ".npz", ".json")
+    )
+    env = {**os.environ, NUMERIC_PATH_ENV: path}
+    cmd = [
+        sys.executable,
+        "-m",
+        __name__,
+        "--worker",
+        str(stream),
+        str(output),
+        dtype,
+        str(scales),
+        str(report),
+    ]
+    done = subprocess.run(cmd, env=env, capture_output=True, timeout=WORKER_TIMEOUT_S, text=True)
+    if done.returncode != 0 or not report.exists():
+        tail = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+        return (
+            {"decoded": 0, "failure": f"worker failed: {tail[0]}", "mismatches": []},
+            output,
+            scales,
+        )
+    return json.loads(report.read_text()), output, scales
+
+
+def run_harness(
+    source: Path,
+    work: Path,
+    *,
+    model: str = DEFAULT_MODEL,
+    lmbda: float = DEFAULT_LAMBDA,
+    gop: int = DEFAULT_GOP,
+    dtypes: tuple[str, ...] = ("float64",),
+    paths: tuple[str, ...] = OTHER_PATHS,
+) -> dict:
+    """Encode ``source`` once per numeric type, decode it under each path; results per run."""
+    work.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for dtype in dtypes:
+        stream, recon = work / f"stream-{dtype}.cvc", work / f"recon-{dtype}.yuv"
+        options = EncodeOptions(lmbda=lmbda, gop=gop, model=model, device="cpu", dtype=dtype)
+        with capture_scales() as enc_scales, open_reader(str(source)) as reader:
+            info = reader.info
+            with stream.open("wb") as sink, open_writer(str(recon), info, overwrite=True) as rec:
+                summary = encode_video(reader, sink, options, recon=rec, progress=False)
+        types = [f["type"] for f in summary["per_frame"]]
+        reference = _planes(recon, info)
+        margins = np.concatenate([boundary_distance(s) for s in enc_scales])
+        for path in paths:
+            report, output, scales_path = _run_worker(stream, work, path, dtype)
+            decoded = _planes(output, info) if output.exists() else np.zeros(0, info.dtype)
+            scales = _load_scales(scales_path) if scales_path.exists() else []
+            mismatches = report["mismatches"]
+            result = PathResult(
+                path=path,
+                dtype=dtype,
+                frames=len(types),
+                decoded=report["decoded"],
+                failure=report["failure"],
+                crc_mismatches=len(mismatches),
+                first_mismatch=mismatches[0] if mismatches else None,
+                **compare_planes(reference, decoded),
+                **compare_scales(enc_scales, scales, types),
+            )
+            result.extra["expected_flips"] = flip_probability(
+                result.sigma_max_rel_dev, margins.size
+            )
+            runs.append(asdict(result))
+        runs.append(
+            {
+                "dtype": dtype,
+                "encode": {
+                    "frames": len(types),
+                    "bytes": summary["bytes"],
+                    "bpp": summary["bpp"],
+                    "sigma_values": int(margins.size),
+                    "min_boundary_distance": float(margins.min(initial=np.inf)),
+                },
+            }
+        )
+    return {"source": str(source), "model": model, "lambda": lmbda, "gop": gop, "runs": runs}
+
+
+def _parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m canfvc_codec.eval.determinism", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--frames", type=int, default=96)
+    parser.add_argument("--size", default="128x96", help="WxH of the test clip")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--lambda", dest="lmbda", type=float, default=DEFAULT_LAMBDA)
+    parser.add_argument("--gop", type=int, default=DEFAULT_GOP)
+    parser.add_argument("--dtype", nargs="+", default=["float64", "float32"])
+    parser.add_argument("--paths", nargs="+", default=list(OTHER_PATHS))
+    parser.add_argument("--out", help="JSON file for the results (default: stdout)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] == "--worker":
+        stream, output, dtype, scales, report = args[1:6]
+        result = decode_stream(Path(stream), Path(output), dtype, Path(scales))
+        Path(report).write_text(json.dumps(result))
+        return
+    options = _parse_args(args)
+    width, height = (int(v) for v in options.size.lower().split("x"))
+    with tempfile.TemporaryDirectory(prefix="canfvc-determinism-") as tmp:
+        source = Path(tmp) / "clip.y4m"
+        make_clip(source, width, height, options.frames)
+        results = run_harness(
+            source,
+            Path(tmp),
+            model=options.model,
+            lmbda=options.lmbda,
+            gop=options.gop,
+            dtypes=tuple(options.dtype),
+            paths=tuple(options.paths),
+        )
+    results["command"] = "python -m canfvc_codec.eval.determinism " + " ".join(args)
+    text = json.dumps(results, indent=2)
+    if options.out:
+        Path(options.out).write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

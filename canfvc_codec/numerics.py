@@ -1,0 +1,138 @@
+"""Numerics of the decoder path, and the alternative numerical paths that test them.
+
+Why this module exists: the decoder picks each latent's entropy-coding table from a σ that a
+floating-point network computes (hyper-synthesis, temporal prior, fusion), fed by decoded
+reference frames and flows. Another device, BLAS, memory layout or thread count sums the same
+products in another order and moves σ by about one unit in the last place. In float32 (ε ≈ 1e-7)
+that flips the table of some σ in every few frames of video and the rest of the stream decodes to
+garbage; in float64 (ε ≈ 1e-16) a flip needs a σ within ~1e-15 (relative) of one of 63 fixed
+boundaries, about 1e-14 per value. So everything the decoder computes runs in
+:data:`DECODER_DTYPE`, and the reference buffer is rounded to 8-bit levels, which resets the
+~1e-15 differences at every frame. ``docs/determinism.md`` has the analysis and the measurements.
+
+The :class:`NumericPath` s change how PyTorch computes the same float operations on one CPU
+(oneDNN on or off, channels-last memory layout, one thread), which is how the harness in
+:mod:`canfvc_codec.eval.determinism` imitates "another platform" without one. The environment
+variable ``CANFVC_NUMERIC_PATH`` selects a path for a whole process.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from canfvc_codec.entropy.scale_table import BOUNDARIES
+from canfvc_codec.errors import UsageError
+
+# The numeric type of every network the decoder runs, in the decoder and in the encoder's
+# reconstruction loop alike. It is part of the bitstream format: a stream decodes bit-exactly only
+# with the type it was encoded with (the per-frame reconstruction CRC says when it did not).
+DECODER_DTYPE = torch.float64
+DECODER_DTYPE_NAME = "float64"
+
+NUMERIC_PATH_ENV = "CANFVC_NUMERIC_PATH"
+DEFAULT_PATH = "default"
+
+
+@dataclass(frozen=True)
+class NumericPath:
+    """One way of computing the networks on a CPU; see the module docstring."""
+
+    name: str
+    description: str
+    mkldnn: bool = True  # oneDNN convolutions (float32 only; float64 never uses them)
+    channels_last: bool = False  # NHWC weights, hence NHWC activations and other kernels
+    threads: int | None = None  # intra-op threads; None keeps the process's setting
+
+
+NUMERIC_PATHS: dict[str, NumericPath] = {
+    path.name: path
+    for path in (
+        NumericPath(DEFAULT_PATH, "PyTorch's defaults"),
+        NumericPath("mkldnn-off", "oneDNN disabled: ATen's own convolutions", mkldnn=False),
+        NumericPath("channels-last", "weights and activations in NHWC layout", channels_last=True),
+        NumericPath("threads-1", "one intra-op thread (other reduction splits)", threads=1),
+    )
+}
+
+
+def get_numeric_path(name: str) -> NumericPath:
+    try:
+        return NUMERIC_PATHS[name]
+    except KeyError:
+        known = ", ".join(NUMERIC_PATHS)
+        raise UsageError(f"unknown numeric path {name!r} (known: {known})") from None
+
+
+def numeric_path_from_env(environ: Mapping[str, str] | None = None) -> NumericPath:
+    """The path ``$CANFVC_NUMERIC_PATH`` names (the default path when unset or empty)."""
+    env = os.environ if environ is None else environ
+    return get_numeric_path(env.get(NUMERIC_PATH_ENV) or DEFAULT_PATH)
+
+
+@contextmanager
+def numeric_path(path: NumericPath) -> Iterator[Callable[[nn.Module], nn.Module]]:
+    """Run the block under ``path``; yields the function that prepares a model for it.
+
+    The process-wide switches (oneDNN, thread count) are restored on exit.
+    """
+    mkldnn, threads = torch.backends.mkldnn.enabled, torch.get_num_threads()
+    torch.backends.mkldnn.enabled = path.mkldnn
+    if path.threads is not None:
+        torch.set_num_threads(path.threads)
+    try:
+        yield lambda model: prepare_model(model, path)
+    finally:
+        torch.backends.mkldnn.enabled = mkldnn
+        torch.set_num_threads(threads)
+
+
+def prepare_model(model: nn.Module, path: NumericPath) -> nn.Module:
+    """``model`` in the memory layout ``path`` asks for (in place; returned for chaining).
+
+    Channels-last weights are enough: a convolution with NHWC weights returns NHWC activations,
+    which carry the layout through the rest of the network.
+    """
+    if path.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# Diagnostics: how close the σ values come to a table boundary.
+
+_LOG_BOUNDARIES = np.log(BOUNDARIES)
+# Spacing of the scale table in the log domain: ln(256 / 0.11) / 63 ≈ 0.123.
+LOG_LEVEL_STEP = float(_LOG_BOUNDARIES[1] - _LOG_BOUNDARIES[0])
+
+
+def boundary_distance(scales: np.ndarray) -> np.ndarray:
+    """Distance of each σ to the nearest table boundary in the log domain (≈ relative distance).
+
+    A numerical path that moves σ by a relative δ can change its table only where this is below δ.
+    Non-positive σ (always table 0) get ``inf``.
+    """
+    values = np.asarray(scales, dtype=np.float64).ravel()
+    out = np.full(values.shape, np.inf)
+    positive = values > 0
+    logs = np.log(values[positive])
+    right = np.searchsorted(_LOG_BOUNDARIES, logs).clip(1, len(_LOG_BOUNDARIES) - 1)
+    out[positive] = np.minimum(
+        np.abs(logs - _LOG_BOUNDARIES[right - 1]), np.abs(logs - _LOG_BOUNDARIES[right])
+    )
+    return out
+
+
+def flip_probability(relative_error: float, values: int) -> float:
+    """Expected number of table flips among ``values`` σ that a path moves by ``relative_error``.
+
+    A σ flips when it lies within the error of a boundary; for σ spread smoothly over the log
+    scale that happens with probability ``2 * error / step`` per value (a first-order estimate).
+    """
+    return 2.0 * relative_error / LOG_LEVEL_STEP * values
