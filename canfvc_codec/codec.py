@@ -30,6 +30,13 @@ from canfvc_codec.io import VideoInfo, VideoReader, VideoWriter
 from canfvc_codec.io.color import rgb_to_yuv, yuv_to_rgb
 from canfvc_codec.io.frame import Frame
 from canfvc_codec.networks.video import References, VideoModel, to_reference
+from canfvc_codec.numerics import (
+    DECODER_DTYPE,
+    DECODER_DTYPE_NAME,
+    numeric_path,
+    numeric_path_from_env,
+    prepare_model,
+)
 from canfvc_codec.weights import load_model, load_model_by_id
 
 PAD_MULTIPLE = 64  # hyper-latents are at 1/64 of the frame
@@ -46,7 +53,9 @@ class EncodeOptions:
     gop: int = DEFAULT_GOP  # 0 = only the first frame is intra
     model: str = "lite"
     device: str = "auto"  # "auto" | "cpu" | "cuda"
-    dtype: str = "float32"  # numeric type of the networks ("float64" for exactness studies)
+    # Numeric type of the networks. float64 makes streams decode anywhere (docs/determinism.md);
+    # a stream decodes only with the type it was encoded with.
+    dtype: str = DECODER_DTYPE_NAME
 
 
 def resolve_device(device: str) -> torch.device:
@@ -102,7 +111,7 @@ class _Engine:
         width: int,
         height: int,
         device: torch.device,
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype = DECODER_DTYPE,
     ) -> None:
         self.model = model.to(device=device, dtype=dtype).eval()
         self.lmbda = lmbda
@@ -134,7 +143,7 @@ class Encoder(_Engine):
         width: int,
         height: int,
         device: torch.device,
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype = DECODER_DTYPE,
     ) -> None:
         super().__init__(model, lmbda, width, height, device, dtype)
         self.gop = gop
@@ -229,9 +238,12 @@ def encode_video(
     )
     writer = CvcWriter(output, header)
     # The decoder only knows λ as the header stores it, so the encoder uses that same value.
+    # $CANFVC_NUMERIC_PATH (tests, docs/determinism.md) changes how the networks are computed.
+    path = numeric_path_from_env()
+    model = prepare_model(model, path)
     encoder = Encoder(model, header.lmbda, options.gop, info.width, info.height, device, dtype)
     frames: list[dict] = []
-    with _progress(info.frame_count, progress, "encode") as bar:
+    with numeric_path(path), _progress(info.frame_count, progress, "encode") as bar:
         for frame in reader:
             rgb = yuv_to_rgb(frame, info, device)
             frame_type, streams, rgb_hat = encoder.encode(rgb)
@@ -265,7 +277,7 @@ def decode_video(
     device: str = "auto",
     model: str | None = None,
     progress: bool = True,
-    dtype: str = "float32",
+    dtype: str = DECODER_DTYPE_NAME,
 ) -> dict:
     """Decode a .cvc stream into the writer ``open_output(info)`` returns.
 
@@ -295,9 +307,15 @@ def decode_video(
         full_range=header.full_range,
         frame_count=header.frame_count or None,
     )
+    path = numeric_path_from_env()
+    network = prepare_model(network, path)
     decoder = Decoder(network, header.lmbda, header.width, header.height, torch_device, torch_dtype)
     count = 0
-    with open_output(info) as writer, _progress(info.frame_count, progress, "decode") as bar:
+    with (
+        numeric_path(path),
+        open_output(info) as writer,
+        _progress(info.frame_count, progress, "decode") as bar,
+    ):
         for index, record in enumerate(reader):
             try:
                 rgb_hat = decoder.decode(record.frame_type, record.streams)

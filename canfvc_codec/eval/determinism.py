@@ -3,8 +3,9 @@
     python -m canfvc_codec.eval.determinism --frames 96 --size 128x96 --dtype float64 float32 \\
         --out bench/results/determinism.json
 
-A stream is encoded in this process with PyTorch's defaults, then decoded in a fresh subprocess
-per :class:`~canfvc_codec.numerics.NumericPath` (oneDNN off, channels-last, one thread), each of
+A stream is encoded in this process (under the numeric path ``$CANFVC_NUMERIC_PATH`` names, by
+default PyTorch's defaults), then decoded in a fresh interpreter under each other
+:class:`~canfvc_codec.numerics.NumericPath` in turn (oneDNN off, channels-last, one thread), each of
 which changes float results by about one unit in the last place, as another CPU, BLAS or GPU
 would. The decoder here does not stop at a reconstruction-CRC mismatch (the real decoder does):
 it goes on so that the harness can say how far the output drifts. Figures per path: decoding
@@ -15,8 +16,8 @@ encoder's reconstruction, the largest difference, and how many σ changed table.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -37,14 +38,15 @@ from canfvc_codec.errors import CanfvcError
 from canfvc_codec.io import VideoInfo, open_reader, open_writer
 from canfvc_codec.io.color import rgb_to_yuv
 from canfvc_codec.io.ffmpeg import ffmpeg_exe
+from canfvc_codec.networks.video import VideoModel
 from canfvc_codec.numerics import (
     DEFAULT_PATH,
-    NUMERIC_PATH_ENV,
     NUMERIC_PATHS,
+    NumericPath,
     boundary_distance,
     flip_probability,
+    get_numeric_path,
     numeric_path,
-    numeric_path_from_env,
 )
 from canfvc_codec.weights import load_model_by_id
 
@@ -55,6 +57,7 @@ DEFAULT_CLIP = "bikes.mp4"
 # bikes.mp4 frames 0-185 are the training range: the only real range long enough for 96 frames.
 DEFAULT_START = 0
 WORKER_TIMEOUT_S = 1800
+WORKER_MODULE = "canfvc_codec.eval.determinism"
 OTHER_PATHS = tuple(name for name in NUMERIC_PATHS if name != DEFAULT_PATH)
 # One latent coder call per I-frame, two per P-frame (motion, inter): how σ arrays map to frames.
 SCALE_CALLS = {"I": 1, "P": 2}
@@ -137,49 +140,53 @@ def compare_scales(reference: list[np.ndarray], other: list[np.ndarray], types: 
 
 
 # ---------------------------------------------------------------------------------------------
-# Worker: decode one stream under the path $CANFVC_NUMERIC_PATH names
+# Worker: decode one stream under each of several paths, in a process of its own
 
 
-def decode_stream(stream: Path, output: Path, dtype: str, scales_out: Path) -> dict:
-    """Decode ``stream`` into raw YUV ``output``, going on past CRC mismatches."""
-    path = numeric_path_from_env()
-    with stream.open("rb") as source:
+def _outputs(work: Path, path: str, dtype: str) -> tuple[Path, Path]:
+    """Where the worker leaves the decoded video and the σ of one path."""
+    return work / f"{path}-{dtype}.yuv", work / f"{path}-{dtype}.npz"
+
+
+def _decode_one(stream: Path, model: VideoModel, dtype: str, path: NumericPath, work: Path) -> dict:
+    """Decode ``stream`` under ``path`` into raw YUV, going on past CRC mismatches."""
+    output, scales_out = _outputs(work, path.name, dtype)
+    mismatches: list[int] = []
+    failure, decoded = None, 0
+    with stream.open("rb") as source, numeric_path(path) as prepare, capture_scales() as scales:
         reader = CvcReader(source)
-        header = reader.header
+        h = reader.header
         info = VideoInfo(
-            header.width,
-            header.height,
-            header.fps_num,
-            header.fps_den,
-            header.bit_depth,
-            header.matrix,
-            header.full_range,
-            None,
+            h.width, h.height, h.fps_num, h.fps_den, h.bit_depth, h.matrix, h.full_range, None
         )
-        model, _ = load_model_by_id(header.model_id, "cpu")
-        mismatches: list[int] = []
-        failure, decoded = None, 0
-        with numeric_path(path) as prepare, capture_scales() as scales:
-            decoder = Decoder(
-                prepare(model),
-                header.lmbda,
-                header.width,
-                header.height,
-                torch.device("cpu"),
-                resolve_dtype(dtype),
-            )
-            with open_writer(str(output), info, overwrite=True) as writer:
-                try:
-                    for index, record in enumerate(reader):
-                        frame = rgb_to_yuv(decoder.decode(record.frame_type, record.streams), info)
-                        if frame_crc(frame) != record.recon_crc:
-                            mismatches.append(index)
-                        writer.write(frame)
-                        decoded += 1
-                except (CanfvcError, ValueError, RuntimeError, IndexError, OverflowError) as exc:
-                    failure = f"frame {decoded}: {exc}"
-        _save_scales(scales_out, scales)
-    return {"path": path.name, "decoded": decoded, "failure": failure, "mismatches": mismatches}
+        decoder = Decoder(
+            prepare(copy.deepcopy(model)),
+            h.lmbda,
+            h.width,
+            h.height,
+            torch.device("cpu"),
+            resolve_dtype(dtype),
+        )
+        with open_writer(str(output), info, overwrite=True) as writer:
+            try:
+                for index, record in enumerate(reader):
+                    frame = rgb_to_yuv(decoder.decode(record.frame_type, record.streams), info)
+                    if frame_crc(frame) != record.recon_crc:
+                        mismatches.append(index)
+                    writer.write(frame)
+                    decoded += 1
+            except (CanfvcError, ValueError, RuntimeError, IndexError, OverflowError) as exc:
+                failure = f"frame {decoded}: {exc}"
+    _save_scales(scales_out, scales)
+    return {"decoded": decoded, "failure": failure, "mismatches": mismatches}
+
+
+def decode_under_paths(stream: Path, dtype: str, work: Path, paths: list[str]) -> dict:
+    """The worker's job: one report per path (the model is loaded once)."""
+    with stream.open("rb") as source:
+        model_id = CvcReader(source).header.model_id
+    model, _ = load_model_by_id(model_id, "cpu")
+    return {name: _decode_one(stream, model, dtype, get_numeric_path(name), work) for name in paths}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,31 +242,25 @@ def compare_planes(reference: np.ndarray, other: np.ndarray) -> dict:
     }
 
 
-def _run_worker(stream: Path, work: Path, path: str, dtype: str) -> tuple[dict, Path, Path]:
-    output, scales, report = (
-        work / f"{path}-{dtype}{suffix}" for suffix in (".yuv", ".npz", ".json")
-    )
-    env = {**os.environ, NUMERIC_PATH_ENV: path}
+def _run_worker(stream: Path, work: Path, dtype: str, paths: tuple[str, ...]) -> dict:
+    """Decode in a fresh interpreter (nothing computed by the encoder is reused)."""
+    report = work / f"report-{dtype}.json"
     cmd = [
         sys.executable,
         "-m",
-        __name__,
+        WORKER_MODULE,
         "--worker",
         str(stream),
-        str(output),
         dtype,
-        str(scales),
+        str(work),
         str(report),
+        *paths,
     ]
-    done = subprocess.run(cmd, env=env, capture_output=True, timeout=WORKER_TIMEOUT_S, text=True)
-    if done.returncode != 0 or not report.exists():
-        tail = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
-        return (
-            {"decoded": 0, "failure": f"worker failed: {tail[0]}", "mismatches": []},
-            output,
-            scales,
-        )
-    return json.loads(report.read_text()), output, scales
+    done = subprocess.run(cmd, capture_output=True, timeout=WORKER_TIMEOUT_S, text=True)
+    if done.returncode == 0 and report.exists():
+        return json.loads(report.read_text())
+    tail = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+    return {p: {"decoded": 0, "failure": f"worker failed: {tail}", "mismatches": []} for p in paths}
 
 
 def run_harness(
@@ -285,8 +286,10 @@ def run_harness(
         types = [f["type"] for f in summary["per_frame"]]
         reference = _planes(recon, info)
         margins = np.concatenate([boundary_distance(s) for s in enc_scales])
+        reports = _run_worker(stream, work, dtype, paths)
         for path in paths:
-            report, output, scales_path = _run_worker(stream, work, path, dtype)
+            report = reports[path]
+            output, scales_path = _outputs(work, path, dtype)
             decoded = _planes(output, info) if output.exists() else np.zeros(0, info.dtype)
             scales = _load_scales(scales_path) if scales_path.exists() else []
             mismatches = report["mismatches"]
@@ -338,8 +341,8 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] == "--worker":
-        stream, output, dtype, scales, report = args[1:6]
-        result = decode_stream(Path(stream), Path(output), dtype, Path(scales))
+        stream, dtype, work, report, *paths = args[1:]
+        result = decode_under_paths(Path(stream), dtype, Path(work), paths)
         Path(report).write_text(json.dumps(result))
         return
     options = _parse_args(args)

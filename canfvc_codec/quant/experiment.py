@@ -54,6 +54,7 @@ LIKELIHOOD_BOUND = 1e-9
 PIXEL_MAX = 1.0
 PIXEL_MEAN = 0.5  # the networks work on centred pixels
 LOSS_SMOOTHING = 25  # steps in the moving average of the plotted training loss
+LOSS_WINDOWS = 6  # the training loss is also summarised as means over this many equal windows
 
 
 # ----------------------------------------------------------------------------------------------
@@ -211,7 +212,8 @@ class RunRecord:
     quantizer: str
     lmbda: float
     steps: int
-    seconds: float = 0.0
+    seconds: float = 0.0  # wall clock (the machine may be shared)
+    cpu_seconds: float = 0.0
     train_loss: list[float] = field(default_factory=list)
     eval_steps: list[int] = field(default_factory=list)
     eval_loss: list[float] = field(default_factory=list)
@@ -255,7 +257,7 @@ def train_run(
     optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
     generator = torch.Generator().manual_seed(seed)  # same batches for every quantiser
     record = RunRecord(kind, lmbda, steps)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for step in range(1, steps + 1):
         out = rate_distortion(model, sample_batch(data, generator), lmbda)
         optimizer.zero_grad()
@@ -272,6 +274,7 @@ def train_run(
     record.final_psnr = record.eval_psnr[-1]
     record.final_bpp_coded = coded_bpp(model, data.evaluation)
     record.seconds = time.perf_counter() - started
+    record.cpu_seconds = time.process_time() - cpu_started
     return record
 
 
@@ -338,6 +341,11 @@ def plot(records: list[RunRecord], out: Path) -> list[Path]:
     return [curves, rd]
 
 
+def window_means(values: list[float], windows: int = LOSS_WINDOWS) -> list[float]:
+    """Mean of ``values`` over ``windows`` consecutive equal parts: a compact convergence curve."""
+    return [float(np.mean(part)) for part in np.array_split(np.asarray(values), windows)]
+
+
 def noise_spectra(
     orders: tuple[int, ...] = (1, 2), sequences: int = 128, length: int = 1024, seed: int = 0
 ) -> dict[str, list[float]]:
@@ -387,9 +395,9 @@ def plot_noise_spectra(spectra: dict[str, list[float]], out: Path) -> Path:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("docs/experiments"))
-    parser.add_argument("--quantizers", default="round,dm1,dm2")
+    parser.add_argument("--quantizers", default="round,binary,dm1,dm2")
     parser.add_argument("--lambdas", default="128,1024")
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
@@ -405,12 +413,18 @@ def main(argv: list[str] | None = None) -> None:
             record = train_run(kind, lmbda, data, args.steps, args.eval_every, args.seed)
             records.append(record)
             coded = f"{record.final_bpp_coded:.4f}" if record.final_bpp_coded else "-"
-            print(f"{kind:6s} λ={lmbda:<6g} {record.seconds:6.1f}s  "
+            print(f"{kind:6s} λ={lmbda:<6g} {record.seconds:.0f}s ({record.cpu_seconds:.0f}s CPU)  "
                   f"bpp est {record.final_bpp_estimated:.4f} coded {coded}  "
                   f"PSNR {record.final_psnr:.2f} dB", flush=True)  # fmt: skip
+    print(f"mean training loss over {LOSS_WINDOWS} windows of {args.steps // LOSS_WINDOWS} steps:")
+    for r in records:
+        means = " ".join(f"{m:7.3f}" for m in window_means(r.train_loss))
+        print(f"{r.quantizer:6s} λ={r.lmbda:<6g} {means}")
     (args.out / "differential-modulation.json").write_text(
-        json.dumps({"config": vars(args) | {"out": str(args.out)},
-                    "runs": [asdict(r) for r in records]}, indent=1)  # fmt: skip
+        json.dumps(
+            {"config": vars(args) | {"out": str(args.out)}, "runs": [asdict(r) for r in records]},
+            indent=1,
+        )  # fmt: skip
     )
     for path in plot(records, args.out):
         print(path)

@@ -273,6 +273,29 @@ class TrainingData:
                 items.append(self._video_sequence(frames))
         return torch.stack(items)
 
+    def flow_pairs(
+        self, batch: int, still_fraction: float | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Frame pairs with ground-truth motion where it is known.
+
+        Returns ``(frames, flows, known)``: frames (B, 2, 3, crop, crop); flows (B, 2, crop,
+        crop), the flow that backward-warps frame 0 onto frame 1 (exact for stills, whose
+        camera is synthetic; zero for video); known (B,) bool, True for stills.
+        """
+        fraction = self.still_fraction if still_fraction is None else still_fraction
+        items, flows, known = [], [], []
+        for _ in range(batch):
+            if self.stills and self.rng.random() < fraction:
+                clip, flow = self._still_sequence(2, with_flow=True)
+                items.append(clip)
+                flows.append(flow[0])
+                known.append(True)
+            else:
+                items.append(self._video_sequence(2))
+                flows.append(torch.zeros(2, self.crop, self.crop, device=self.device))
+                known.append(False)
+        return torch.stack(items), torch.stack(flows), torch.tensor(known, device=self.device)
+
     def images(self, batch: int) -> torch.Tensor:
         """A batch of single pictures, (B, 3, crop, crop)."""
         return self.sequences(batch, 1)[:, 0]
@@ -307,20 +330,36 @@ class TrainingData:
         return self._augment(clip)
 
     def _augment(self, clip: torch.Tensor) -> torch.Tensor:
-        if self.rng.random() < FLIP_PROBABILITY:
-            clip = clip.flip(-1)
-        if self.rng.random() < FLIP_PROBABILITY:
-            clip = clip.flip(-2)
+        clip, _ = self._flip(clip, None)
         if self.rng.random() < REVERSE_PROBABILITY:
             clip = clip.flip(0)
         return clip.contiguous()
 
-    def _still_sequence(self, length: int) -> torch.Tensor:
+    def _flip(
+        self, clip: torch.Tensor, flows: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Random horizontal and vertical flips of frames (T, 3, H, W) and their flows."""
+        for axis, component in ((-1, 0), (-2, 1)):
+            if self.rng.random() < FLIP_PROBABILITY:
+                clip = clip.flip(axis)
+                if flows is not None:
+                    flows = flows.flip(axis)
+                    flows[:, component] = -flows[:, component]
+        return clip, flows
+
+    def _still_sequence(
+        self, length: int, with_flow: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """A still photograph filmed by a synthetic camera; with ``with_flow`` also the exact
+        flows (T-1, 2, crop, crop), flow k backward-warping frame k onto frame k + 1."""
         image = self.stills[int(self.rng.integers(len(self.stills)))]
         _, _, height, width = image.shape
         motion = 1.0
+        reverse = self.rng.random() < REVERSE_PROBABILITY
         for _ in range(STILL_TRIES):
             centres, scales, angles = self._camera_path(length, motion)
+            if reverse:  # play the camera path backwards, before the flows are derived from it
+                centres, scales, angles = centres[::-1], scales[::-1], angles[::-1]
             lo, hi = self._footprint(centres, scales, angles)
             span_x, span_y = width - (hi[0] - lo[0]), height - (hi[1] - lo[1])
             if span_x > 0 and span_y > 0:
@@ -338,8 +377,34 @@ class TrainingData:
             mode="bicubic",
             padding_mode="border",
             align_corners=False,
-        )
-        return self._augment(frames.clamp_(0.0, 1.0))
+        ).clamp_(0.0, 1.0)
+        flows = self._camera_flows(centres, scales, angles) if with_flow else None
+        frames, flows = self._flip(frames, flows)
+        if flows is None:
+            return frames.contiguous()
+        return frames.contiguous(), flows.contiguous()
+
+    def _camera_flows(
+        self, centres: np.ndarray, scales: np.ndarray, angles: np.ndarray
+    ) -> torch.Tensor:
+        """Exact flows between consecutive frames of a camera path, (T-1, 2, crop, crop).
+
+        Frame k shows the photograph at ``c_k + s_k R(a_k) w`` for the output offset ``w`` from
+        the crop centre. The point that pixel ``w`` of frame k+1 shows sits in frame k at
+        ``R(a_k)^T (c_{k+1} + s_{k+1} R(a_{k+1}) w - c_k) / s_k``; the flow is that minus ``w``.
+        """
+        axis = torch.arange(self.crop, dtype=torch.float64) + 0.5 - self.crop / 2
+        v, u = torch.meshgrid(axis, axis, indexing="ij")
+        flows = []
+        for k in range(len(centres) - 1):
+            a1, s1, c1 = angles[k + 1], scales[k + 1], centres[k + 1]
+            a0, s0, c0 = angles[k], scales[k], centres[k]
+            x = c1[0] - c0[0] + s1 * (math.cos(a1) * u - math.sin(a1) * v)
+            y = c1[1] - c0[1] + s1 * (math.sin(a1) * u + math.cos(a1) * v)
+            u0 = (math.cos(a0) * x + math.sin(a0) * y) / s0
+            v0 = (-math.sin(a0) * x + math.cos(a0) * y) / s0
+            flows.append(torch.stack([u0 - u, v0 - v]))
+        return torch.stack(flows).float().to(self.device)
 
     def _camera_path(self, length: int, motion: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Centres (relative to the first), scales and angles of the camera for each frame."""

@@ -20,12 +20,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from canfvc_codec.nn.layers import backward_warp
+
 LAMBDA_MIN = 256.0
 LAMBDA_MAX = 2048.0
 LAMBDA1_RATIO = 0.01  # lambda_1 = 0.01 * lambda_2 (paper, Sec. 4.1)
 CHARBONNIER_EPS = 1e-3  # robust photometric penalty for unsupervised flow
 FLOW_SMOOTHNESS = 0.01  # weight of the first-order flow smoothness term (per pixel of flow)
 PSNR_FLOOR_MSE = 1e-10  # keeps PSNR finite on a perfect reconstruction
+WARP_LEVELS = 4  # pyramid levels of the unsupervised flow loss
 
 
 def sample_lambda(
@@ -79,6 +82,24 @@ def flow_smoothness(flow: Tensor) -> Tensor:
 def warping_loss(warped: Tensor, target: Tensor, flow: Tensor) -> Tensor:
     """Unsupervised flow objective: robust photometric error plus a little smoothness."""
     return charbonnier(warped - target) + FLOW_SMOOTHNESS * flow_smoothness(flow)
+
+
+def multiscale_warping_loss(
+    reference: Tensor, target: Tensor, flow: Tensor, levels: int = WARP_LEVELS
+) -> Tensor:
+    """:func:`warping_loss` averaged over a pyramid of the frames and the flow.
+
+    At full resolution the photometric gradient only sees a pixel or two around the current
+    flow; at 1/8 it sees eight times further, which is what lets a flow network that starts at
+    zero find large motions.
+    """
+    total = flow.new_zeros(())
+    for level in range(levels):
+        if level:
+            reference, target = F.avg_pool2d(reference, 2), F.avg_pool2d(target, 2)
+            flow = F.avg_pool2d(flow, 2) / 2  # half the resolution: half the displacement
+        total = total + warping_loss(backward_warp(reference, flow), target, flow)
+    return total / levels
 
 
 def endpoint_error(flow: Tensor, target: Tensor) -> Tensor:

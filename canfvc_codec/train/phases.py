@@ -232,8 +232,12 @@ def run_step(
     rng: np.random.Generator,
     autocast: Callable[[], object],
     teacher: FlowTeacher | None = None,
+    flow_targets: tuple[Tensor, Tensor] | None = None,
 ) -> StepResult:
     """Forward and backward passes of one step of ``phase`` on ``batch`` (B, T, 3, H, W).
+
+    ``flow_targets`` (flows (B, 2, H, W), known (B,) bool) are the exact flows of the flow phase
+    where the data knows them (stills in synthetic motion).
 
     Gradients are accumulated into the parameters; the caller steps the optimiser. Multi-frame
     kinds call ``backward`` once per frame (their graphs are independent since references are
@@ -241,15 +245,7 @@ def run_step(
     """
     kind = phase.kind
     if kind == "flow":
-        x_ref, x = batch[:, 0], batch[:, 1]
-        with autocast():
-            flow = model.spynet(x, x_ref).float()
-        warped = backward_warp(x_ref, flow)
-        loss = losses.warping_loss(warped, x, flow)
-        if teacher is not None:
-            loss = loss + losses.endpoint_error(flow, teacher(x, x_ref))
-        loss.backward()
-        return StepResult(float(loss.detach()), 0.0, float(losses.mse(warped.detach(), x)), lmbda)
+        return _flow_step(model, batch, flow_targets, autocast, teacher, lmbda)
 
     if kind == "extrapolation":
         with torch.no_grad(), autocast():
@@ -288,6 +284,36 @@ def run_step(
     if kind == "sequence":
         return _sequence_step(model, phase, batch, lmbda, autocast)
     raise ValueError(f"unknown phase kind {kind!r}")
+
+
+def _flow_step(
+    model: VideoModel,
+    batch: Tensor,
+    flow_targets: tuple[Tensor, Tensor] | None,
+    autocast: Callable[[], object],
+    teacher: FlowTeacher | None,
+    lmbda: float,
+) -> StepResult:
+    """SPyNet: multi-scale warping loss, plus the end-point error to the exact flow where it is
+    known and to the teacher's flow elsewhere (when there is a teacher)."""
+    x_ref, x = batch[:, 0], batch[:, 1]
+    with autocast():
+        flow = model.spynet(x, x_ref).float()
+    loss = losses.multiscale_warping_loss(x_ref, x, flow)
+    target, known = flow_targets if flow_targets is not None else (None, None)
+    if teacher is not None:
+        taught = teacher(x, x_ref)
+        if target is None or known is None:
+            target, known = taught, torch.ones(len(x), dtype=torch.bool, device=x.device)
+        else:
+            target = torch.where(known[:, None, None, None], target, taught)
+            known = torch.ones_like(known)
+    if target is not None and known is not None and bool(known.any()):
+        supervised = losses.endpoint_error(flow[known], target[known])
+        loss = loss + supervised * known.float().mean()
+    loss.backward()
+    warped = backward_warp(x_ref, flow.detach())
+    return StepResult(float(loss.detach()), 0.0, float(losses.mse(warped, x)), lmbda)
 
 
 def _sequence_step(

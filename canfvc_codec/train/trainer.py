@@ -57,6 +57,8 @@ DEFAULT_CROP = {"cuda": 256, "cpu": 128}
 DEFAULT_BATCH = {"cuda": 8, "cpu": 2}
 DEFAULT_PLAN_MINUTES = 60.0
 AUX_LR = 1e-3  # the factorised priors' quantiles (CompressAI's default)
+# Half the flow phase's pairs are stills, whose exact flow supervises SPyNet.
+FLOW_STILL_FRACTION = 0.5
 GRAD_CLIP = 1.0  # gradient norm clip: keeps early ANF training stable
 LOG_EVERY_STEPS = 10
 LOG_EVERY_SECONDS = 60.0
@@ -354,11 +356,16 @@ class Trainer:
         phase = self.current_phase()
         if phase is not self.active:
             self._switch(phase)
-        batch = self.data.sequences(self.batch, phase.frames)
+        targets = None
+        if phase.kind == "flow":
+            batch, flows, known = self.data.flow_pairs(self.batch, FLOW_STILL_FRACTION)
+            targets = (flows, known)
+        else:
+            batch = self.data.sequences(self.batch, phase.frames)
         lmbda = losses.sample_lambda(self.rng)
         self.optimizer.zero_grad(set_to_none=True)
         result = phases.run_step(
-            self.model, phase, batch, lmbda, self.rng, self.autocast, self.teacher
+            self.model, phase, batch, lmbda, self.rng, self.autocast, self.teacher, targets
         )
         trainable = [p for p in self.model.parameters() if p.grad is not None]
         norm = torch.nn.utils.clip_grad_norm_(trainable, GRAD_CLIP) if trainable else None
