@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_LAMBDA ?= 1024
-DEMO_FRAMES ?= 8
+DEMO_FRAMES ?= 3
 
 .PHONY: install test demo bench lint clean data
 

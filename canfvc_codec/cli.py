@@ -291,6 +291,8 @@ def _format_value(value: Any) -> str:
 
 def _check_stdout(*outputs: str | None) -> None:
     """Binary data on a terminal helps nobody: ask for a pipe or a file instead."""
+    if STDIO_NAME in outputs and sys.stdout is None:  # started with stdout closed (>&-)
+        raise OutputError("stdout is closed: name an output file instead of -")
     if STDIO_NAME in outputs and sys.stdout.isatty():
         raise UsageError(
             "stdout is a terminal: pipe it into another program or name an output file"

@@ -37,6 +37,7 @@ from canfvc_codec.numerics import (
     numeric_path_from_env,
     prepare_model,
 )
+from canfvc_codec.stripes import bound_memory, check_decode_memory
 from canfvc_codec.weights import load_model, load_model_by_id
 
 PAD_MULTIPLE = 64  # hyper-latents are at 1/64 of the frame
@@ -113,7 +114,8 @@ class _Engine:
         device: torch.device,
         dtype: torch.dtype = DECODER_DTYPE,
     ) -> None:
-        self.model = model.to(device=device, dtype=dtype).eval()
+        # Large frames are computed in stripes so that decoding memory stays bounded.
+        self.model = bound_memory(model.to(device=device, dtype=dtype).eval())
         self.lmbda = lmbda
         self.width, self.height = width, height
         self.device, self.dtype = device, dtype
@@ -286,6 +288,9 @@ def decode_video(
     """
     reader = CvcReader(source)
     header = reader.header
+    if header.width % 2 or header.height % 2:
+        # The container allows any size; 4:2:0 video (all canfvc codes) needs even ones.
+        raise BitstreamError(f"header: frame size {header.width}x{header.height} is not even")
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype)
     if model is None:
@@ -307,6 +312,7 @@ def decode_video(
         full_range=header.full_range,
         frame_count=header.frame_count or None,
     )
+    check_decode_memory(network.config, header.width, header.height, torch_dtype)
     path = numeric_path_from_env()
     network = prepare_model(network, path)
     decoder = Decoder(network, header.lmbda, header.width, header.height, torch_device, torch_dtype)

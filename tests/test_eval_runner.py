@@ -17,6 +17,7 @@ from canfvc_codec.eval.runner import (
     CanfvcCommand,
     CanfvcUnavailable,
     EvalOptions,
+    finalize_canfvc_status,
     run_evaluation,
 )
 
@@ -150,3 +151,16 @@ def test_missing_canfvc_is_skipped_with_a_reason(tmp_path, tiny_config):
     assert list(seq["codecs"]) == ["x265"] and "No module named" in seq["skipped"][CANFVC]
     assert not any(p.name.startswith(".work-") for p in (tmp_path / "out").iterdir())
     assert os.path.isdir(tmp_path / "out")
+
+
+def test_canfvc_without_results_anywhere_counts_as_skipped():
+    results = {
+        "canfvc": {"status": "ok"},
+        "sequences": {"a": {"codecs": {"x265": []}, "skipped": {CANFVC: "model not found"}}},
+    }
+    finalize_canfvc_status(results)
+    assert results["canfvc"] == {"status": "skipped", "reason": "model not found"}
+    results["canfvc"] = {"status": "ok"}
+    results["sequences"]["b"] = {"codecs": {CANFVC: []}, "skipped": {}}
+    finalize_canfvc_status(results)
+    assert results["canfvc"]["status"] == "ok"

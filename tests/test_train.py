@@ -271,3 +271,15 @@ def test_training_imports_without_the_range_coder() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("refused: constriction.")
+
+
+def test_stills_come_with_their_exact_flow() -> None:
+    from canfvc_codec.nn.layers import backward_warp
+
+    frames, flows, known = _data(seed=4).flow_pairs(6, still_fraction=1.0)
+    assert known.all() and flows.shape == (6, 2, CROP, CROP)
+    warped = backward_warp(frames[:, 0], flows)
+    inner = (..., slice(6, -6), slice(6, -6))  # away from the borders the warp cannot fill
+    error = losses.mse(warped[inner], frames[:, 1][inner])
+    assert error < 0.25 * losses.mse(frames[:, 0][inner], frames[:, 1][inner])
+    assert losses.psnr(error) > 28

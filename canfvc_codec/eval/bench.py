@@ -21,12 +21,12 @@ from pathlib import Path
 import click
 
 from canfvc_codec.errors import CanfvcError
-from canfvc_codec.eval import anchors
+from canfvc_codec.eval import anchors, memory
 from canfvc_codec.eval.command import evaluate
 from canfvc_codec.eval.config import parse_size
 from canfvc_codec.eval.process import run_measured
-from canfvc_codec.eval.report import bd_table
-from canfvc_codec.eval.runner import CanfvcCommand, CanfvcUnavailable
+from canfvc_codec.eval.report import bd_table, describe_machine
+from canfvc_codec.eval.runner import CanfvcCommand, CanfvcUnavailable, machine_info
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEV_CONFIG = REPO_ROOT / "bench" / "configs" / "dev.json"
@@ -275,14 +275,13 @@ def _rd_lines(rd: dict | None, out_dir: Path) -> list[str]:
 def write_readme(out_dir: Path, record: dict) -> Path:
     rd = record.get("rd")
     model_id = (rd or {}).get("canfvc", {}).get("model_id") or "n/a (no canfvc results)"
-    machine = (rd or {}).get("machine") or record.get("machine", {})
+    machine = record.get("machine") or (rd or {}).get("machine") or {}
     lines = [
         "# canfvc benchmarks",
         "",
         f"- date: {record['date']}",
         f"- model id: {model_id}",
-        f"- machine: {machine.get('processor')}, {machine.get('platform')}, "
-        f"torch {machine.get('torch')}, GPU: {machine.get('cuda') or 'none'}",
+        f"- machine: {describe_machine(machine)}",
         f"- command: `{record['command']}`",
         "",
         "## Rate-distortion on the development clips",
@@ -300,19 +299,6 @@ def write_readme(out_dir: Path, record: dict) -> Path:
     path = out_dir / "README.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
-
-
-def _machine() -> dict:
-    import platform
-
-    import torch
-
-    return {
-        "processor": platform.processor() or platform.machine(),
-        "platform": platform.platform(),
-        "torch": torch.__version__,
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
 
 
 @click.command()
@@ -362,7 +348,7 @@ def main(
     record: dict = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": "python -m canfvc_codec.eval.bench " + " ".join(sys.argv[1:]),
-        "machine": _machine(),
+        "machine": machine_info(),
     }
     try:
         _log("entropy benchmark")
@@ -371,6 +357,8 @@ def main(
             if skip_entropy
             else entropy_benchmark(out_dir / "entropy")
         )
+        _log("memory benchmark (canfvc_codec.eval.memory)")
+        record["memory"] = memory.run(out_dir / "memory.json", **(memory.QUICK if quick else {}))
         record["speed"] = (
             {"status": "skipped", "reason": "--skip-speed"}
             if skip_speed

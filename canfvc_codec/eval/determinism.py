@@ -18,9 +18,11 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -30,13 +32,20 @@ import numpy as np
 import torch
 
 from canfvc_codec.bitstream import CvcReader
-from canfvc_codec.codec import Decoder, EncodeOptions, encode_video, frame_crc, resolve_dtype
+from canfvc_codec.codec import (
+    Decoder,
+    EncodeOptions,
+    Encoder,
+    encode_video,
+    frame_crc,
+    resolve_dtype,
+)
 from canfvc_codec.datasets import clip_path
 from canfvc_codec.entropy.gaussian import GaussianConditional
 from canfvc_codec.entropy.scale_table import scale_indexes
 from canfvc_codec.errors import CanfvcError
 from canfvc_codec.io import VideoInfo, open_reader, open_writer
-from canfvc_codec.io.color import rgb_to_yuv
+from canfvc_codec.io.color import rgb_to_yuv, yuv_to_rgb
 from canfvc_codec.io.ffmpeg import ffmpeg_exe
 from canfvc_codec.networks.video import VideoModel
 from canfvc_codec.numerics import (
@@ -48,7 +57,7 @@ from canfvc_codec.numerics import (
     get_numeric_path,
     numeric_path,
 )
-from canfvc_codec.weights import load_model_by_id
+from canfvc_codec.weights import load_model, load_model_by_id
 
 DEFAULT_MODEL = "random-tiny"
 DEFAULT_LAMBDA = 1024.0
@@ -242,25 +251,39 @@ def compare_planes(reference: np.ndarray, other: np.ndarray) -> dict:
     }
 
 
-def _run_worker(stream: Path, work: Path, dtype: str, paths: tuple[str, ...]) -> dict:
-    """Decode in a fresh interpreter (nothing computed by the encoder is reused)."""
-    report = work / f"report-{dtype}.json"
-    cmd = [
-        sys.executable,
-        "-m",
-        WORKER_MODULE,
-        "--worker",
-        str(stream),
-        dtype,
-        str(work),
-        str(report),
-        *paths,
-    ]
-    done = subprocess.run(cmd, capture_output=True, timeout=WORKER_TIMEOUT_S, text=True)
-    if done.returncode == 0 and report.exists():
-        return json.loads(report.read_text())
+def encode_stream(source: Path, dtype: str, work: Path, model: str, lmbda: float, gop: int) -> dict:
+    """The encoder worker's job: stream, reconstruction and σ under this process's path."""
+    stream, recon = work / f"stream-{dtype}.cvc", work / f"recon-{dtype}.yuv"
+    options = EncodeOptions(lmbda=lmbda, gop=gop, model=model, device="cpu", dtype=dtype)
+    with capture_scales() as scales, open_reader(str(source)) as reader:
+        with stream.open("wb") as sink, open_writer(str(recon), reader.info, overwrite=True) as rec:
+            summary = encode_video(reader, sink, options, recon=rec, progress=False)
+    _save_scales(work / f"encoder-{dtype}.npz", scales)
+    return {
+        "types": [f["type"] for f in summary["per_frame"]],
+        "bytes": summary["bytes"],
+        "bpp": summary["bpp"],
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _spawn(job: str, *args: str) -> dict:
+    """Run a worker job in a fresh interpreter; its JSON report, or ``{"error": line}``.
+
+    OpenMP's waiting threads spin by default, which on a machine busier than its core count
+    slows small convolutions down tenfold; passive waiting changes no result, only the waiting.
+    """
+    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    with tempfile.TemporaryDirectory(prefix="canfvc-worker-") as tmp:
+        report = Path(tmp) / "report.json"
+        cmd = [sys.executable, "-m", WORKER_MODULE, job, str(report), *args]
+        done = subprocess.run(
+            cmd, env=env, capture_output=True, timeout=WORKER_TIMEOUT_S, text=True
+        )
+        if done.returncode == 0 and report.exists():
+            return json.loads(report.read_text())
     tail = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-    return {p: {"decoded": 0, "failure": f"worker failed: {tail}", "mismatches": []} for p in paths}
+    return {"error": f"{job} worker failed: {tail}"}
 
 
 def run_harness(
@@ -273,26 +296,30 @@ def run_harness(
     dtypes: tuple[str, ...] = ("float64",),
     paths: tuple[str, ...] = OTHER_PATHS,
 ) -> dict:
-    """Encode ``source`` once per numeric type, decode it under each path; results per run."""
+    """Encode ``source`` once per numeric type, decode it under each path; results per run.
+
+    The encoder and the decoders run in interpreters of their own, so that nothing the encoder
+    computed (or cached) can leak into decoding.
+    """
     work.mkdir(parents=True, exist_ok=True)
-    runs = []
+    runs: list[dict] = []
+    with open_reader(str(source)) as reader:
+        info = reader.info
     for dtype in dtypes:
-        stream, recon = work / f"stream-{dtype}.cvc", work / f"recon-{dtype}.yuv"
-        options = EncodeOptions(lmbda=lmbda, gop=gop, model=model, device="cpu", dtype=dtype)
-        with capture_scales() as enc_scales, open_reader(str(source)) as reader:
-            info = reader.info
-            with stream.open("wb") as sink, open_writer(str(recon), info, overwrite=True) as rec:
-                summary = encode_video(reader, sink, options, recon=rec, progress=False)
-        types = [f["type"] for f in summary["per_frame"]]
-        reference = _planes(recon, info)
+        encoded = _spawn("--encode", str(source), dtype, str(work), model, str(lmbda), str(gop))
+        if "error" in encoded:
+            raise RuntimeError(encoded["error"])
+        types = encoded["types"]
+        reference = _planes(work / f"recon-{dtype}.yuv", info)
+        enc_scales = _load_scales(work / f"encoder-{dtype}.npz")
         margins = np.concatenate([boundary_distance(s) for s in enc_scales])
-        reports = _run_worker(stream, work, dtype, paths)
+        reports = _spawn("--decode", str(work / f"stream-{dtype}.cvc"), dtype, str(work), *paths)
         for path in paths:
-            report = reports[path]
+            report = reports.get(path, {"decoded": 0, "failure": reports.get("error")})
             output, scales_path = _outputs(work, path, dtype)
             decoded = _planes(output, info) if output.exists() else np.zeros(0, info.dtype)
             scales = _load_scales(scales_path) if scales_path.exists() else []
-            mismatches = report["mismatches"]
+            mismatches = report.get("mismatches", [])
             result = PathResult(
                 path=path,
                 dtype=dtype,
@@ -308,19 +335,47 @@ def run_harness(
                 result.sigma_max_rel_dev, margins.size
             )
             runs.append(asdict(result))
-        runs.append(
-            {
-                "dtype": dtype,
-                "encode": {
-                    "frames": len(types),
-                    "bytes": summary["bytes"],
-                    "bpp": summary["bpp"],
-                    "sigma_values": int(margins.size),
-                    "min_boundary_distance": float(margins.min(initial=np.inf)),
-                },
-            }
+        encode = {k: encoded[k] for k in ("bytes", "bpp", "threads")}
+        encode.update(
+            frames=len(types),
+            sigma_values=int(margins.size),
+            min_boundary_distance=float(margins.min(initial=np.inf)),
         )
+        runs.append({"dtype": dtype, "encode": encode})
     return {"source": str(source), "model": model, "lambda": lmbda, "gop": gop, "runs": runs}
+
+
+def time_per_frame(model: str, width: int, height: int, frames: int, dtype: str) -> dict:
+    """Seconds per frame of encoding and decoding (in this process), by frame type."""
+    network, _ = load_model(model, "cpu")
+    with tempfile.TemporaryDirectory(prefix="canfvc-timing-") as tmp:
+        clip = Path(tmp) / "clip.y4m"
+        make_clip(clip, width, height, frames)
+        with open_reader(str(clip)) as reader:
+            info = reader.info
+            pictures = [yuv_to_rgb(frame, info) for frame in reader]
+    torch_dtype = resolve_dtype(dtype)
+    device = torch.device("cpu")
+    encoder = Encoder(
+        copy.deepcopy(network), DEFAULT_LAMBDA, DEFAULT_GOP, width, height, device, torch_dtype
+    )
+    decoder = Decoder(copy.deepcopy(network), DEFAULT_LAMBDA, width, height, device, torch_dtype)
+    rows = []
+    for picture in pictures:
+        start = time.perf_counter()
+        frame_type, streams, _ = encoder.encode(picture)
+        middle = time.perf_counter()
+        decoder.decode(frame_type, streams)
+        rows.append((frame_type, middle - start, time.perf_counter() - middle))
+    p_rows = [r for r in rows[2:] if r[0] == "P"] or [r for r in rows if r[0] == "P"]
+    return {
+        "model": model,
+        "size": f"{width}x{height}",
+        "dtype": dtype,
+        "threads": torch.get_num_threads(),
+        "encode_s": {"I": rows[0][1], "P": float(np.mean([r[1] for r in p_rows]))},
+        "decode_s": {"I": rows[0][2], "P": float(np.mean([r[2] for r in p_rows]))},
+    }
 
 
 def _parse_args(argv: list[str]) -> argparse.Namespace:
@@ -335,18 +390,46 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--dtype", nargs="+", default=["float64", "float32"])
     parser.add_argument("--paths", nargs="+", default=list(OTHER_PATHS))
     parser.add_argument("--out", help="JSON file for the results (default: stdout)")
+    parser.add_argument(
+        "--timing",
+        nargs="+",
+        metavar="MODEL",
+        help="instead: seconds per frame of these models in each --dtype at --size",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    if args and args[0] == "--worker":
-        stream, dtype, work, report, *paths = args[1:]
-        result = decode_under_paths(Path(stream), dtype, Path(work), paths)
+    if args and args[0] in ("--encode", "--decode"):
+        job, report, source, dtype, work, *rest = args
+        if job == "--encode":
+            model, lmbda, gop = rest
+            result = encode_stream(Path(source), dtype, Path(work), model, float(lmbda), int(gop))
+        else:
+            result = decode_under_paths(Path(source), dtype, Path(work), rest)
         Path(report).write_text(json.dumps(result))
+        return
+    if args and args[0] == "--time":
+        _, report, model, size, frames, dtype = args
+        width, height = (int(v) for v in size.split("x"))
+        Path(report).write_text(
+            json.dumps(time_per_frame(model, width, height, int(frames), dtype))
+        )
         return
     options = _parse_args(args)
     width, height = (int(v) for v in options.size.lower().split("x"))
+    if options.timing:
+        rows = [
+            _spawn("--time", model, options.size, str(options.frames), dtype)
+            for model in options.timing
+            for dtype in options.dtype
+        ]
+        text = json.dumps({"timing": rows}, indent=2)
+        if options.out:
+            Path(options.out).write_text(text + "\n")
+        print(text)
+        return
     with tempfile.TemporaryDirectory(prefix="canfvc-determinism-") as tmp:
         source = Path(tmp) / "clip.y4m"
         make_clip(source, width, height, options.frames)

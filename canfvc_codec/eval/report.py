@@ -206,9 +206,20 @@ def bd_table(results: dict) -> list[str]:
     return lines
 
 
+def describe_machine(machine: dict) -> str:
+    """One line: CPU, cores, load when measured, OS, torch, GPU."""
+    load = machine.get("load_average")
+    return (
+        f"{machine.get('processor')}, {machine.get('cpu_count', '?')} cores"
+        + (f" (load average {load[0]:g} at the start)" if load else "")
+        + f", {machine.get('platform')}, torch {machine.get('torch')}, "
+        f"GPU: {machine.get('cuda') or 'none'}"
+    )
+
+
 def summary_markdown(results: dict) -> str:
     canfvc = results.get("canfvc", {})
-    machine = results.get("machine", {})
+    machine = results.get("machine") or {}
     lines = [
         f"# RD evaluation: {results['config']}",
         "",
@@ -218,8 +229,7 @@ def summary_markdown(results: dict) -> str:
         + (f" ({canfvc['reason']})" if canfvc.get("reason") else ""),
         f"- anchors: {'; '.join(f'{k}: {v}' for k, v in results.get('anchors', {}).items())}",
         f"- ffmpeg: {results.get('ffmpeg')}",
-        f"- machine: {machine.get('processor')}, {machine.get('platform')}, "
-        f"torch {machine.get('torch')}",
+        f"- machine: {describe_machine(machine)}",
         "- bpp from the real file sizes (headers included) over the unpadded pixels; times are the "
         "wall time of the whole command (start-up included) per frame; memory is the peak RSS of "
         "the encoding / decoding process.",

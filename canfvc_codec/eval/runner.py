@@ -336,17 +336,40 @@ def run_canfvc(
 # The whole evaluation
 
 
-def _machine() -> dict:
+def machine_info() -> dict:
+    """What the timings were measured on, load included (the machine may be shared)."""
+    import os
+
     import torch
 
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            cpu = next(
+                line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")
+            )
+    except (OSError, StopIteration):
+        pass
     return {
+        "processor": cpu,
+        "cpu_count": os.cpu_count(),
+        "load_average": [round(v, 2) for v in os.getloadavg()]
+        if hasattr(os, "getloadavg")
+        else None,
         "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "cpu_threads": torch.get_num_threads(),
     }
+
+
+def finalize_canfvc_status(results: dict) -> None:
+    """A canfvc whose command exists but which produced nothing anywhere counts as skipped."""
+    status = results.get("canfvc", {})
+    sequences = results["sequences"].values()
+    if status.get("status") == "ok" and not any(CANFVC in s["codecs"] for s in sequences):
+        reasons = [s["skipped"][CANFVC] for s in sequences if CANFVC in s.get("skipped", {})]
+        status.update(status="skipped", reason=reasons[0] if reasons else "no results")
 
 
 def compute_bd_rates(sequences: dict, codecs: list[str]) -> dict:
@@ -406,7 +429,7 @@ def run_evaluation(
         "config": config.name,
         "config_path": str(config.source) if config.source else None,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": _machine(),
+        "machine": machine_info(),
         "ffmpeg": anchors.ffmpeg_version(ffmpeg) if ffmpeg else None,
         "anchors": {c.name: c.description for c in codecs},
         "canfvc": canfvc_status,
@@ -460,6 +483,7 @@ def run_evaluation(
     finally:
         if temporary:
             shutil.rmtree(work_root, ignore_errors=True)
+    finalize_canfvc_status(results)
     names = list(dict.fromkeys(c for seq in results["sequences"].values() for c in seq["codecs"]))
     results["bd_rate"] = compute_bd_rates(results["sequences"], names)
     return results

@@ -1,4 +1,4 @@
-"""Rounding vs 1st vs 2nd order differential modulation on one small model (supplement Fig. 2).
+"""Rounding, plain binary, 1st and 2nd order differential modulation on one small model (Fig. 2).
 
     python -m canfvc_codec.quant.experiment --out docs/experiments
 

@@ -14,7 +14,10 @@ the forward and backward passes of one step and returns the figures the trainer 
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +36,7 @@ P_CODER_PARTS = ("motion_first", "motion", "mc", "inter")
 FIRST_P_PROBABILITY = 0.3
 # A first-P sample needs the target and one reference; a conditional one three references.
 IP_FRAMES = 4
+TEACHER_THREADS = 8  # DIS pairs computed at once
 
 
 @dataclass(frozen=True)
@@ -48,80 +52,31 @@ class Phase:
     description: str
 
 
+# Learning rates: the paper's 1e-4 for the coders (a little higher at first, since our runs are
+# short), more for the distortion-only flow pre-training, which starts from random weights.
+# fmt: off
 SCHEDULE: tuple[Phase, ...] = (
-    Phase(
-        "flow",
-        "flow",
-        ("spynet",),
-        2,
-        3e-4,
-        0.06,
-        "SPyNet from the warping loss (distilled from OpenCV DIS flow when cv2 is present)",
-    ),
-    Phase(
-        "extrapolation",
-        "extrapolation",
-        ("extrapolation",),
-        IP_FRAMES,
-        3e-4,
-        0.04,
-        "flow-extrapolation U-Net on SPyNet flows of uncompressed frames",
-    ),
-    Phase(
-        "intra",
-        "intra",
-        ("intra",),
-        1,
-        2e-4,
-        0.24,
-        "ANFIC intra coder, rate-distortion on frames and stills",
-    ),
-    Phase(
-        "ip_motion",
-        "motion",
-        ("motion_first", "motion", "mc"),
-        IP_FRAMES,
-        2e-4,
-        0.08,
-        "2-frame: motion coders and motion compensation, D(x_c, x_t) + motion rate",
-    ),
-    Phase(
-        "ip_inter",
-        "ip",
-        ("inter",),
-        IP_FRAMES,
-        2e-4,
-        0.10,
-        "2-frame: inter-frame coder with motion coders and MC frozen",
-    ),
-    Phase(
-        "ip_joint",
-        "ip",
-        P_CODER_PARTS,
-        IP_FRAMES,
-        1e-4,
-        0.10,
-        "2-frame: motion coders, MC and inter-frame coder jointly",
-    ),
-    Phase(
-        "ipppp",
-        "sequence",
-        P_CODER_PARTS,
-        5,
-        1e-4,
-        0.22,
-        "5-frame IPPPP on decoded references, gradient stopped at each reference",
-    ),
-    Phase(
-        "finetune",
-        "sequence",
-        ALL_PARTS,
-        7,
-        5e-5,
-        0.16,
-        "all networks, 7-frame sequences on decoded references, lower learning rate",
-    ),
+    Phase("flow", "flow", ("spynet",), frames=2, lr=1e-3, share=0.06,
+          description="SPyNet: exact flows of stills in motion, multi-scale warping loss, "
+          "and OpenCV DIS flow as a teacher when cv2 is present"),
+    Phase("extrapolation", "extrapolation", ("extrapolation",), frames=IP_FRAMES, lr=5e-4,
+          share=0.04, description="flow-extrapolation U-Net on SPyNet flows of uncompressed "
+          "frames"),
+    Phase("intra", "intra", ("intra",), frames=1, lr=2e-4, share=0.24,
+          description="ANFIC intra coder, rate-distortion on frames and stills"),
+    Phase("ip_motion", "motion", ("motion_first", "motion", "mc"), frames=IP_FRAMES, lr=2e-4,
+          share=0.08, description="2-frame: motion coders and motion compensation, "
+          "D(x_c, x_t) + motion rate"),
+    Phase("ip_inter", "ip", ("inter",), frames=IP_FRAMES, lr=2e-4, share=0.10,
+          description="2-frame: inter-frame coder with motion coders and MC frozen"),
+    Phase("ip_joint", "ip", P_CODER_PARTS, frames=IP_FRAMES, lr=1e-4, share=0.10,
+          description="2-frame: motion coders, MC and inter-frame coder jointly"),
+    Phase("ipppp", "sequence", P_CODER_PARTS, frames=5, lr=1e-4, share=0.22,
+          description="5-frame IPPPP on decoded references, gradient stopped at each reference"),
+    Phase("finetune", "sequence", ALL_PARTS, frames=7, lr=5e-5, share=0.16,
+          description="all networks, 7-frame sequences on decoded references, lower rate"),
 )
+# fmt: on
 PHASES = {p.name: p for p in SCHEDULE}
 
 
@@ -165,21 +120,30 @@ FlowTeacher = Callable[[Tensor, Tensor], Tensor]
 
 
 def dis_teacher() -> FlowTeacher | None:
-    """OpenCV's DIS optical flow as a teacher for SPyNet, when OpenCV is installed."""
+    """OpenCV's DIS optical flow as a teacher for SPyNet, when OpenCV is installed.
+
+    Pairs are computed on a thread pool (OpenCV releases the GIL), one DIS object per thread.
+    """
     try:
         import cv2
     except ImportError:
         return None
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    local = threading.local()
+    pool = ThreadPoolExecutor(max_workers=min(TEACHER_THREADS, os.cpu_count() or 1))
+
+    def flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if not hasattr(local, "dis"):
+            local.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        # DIS(a, b) gives f with a(p) ~ b(p + f): the flow that backward-warps b onto a.
+        return local.dis.calc(a, b, None)
+
+    def gray(x: Tensor) -> np.ndarray:
+        luma = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]) * 255.0
+        return luma.round().clamp(0, 255).to(torch.uint8).cpu().numpy()
 
     def teach(target: Tensor, reference: Tensor) -> Tensor:
-        # DIS(a, b) gives f with a(p) ~ b(p + f): the flow that backward-warps b onto a.
-        def gray(x: Tensor) -> np.ndarray:
-            luma = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]) * 255.0
-            return luma.round().clamp(0, 255).to(torch.uint8).cpu().numpy()
-
         a, b = gray(target), gray(reference)
-        flows = [dis.calc(a[i], b[i], None) for i in range(len(a))]
+        flows = list(pool.map(flow, list(a), list(b)))
         return torch.from_numpy(np.stack(flows)).permute(0, 3, 1, 2).to(target.device)
 
     return teach
@@ -190,7 +154,7 @@ def _result(figures: dict[str, Tensor], lmbda: float) -> StepResult:
     return StepResult(value["loss"], value["bpp"], value["mse"], lmbda)
 
 
-def _p_frame_loss(out, x: Tensor, lmbda: float) -> dict[str, Tensor]:
+def _frame_loss(out, x: Tensor, lmbda: float) -> dict[str, Tensor]:
     figures = out.loss(x, lmbda)
     return {k: v.float() for k, v in figures.items()}
 
@@ -261,7 +225,7 @@ def run_step(
         x = batch[:, 0]
         with autocast():
             out = model(x, lmbda)
-        figures = _p_frame_loss(out, x, lmbda)
+        figures = _frame_loss(out, x, lmbda)
         figures["loss"].backward()
         return _result(figures, lmbda)
 
@@ -277,7 +241,7 @@ def run_step(
                 loss = losses.rd_loss(rate, distortion, lmbda)
                 figures = {"loss": loss, "bpp": rate, "mse": distortion}
             else:
-                figures = _p_frame_loss(model(x, lmbda, refs), x, lmbda)
+                figures = _frame_loss(model(x, lmbda, refs), x, lmbda)
         figures["loss"].backward()
         return _result(figures, lmbda)
 
@@ -302,12 +266,14 @@ def _flow_step(
     loss = losses.multiscale_warping_loss(x_ref, x, flow)
     target, known = flow_targets if flow_targets is not None else (None, None)
     if teacher is not None:
-        taught = teacher(x, x_ref)
         if target is None or known is None:
-            target, known = taught, torch.ones(len(x), dtype=torch.bool, device=x.device)
-        else:
-            target = torch.where(known[:, None, None, None], target, taught)
-            known = torch.ones_like(known)
+            target = torch.zeros_like(flow)
+            known = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        unknown = ~known
+        if bool(unknown.any()):
+            target = target.clone()
+            target[unknown] = teacher(x[unknown], x_ref[unknown])
+        known = torch.ones_like(known)
     if target is not None and known is not None and bool(known.any()):
         supervised = losses.endpoint_error(flow[known], target[known])
         loss = loss + supervised * known.float().mean()
@@ -327,7 +293,7 @@ def _sequence_step(
     x = batch[:, 0]
     with torch.set_grad_enabled(train_intra), autocast():
         out = model(x, lmbda)
-    figures = _p_frame_loss(out, x, lmbda)
+    figures = _frame_loss(out, x, lmbda)
     counted = 0
     if train_intra:
         (figures["loss"] / frames).backward()
@@ -339,7 +305,7 @@ def _sequence_step(
         x = batch[:, t]
         with autocast():
             out = model(x, lmbda, refs)
-        figures = _p_frame_loss(out, x, lmbda)
+        figures = _frame_loss(out, x, lmbda)
         (figures["loss"] / (frames - 1 + counted)).backward()
         for k in totals:
             totals[k] += float(figures[k].detach())

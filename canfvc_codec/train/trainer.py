@@ -25,6 +25,7 @@ import csv
 import functools
 import math
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -62,7 +63,7 @@ FLOW_STILL_FRACTION = 0.5
 GRAD_CLIP = 1.0  # gradient norm clip: keeps early ANF training stable
 LOG_EVERY_STEPS = 10
 LOG_EVERY_SECONDS = 60.0
-STOP_MARGIN_SECONDS = 15.0  # left for the final checkpoint and export in a timed run
+STOP_MARGIN_SECONDS = 30.0  # left for the final checkpoint and export in a timed run
 MAX_FILE_MIB = 16.0  # the largest model file that can be committed as it is
 MIB = 1 << 20
 
@@ -190,13 +191,9 @@ class Trainer:
         self.optimizer = torch.optim.Adam(main, lr=phases.SCHEDULE[0].lr)
         self.aux_optimizer = torch.optim.Adam(aux, lr=AUX_LR)
         self.rng = np.random.default_rng(options.seed + 1)
-        self.data = data or TrainingData.from_cache(
-            self.crop,
-            clips=options.clips,
-            seed=options.seed,
-            device=self.device,
-            use_stills=options.use_stills,
-        )
+        # The data is decoded and loaded on first use, so that exporting needs none.
+        self._data = data
+        self._data_state: dict | None = None
         self.teacher = phases.dis_teacher()
         self.progress = Progress()
         self.active: phases.Phase | None = None
@@ -221,6 +218,20 @@ class Trainer:
             self.progress.plan_steps, self.progress.plan_seconds = None, options.plan_minutes * 60
         self._stop_requested = False
         self._log_rows: list[dict] = []
+
+    @property
+    def data(self) -> TrainingData:
+        if self._data is None:
+            self._data = TrainingData.from_cache(
+                self.crop,
+                clips=self.options.clips,
+                seed=self.options.seed,
+                device=self.device,
+                use_stills=self.options.use_stills,
+            )
+            if self._data_state is not None:
+                self._data.load_state_dict(self._data_state)
+        return self._data
 
     # --- checkpoints ---------------------------------------------------------------------------
     @property
@@ -268,7 +279,7 @@ class Trainer:
             "progress": asdict(self.progress),
             "phase": self.active.name if self.active else None,
             "rng": rng,
-            "data": self.data.state_dict(),
+            "data": self._data.state_dict() if self._data is not None else self._data_state,
             "options": {
                 "crop": self.crop,
                 "batch": self.batch,
@@ -287,7 +298,10 @@ class Trainer:
         if self.device.type == "cuda" and "cuda" in state["rng"]:
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
         self.rng.bit_generator.state = state["rng"]["numpy"]
-        self.data.load_state_dict(state["data"])
+        if self._data is not None:
+            self._data.load_state_dict(state["data"])
+        else:
+            self._data_state = state["data"]
         if state.get("phase"):
             self._switch(phases.get_phase(state["phase"]))
 
@@ -428,6 +442,9 @@ class Trainer:
                         break
                     if deadline is not None and time.monotonic() + step_seconds > deadline:
                         break
+                    if window and self.current_phase() is not self.active:
+                        self._record(window)  # one log row never mixes two phases
+                        window, window_started = [], time.monotonic()
                     tic = time.monotonic()
                     result = self.step()
                     seconds = time.monotonic() - tic
@@ -456,7 +473,8 @@ class Trainer:
                 pass
             if window:
                 self._record(window)
-            self.save_checkpoint()
+            if done:  # a run that trained nothing (an export) leaves the checkpoint alone
+                self.save_checkpoint()
         if options.export is not None:
             export_model(self, Path(options.export))
         return self.progress
@@ -598,5 +616,8 @@ def export_model(trainer: Trainer, path: Path) -> str:
     card["file_mib"] = round(path.stat().st_size / MIB, 2)
     path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
     if card["file_mib"] > MAX_FILE_MIB:
-        print(f"canfvc: note: {path} is {card['file_mib']} MiB, over {MAX_FILE_MIB:g} MiB")
+        print(
+            f"canfvc: note: {path} is {card['file_mib']} MiB, over {MAX_FILE_MIB:g} MiB",
+            file=sys.stderr,
+        )
     return model_id

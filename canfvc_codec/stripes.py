@@ -1,0 +1,237 @@
+"""Bounded memory: the networks of a large frame computed in horizontal stripes.
+
+Why: the decoder runs in float64 (:mod:`canfvc_codec.numerics`), and PyTorch's CPU convolutions
+for float64 unfold their input (im2col): a 3x3 convolution over 64 channels of a 1080p frame
+would hold a 9.6 GB buffer, and the full-resolution U-Nets several 1 GB activations at once.
+
+Two mechanisms, both exact per output element (each output value is the same sum of the same
+products as without stripes; only how many values one library call computes changes):
+
+- every convolution and transposed convolution whose unfolded buffer would exceed
+  :data:`UNFOLD_BUDGET_BYTES` computes its output rows in stripes, each from the input rows it
+  needs (:func:`striped_conv2d`, :func:`striped_conv_transpose2d`);
+- the fully convolutional full-resolution networks (the U-Nets of flow extrapolation and motion
+  compensation, the quality enhancement) run on row stripes of the frame with a halo wider than
+  their receptive field, and keep only each stripe's own rows (:func:`run_in_stripes`).
+
+The stripe layout depends only on the frame size, so encoder and decoder compute the same way;
+a different layout would be one more numerical path, harmless in float64 (docs/determinism.md).
+"""
+
+from __future__ import annotations
+
+import os
+import types
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from canfvc_codec.errors import InputError
+from canfvc_codec.networks.config import ModelConfig
+
+GIB = 1 << 30
+# Largest unfolded (im2col) buffer one convolution call may build.
+UNFOLD_BUDGET_BYTES = 192 << 20
+# Full-resolution networks run on stripes of at most this many pixels (plus halos) ...
+STRIPE_PIXELS = 256 * 1920
+# ... whose heights are multiples of this (the U-Nets halve the size twice).
+STRIPE_ALIGN = 4
+# Halos: rows above and below a stripe that the network sees but whose outputs are dropped.
+# Measured receptive-field radii: 26 rows for the U-Net, 14 for the quality enhancement.
+UNET_HALO = 32
+ENHANCE_HALO = 16
+
+
+def _rows_per_call(bytes_per_row: int) -> int:
+    return max(1, UNFOLD_BUDGET_BYTES // max(bytes_per_row, 1))
+
+
+def striped_conv2d(conv: nn.Conv2d, x: Tensor) -> Tensor:
+    """``conv(x)`` with the output computed in row stripes when its unfolded input is large."""
+    kh, kw = conv.kernel_size
+    (sh, sw), (ph, pw) = conv.stride, conv.padding
+    plain = conv.groups != 1 or conv.dilation != (1, 1) or isinstance(conv.padding, str)
+    height, width = x.shape[-2:]
+    out_h = (height + 2 * ph - kh) // sh + 1
+    out_w = (width + 2 * pw - kw) // sw + 1
+    row_bytes = conv.in_channels * kh * kw * out_w * x.element_size() * x.shape[0]
+    rows = _rows_per_call(row_bytes)
+    if plain or rows >= out_h:
+        return conv._conv_forward(x, conv.weight, conv.bias)
+    out = x.new_empty(x.shape[0], conv.out_channels, out_h, out_w)
+    for start in range(0, out_h, rows):
+        stop = min(start + rows, out_h)
+        # Input rows of output rows [start, stop) in the zero-padded frame, then in x.
+        first, last = start * sh - ph, (stop - 1) * sh - ph + kh
+        part = x[..., max(first, 0) : min(last, height), :]
+        part = F.pad(part, (0, 0, max(-first, 0), max(last - height, 0)))
+        out[..., start:stop, :] = F.conv2d(part, conv.weight, conv.bias, (sh, sw), (0, pw))
+    return out
+
+
+def striped_conv_transpose2d(deconv: nn.ConvTranspose2d, x: Tensor) -> Tensor:
+    """``deconv(x)`` computed in output row stripes, each from every input row it depends on."""
+    kh, kw = deconv.kernel_size
+    (sh, sw), (ph, pw), (oph, opw) = deconv.stride, deconv.padding, deconv.output_padding
+    plain = deconv.groups != 1 or deconv.dilation != (1, 1)
+    height, width = x.shape[-2:]
+    out_h = (height - 1) * sh - 2 * ph + kh + oph
+    row_bytes = deconv.out_channels * kh * kw * width * x.element_size() * x.shape[0]
+    rows_in = _rows_per_call(row_bytes)
+    if plain or rows_in >= height:
+        return type(deconv).forward(deconv, x)
+    rows = max(1, rows_in * sh)
+    out = None
+    for start in range(0, out_h, rows):
+        stop = min(start + rows, out_h)
+        # Output row o (padding 0: row o + ph) gets input row i through tap o + ph - i * sh.
+        low = max(0, -(-(start + ph - kh + 1) // sh))
+        high = min(height - 1, (stop - 1 + ph) // sh)
+        part = F.conv_transpose2d(
+            x[..., low : high + 1, :], deconv.weight, deconv.bias, (sh, sw), (0, pw), (0, opw)
+        )
+        begin = start + ph - low * sh
+        missing = begin + (stop - start) - part.shape[-2]
+        if missing > 0:  # rows past the last input's reach hold the bias only
+            fill = part.new_zeros(*part.shape[:2], missing, part.shape[-1])
+            if deconv.bias is not None:
+                fill += deconv.bias.view(1, -1, 1, 1)
+            part = torch.cat([part, fill], dim=2)
+        if out is None:
+            out = x.new_empty(x.shape[0], part.shape[1], out_h, part.shape[-1])
+        out[..., start:stop, :] = part[..., begin : begin + stop - start, :]
+    assert out is not None
+    return out
+
+
+def run_in_stripes(
+    forward: Callable[[Tensor], Tensor], x: Tensor, halo: int, max_pixels: int | None = None
+) -> Tensor:
+    """``forward(x)`` for a fully convolutional ``forward`` with a receptive field below ``halo``
+    rows, computed on row stripes of ``x`` (heights multiples of :data:`STRIPE_ALIGN`) of at
+    most ``max_pixels`` (default :data:`STRIPE_PIXELS`) pixels each."""
+    max_pixels = STRIPE_PIXELS if max_pixels is None else max_pixels
+    height, width = x.shape[-2:]
+    rows = max(STRIPE_ALIGN, max_pixels // max(width, 1) // STRIPE_ALIGN * STRIPE_ALIGN)
+    if rows >= height or height % STRIPE_ALIGN or halo % STRIPE_ALIGN:
+        return forward(x)
+    out = None
+    for start in range(0, height, rows):
+        stop = min(start + rows, height)
+        first, last = max(0, start - halo), min(height, stop + halo)
+        part = forward(x[..., first:last, :])
+        if out is None:
+            out = x.new_empty(x.shape[0], part.shape[1], height, part.shape[-1])
+        out[..., start:stop, :] = part[..., start - first : stop - first, :]
+    assert out is not None
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Applying the stripes to a model (per instance: the model's classes and state are unchanged)
+
+
+def _conv_forward(self: nn.Conv2d, x: Tensor) -> Tensor:
+    return striped_conv2d(self, x)
+
+
+def _deconv_forward(self: nn.ConvTranspose2d, x: Tensor, output_size=None) -> Tensor:
+    if output_size is not None:
+        return type(self).forward(self, x, output_size)
+    return striped_conv_transpose2d(self, x)
+
+
+def _striped_forward(self: nn.Module, x: Tensor) -> Tensor:
+    return run_in_stripes(lambda part: type(self).forward(self, part), x, self._stripe_halo)
+
+
+def bound_memory(model: nn.Module) -> nn.Module:
+    """Make ``model`` compute large frames in stripes (in place; returned for chaining).
+
+    Every convolution gets striped unfolding; the networks :func:`full_resolution_networks`
+    names run on row stripes with halos. Only the instances' ``forward`` change: classes,
+    parameters and state dicts stay as they are, and ``copy.deepcopy`` keeps the behaviour.
+    """
+    for module in model.modules():
+        if type(module) is nn.Conv2d:
+            module.forward = types.MethodType(_conv_forward, module)
+        elif type(module) is nn.ConvTranspose2d:
+            module.forward = types.MethodType(_deconv_forward, module)
+    for module, halo in full_resolution_networks(model):
+        module._stripe_halo = halo
+        module.forward = types.MethodType(_striped_forward, module)
+    return model
+
+
+def full_resolution_networks(model: nn.Module) -> list[tuple[nn.Module, int]]:
+    """The fully convolutional full-resolution networks of a video model, with their halos."""
+    found = []
+    extrapolation = getattr(model, "extrapolation", None)
+    mc = getattr(model, "mc", None)
+    if extrapolation is not None:
+        found.append((extrapolation.unet, UNET_HALO))
+    if mc is not None:
+        found.append((mc.refine, UNET_HALO))
+    for name in ("intra", "inter"):
+        enhance = getattr(getattr(model, name, None), "enhance", None)
+        if enhance is not None:
+            found.append((enhance, ENHANCE_HALO))
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# How much memory a decode needs, checked before anything is allocated
+
+# Frame-sized buffers (per pixel, in units of one sample of the numeric type): references,
+# flows, conditions, outputs at full resolution (about 40 planes) ...
+FULL_RESOLUTION_PLANES = 40
+# ... and the tensors of the autoencoding transforms at half resolution that are not striped
+# (a GDN holds about 6 of them), per filter: 6 / 4 planes of a full-size frame.
+HALF_RESOLUTION_LIVE = 6
+# The stripes' own working set: U-Net activations of one stripe (about 10 at its widest level).
+STRIPE_LIVE = 10
+# Weights, interpreter and libraries.
+BASE_BYTES = 512 << 20
+
+
+def decode_memory_estimate(
+    filters: int, stripe_channels: int, width: int, height: int, itemsize: int
+) -> int:
+    """A conservative estimate of the peak memory of decoding one stream, in bytes.
+
+    ``filters``: the widest autoencoding transform; ``stripe_channels``: the widest
+    full-resolution network (U-Net first level or quality enhancement). Sizes are padded first.
+    """
+    pixels = (-(-width // 64) * 64) * (-(-height // 64) * 64)
+    per_pixel = FULL_RESOLUTION_PLANES + HALF_RESOLUTION_LIVE * filters / 4
+    stripe = min(pixels, STRIPE_PIXELS + 2 * UNET_HALO * max(width, 1))
+    total = pixels * per_pixel * itemsize + stripe * STRIPE_LIVE * stripe_channels * itemsize
+    return int(total + UNFOLD_BUDGET_BYTES + BASE_BYTES)
+
+
+def physical_memory() -> int | None:
+    """This machine's physical memory in bytes, when the platform says."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_decode_memory(config: ModelConfig, width: int, height: int, dtype: torch.dtype) -> None:
+    """Refuse, with one clear line, a frame size this machine cannot decode.
+
+    A header may claim any size up to 16384x16384; without this check such a claim would only
+    end when the operating system kills the process.
+    """
+    filters = max(c.filters for c in (config.intra, config.inter, config.motion))
+    channels = max(config.mc_channels[0], config.extrapolation_channels[0], config.dq_channels)
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    needed = decode_memory_estimate(filters, channels, width, height, itemsize)
+    available = physical_memory()
+    if available is not None and needed > available:
+        raise InputError(
+            f"frame size {width}x{height} needs about {needed / GIB:.0f} GiB to decode, "
+            f"more than this machine's {available / GIB:.0f} GiB"
+        )

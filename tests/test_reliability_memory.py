@@ -1,0 +1,132 @@
+"""Bounded memory: striped computation gives the same results; encoding does not accumulate."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from canfvc_codec import stripes
+from canfvc_codec.codec import Decoder, EncodeOptions, Encoder, encode_video
+from canfvc_codec.errors import InputError
+from canfvc_codec.eval.memory import SamplingReader, growth_figures
+from canfvc_codec.io import Frame, VideoInfo, open_reader, open_writer
+from canfvc_codec.networks.config import get_config
+from canfvc_codec.weights import random_model
+from tests.conftest import real_rgb_frames, real_yuv_frames
+
+F64 = torch.float64
+# Stripes and per-call unfolding change only how many values one library call computes:
+# results agree to the last few bits, far below what an 8-bit reference could notice.
+ULPS = 1e-13
+
+
+@pytest.fixture
+def small_budgets(monkeypatch):
+    """Budgets small enough that 64x64 frames are cut into many stripes."""
+    monkeypatch.setattr(stripes, "UNFOLD_BUDGET_BYTES", 4096)
+    monkeypatch.setattr(stripes, "STRIPE_PIXELS", 16 * 64)
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        nn.Conv2d(5, 7, 5, 2, 2),
+        nn.Conv2d(5, 7, 3, 1, 1),
+        nn.ConvTranspose2d(5, 7, 5, 2, 2, 1),
+        nn.ConvTranspose2d(5, 7, 3, 2, 1, 1),
+    ],
+    ids=["conv5s2", "conv3", "deconv5s2", "deconv3s2"],
+)
+@pytest.mark.parametrize("size", [(16, 12), (15, 9), (4, 4)])
+def test_striped_convolutions_match_whole_ones(small_budgets, layer, size):
+    layer = layer.double()
+    x = torch.randn(2, 5, *size, dtype=F64, generator=torch.Generator().manual_seed(3))
+    striped = copy.deepcopy(layer)
+    stripes.bound_memory(striped)
+    with torch.no_grad():
+        whole, parts = layer(x), striped(x)
+    assert parts.shape == whole.shape
+    torch.testing.assert_close(parts, whole, rtol=0, atol=ULPS)
+
+
+def test_full_resolution_networks_in_stripes(small_budgets):
+    model, _ = random_model("tiny")
+    model = model.double().eval()
+    striped = stripes.bound_memory(copy.deepcopy(model))
+    names = {id(m) for m, _ in stripes.full_resolution_networks(striped)}
+    assert len(names) == 4  # extrapolation and MC U-Nets, two quality enhancements
+    generator = torch.Generator().manual_seed(4)
+    features = torch.rand(1, 8, 64, 48, dtype=F64, generator=generator)
+    frame = torch.rand(1, 3, 64, 48, dtype=F64, generator=generator)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            striped.mc.refine(features), model.mc.refine(features), rtol=0, atol=ULPS
+        )
+        torch.testing.assert_close(
+            striped.inter.enhance(frame), model.inter.enhance(frame), rtol=0, atol=ULPS
+        )
+
+
+def test_a_striped_decoder_decodes_an_unstriped_encoders_stream(monkeypatch):
+    """Stripes are one more numerical path: harmless to a stream in float64."""
+    frames = real_rgb_frames(count=3, width=64, height=64)
+    model, _ = random_model("tiny")
+    device = torch.device("cpu")
+    encoder = Encoder(copy.deepcopy(model), 700.0, 0, 64, 64, device)
+    coded = [encoder.encode(frame) for frame in frames]
+    monkeypatch.setattr(stripes, "UNFOLD_BUDGET_BYTES", 4096)
+    monkeypatch.setattr(stripes, "STRIPE_PIXELS", 16 * 64)
+    decoder = Decoder(copy.deepcopy(model), 700.0, 64, 64, device)
+    for frame_type, streams, recon in coded:
+        assert torch.equal(decoder.decode(frame_type, streams), recon)
+
+
+def test_decode_memory_is_checked_before_decoding(monkeypatch):
+    lite = get_config("lite")
+    monkeypatch.setattr(stripes, "physical_memory", lambda: 8 << 30)
+    stripes.check_decode_memory(lite, 1920, 1080, F64)
+    with pytest.raises(InputError, match="16384x16384 needs about .* GiB to decode"):
+        stripes.check_decode_memory(lite, 16384, 16384, F64)
+    small = stripes.decode_memory_estimate(72, 64, 480, 272, 8)
+    large = stripes.decode_memory_estimate(72, 64, 1920, 1080, 8)
+    assert 0 < small < large < 8 << 30
+
+
+GROWTH_FRAMES = 48
+GROWTH_GOP = 8
+GROWTH_EVERY = 4
+
+
+def test_encoding_keeps_no_tensors_from_frame_to_frame(tmp_path):
+    """After the first GOP, the tensors alive between frames are the same in number and size
+    at every sample: nothing accumulates with the length of the input. (Resident memory is
+    measured over 300 frames by ``python -m canfvc_codec.eval.memory``.)"""
+    info = VideoInfo(64, 64, 25, 1, 8, "bt709", False, GROWTH_FRAMES)
+    clip = tmp_path / "long.y4m"
+    with open_writer(str(clip), info) as writer:
+        for y, u, v in real_yuv_frames("bikes.mp4", 0, GROWTH_FRAMES, 64, 64):
+            writer.write(Frame(y, u, v))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny networks; two threads only wait for each other
+    try:
+        options = EncodeOptions(gop=GROWTH_GOP, model="random-tiny", device="cpu")
+        with open_reader(str(clip)) as reader, (tmp_path / "long.cvc").open("wb") as sink:
+            sampling = SamplingReader(reader, GROWTH_EVERY, tensors=True)
+            encode_video(sampling, sink, options, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    print("live tensors (frame, count, MiB):", sampling.tensor_samples)
+    steady = [(count, mib) for frame, count, mib in sampling.tensor_samples if frame >= GROWTH_GOP]
+    assert len(steady) >= 8
+    assert max(count for count, _ in steady) == min(count for count, _ in steady)
+    assert max(mib for _, mib in steady) - min(mib for _, mib in steady) < 0.01
+
+
+def test_growth_figures_see_a_leak():
+    leaking = [(frame, 300.0 + 0.5 * frame) for frame in range(0, 100, 10)]
+    assert growth_figures(leaking, gop=20)["slope_mib_per_100_frames"] == pytest.approx(50.0)
+    flat = [(frame, 300.0 + (frame % 20 == 0)) for frame in range(0, 100, 10)]
+    assert abs(growth_figures(flat, gop=20)["slope_mib_per_100_frames"]) < 2.0
