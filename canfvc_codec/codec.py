@@ -29,13 +29,14 @@ from canfvc_codec.errors import BitstreamError, InputError, ModelError, UsageErr
 from canfvc_codec.io import VideoInfo, VideoReader, VideoWriter
 from canfvc_codec.io.color import rgb_to_yuv, yuv_to_rgb
 from canfvc_codec.io.frame import Frame
-from canfvc_codec.networks.video import References, VideoModel, to_reference
+from canfvc_codec.networks.video import PEAK_8BIT, References, VideoModel, to_reference
 from canfvc_codec.numerics import (
     DECODER_DTYPE,
     DECODER_DTYPE_NAME,
     numeric_path,
     numeric_path_from_env,
     prepare_model,
+    resolve_tie,
 )
 from canfvc_codec.stripes import bound_memory, check_decode_memory
 from canfvc_codec.weights import load_model, load_model_by_id
@@ -191,7 +192,25 @@ class Decoder(_Engine):
             x_hat, flow_hat = self.model.decompress_inter(streams, self.refs, self.lmbda)
         else:
             raise ValueError(f"unknown frame type {frame_type!r}")
+        self._unrounded = x_hat
         return self._output(frame_type, x_hat, flow_hat)
+
+    def resolve_tie(self, matches: Callable[[torch.Tensor], bool]) -> torch.Tensor | None:
+        """After a CRC mismatch: the last frame with the one sample that sat on a rounding tie
+        rounded the way the encoder did, when ``matches`` (the CRC check) confirms it; else None.
+        See ``numerics.resolve_tie`` and docs/determinism.md."""
+        assert self.refs is not None
+
+        def crop(reference: torch.Tensor) -> torch.Tensor:
+            return reference[0, :, : self.height, : self.width]
+
+        fixed = resolve_tie(
+            self._unrounded, self.refs.frames[-1], PEAK_8BIT, lambda ref: matches(crop(ref))
+        )
+        if fixed is None:
+            return None
+        self.refs.frames[-1] = fixed
+        return crop(fixed)
 
 
 def _check_options(options: EncodeOptions) -> None:
@@ -272,6 +291,11 @@ def encode_video(
     }
 
 
+def _matches_crc(info: VideoInfo, crc: int) -> Callable[[torch.Tensor], bool]:
+    """Whether an RGB reconstruction, written as the video's YUV, has the CRC ``crc``."""
+    return lambda rgb: frame_crc(rgb_to_yuv(rgb, info)) == crc
+
+
 def decode_video(
     source: BinaryIO,
     open_output: Callable[[VideoInfo], VideoWriter],
@@ -333,6 +357,9 @@ def decode_video(
                 raise BitstreamError(f"cannot decode: {exc}", frame=index) from None
             decoded = rgb_to_yuv(rgb_hat, info)
             if frame_crc(decoded) != record.recon_crc:
+                rgb_hat = decoder.resolve_tie(_matches_crc(info, record.recon_crc))
+                decoded = rgb_to_yuv(rgb_hat, info) if rgb_hat is not None else None
+            if decoded is None:
                 raise BitstreamError(
                     "reconstruction does not match the encoder's (CRC mismatch): "
                     "different model, device or platform numerics",

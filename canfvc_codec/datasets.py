@@ -28,7 +28,8 @@ class ClipRange:
     count: int
 
 
-# The split of shared/DATA.md. Development clips and the reserved carphone clips never enter training.
+# The split of shared/DATA.md. Development clips and the reserved carphone clips never enter
+# training.
 TRAIN_RANGES = (ClipRange("bikes.mp4", 0, 186), ClipRange("bigbuckbunny.mp4", 0, 100))
 DEV_RANGES = (ClipRange("bikes.mp4", 186, 64), ClipRange("bigbuckbunny.mp4", 100, 32))
 

@@ -1,4 +1,4 @@
-"""`make demo`: encode and decode a real clip with the canfvc command line, then report bpp and PSNR.
+"""`make demo`: encode and decode a real clip with the canfvc commands; report bpp and PSNR.
 
 The clip is the development range of ``bikes.mp4`` (never used for training). Encoding and
 decoding go through the real ``canfvc`` commands, exactly as a user would run them.
@@ -28,7 +28,7 @@ def _canfvc(*args: str) -> None:
 
 def _psnr_yuv(ref: Frame, rec: Frame, peak: float) -> float:
     total = 0.0
-    for weight, a, b in zip(YUV_WEIGHTS, (ref.y, ref.u, ref.v), (rec.y, rec.u, rec.v)):
+    for weight, a, b in zip(YUV_WEIGHTS, (ref.y, ref.u, ref.v), (rec.y, rec.u, rec.v), strict=True):
         mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
         total += weight * (100.0 if mse == 0 else 10 * np.log10(peak**2 / mse))
     return total
@@ -46,8 +46,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="canfvc-demo-") as tmp:
         work = Path(tmp)
         original, coded, decoded = work / "original.y4m", work / "demo.cvc", work / "decoded.y4m"
-        print(f"demo: {source.name} frames {DEMO_RANGE.start}-{DEMO_RANGE.start + frames - 1}, "
-              f"lambda {args.lmbda:g}", flush=True)
+        print(
+            f"demo: {source.name} frames {DEMO_RANGE.start}-{DEMO_RANGE.start + frames - 1}, "
+            f"lambda {args.lmbda:g}",
+            flush=True,
+        )
         with open_reader(str(source), start=DEMO_RANGE.start, frames=frames) as reader:
             with open_writer(str(original), reader.info) as writer:
                 for frame in reader:
@@ -60,11 +63,13 @@ def main() -> None:
         with open_reader(str(original)) as ref_reader, open_reader(str(decoded)) as rec_reader:
             info = ref_reader.info
             peak = float((1 << info.bit_depth) - 1)
-            psnrs = [_psnr_yuv(a, b, peak) for a, b in zip(ref_reader, rec_reader)]
+            psnrs = [_psnr_yuv(a, b, peak) for a, b in zip(ref_reader, rec_reader, strict=True)]
         size = coded.stat().st_size
         bpp = size * 8 / (info.width * info.height * len(psnrs))
-        print(f"demo result: {len(psnrs)} frames {info.width}x{info.height}, {size} bytes, "
-              f"{bpp:.4f} bpp, PSNR-YUV {np.mean(psnrs):.2f} dB")
+        print(
+            f"demo result: {len(psnrs)} frames {info.width}x{info.height}, {size} bytes, "
+            f"{bpp:.4f} bpp, PSNR-YUV {np.mean(psnrs):.2f} dB"
+        )
 
 
 if __name__ == "__main__":

@@ -136,3 +136,47 @@ def flip_probability(relative_error: float, values: int) -> float:
     scale that happens with probability ``2 * error / step`` per value (a first-order estimate).
     """
     return 2.0 * relative_error / LOG_LEVEL_STEP * values
+
+
+# ---------------------------------------------------------------------------------------------
+# Rounding ties of the reference frames, resolved by the reconstruction CRC
+
+# A reference sample rounds differently on two machines only if its value lies within their
+# difference (~1e-12 code values in float64) of a rounding tie. Samples this close to a tie are
+# the candidates; at ~6 M samples per 1080p frame a frame has one with probability ~1e-2.
+TIE_EPSILON = 1e-9
+MAX_TIE_CANDIDATES = 8
+
+
+def near_ties(unrounded: torch.Tensor, peak: float) -> torch.Tensor:
+    """Indices (rows of ``nonzero``) of samples of ``unrounded`` (in [0, 1] units, clamped) whose
+    value times ``peak`` lies within :data:`TIE_EPSILON` of a rounding tie."""
+    scaled = unrounded.clamp(0.0, 1.0).double() * peak
+    fraction = scaled - torch.floor(scaled)
+    return ((fraction - 0.5).abs() < TIE_EPSILON).nonzero()
+
+
+def resolve_tie(
+    unrounded: torch.Tensor,
+    reference: torch.Tensor,
+    peak: float,
+    matches: Callable[[torch.Tensor], bool],
+) -> torch.Tensor | None:
+    """``reference`` (``unrounded`` rounded to levels of ``1/peak``) with one near-tie sample
+    rounded the other way, the first for which ``matches`` holds; None when there is none.
+
+    The encoder's reconstruction CRC (stored in every frame record) is what ``matches`` checks:
+    it tells the decoder which way the encoder rounded, at no cost in bits.
+    """
+    candidates = near_ties(unrounded, peak)
+    if len(candidates) == 0 or len(candidates) > MAX_TIE_CANDIDATES:
+        return None
+    for index in map(tuple, candidates.tolist()):
+        level = torch.round(reference[index] * peak)
+        down = float(torch.floor(unrounded[index].clamp(0.0, 1.0).double() * peak))
+        other = down + 1.0 if float(level) == down else down
+        candidate = reference.clone()
+        candidate[index] = other / peak
+        if matches(candidate):
+            return candidate
+    return None

@@ -184,31 +184,34 @@ def full_resolution_networks(model: nn.Module) -> list[tuple[nn.Module, int]]:
 # ---------------------------------------------------------------------------------------------
 # How much memory a decode needs, checked before anything is allocated
 
-# Frame-sized buffers (per pixel, in units of one sample of the numeric type): references,
-# flows, conditions, outputs at full resolution (about 40 planes) ...
+# The estimate is calibrated on measured decodes (bench/results/memory.json). At its peak a decoder
+# holds, besides its weights and libraries (BASE_BYTES):
+# - frame-sized buffers: references, flows, conditions, outputs (about 40 planes of samples);
+# - then either the autoencoding transforms' half-resolution tensors that are not striped (a GDN
+#   holds about 6 of them: 6 * filters / 4 planes), or the working set of one stripe of a U-Net
+#   (about 6 activations of its first level), never both at once;
+# - and one unfolded buffer of a convolution.
 FULL_RESOLUTION_PLANES = 40
-# ... and the tensors of the autoencoding transforms at half resolution that are not striped
-# (a GDN holds about 6 of them), per filter: 6 / 4 planes of a full-size frame.
 HALF_RESOLUTION_LIVE = 6
-# The stripes' own working set: U-Net activations of one stripe (about 10 at its widest level).
-STRIPE_LIVE = 10
-# Weights, interpreter and libraries.
-BASE_BYTES = 512 << 20
+STRIPE_LIVE = 6
+BASE_BYTES = 640 << 20
 
 
 def decode_memory_estimate(
     filters: int, stripe_channels: int, width: int, height: int, itemsize: int
 ) -> int:
-    """A conservative estimate of the peak memory of decoding one stream, in bytes.
+    """An estimate of the peak memory of decoding one stream, in bytes (see the constants).
 
     ``filters``: the widest autoencoding transform; ``stripe_channels``: the widest
     full-resolution network (U-Net first level or quality enhancement). Sizes are padded first.
     """
-    pixels = (-(-width // 64) * 64) * (-(-height // 64) * 64)
-    per_pixel = FULL_RESOLUTION_PLANES + HALF_RESOLUTION_LIVE * filters / 4
-    stripe = min(pixels, STRIPE_PIXELS + 2 * UNET_HALO * max(width, 1))
-    total = pixels * per_pixel * itemsize + stripe * STRIPE_LIVE * stripe_channels * itemsize
-    return int(total + UNFOLD_BUDGET_BYTES + BASE_BYTES)
+    padded_width = -(-width // 64) * 64
+    pixels = padded_width * (-(-height // 64) * 64)
+    stripe = min(pixels, STRIPE_PIXELS + 2 * UNET_HALO * padded_width)
+    transforms = pixels * HALF_RESOLUTION_LIVE * filters / 4
+    networks = stripe * STRIPE_LIVE * stripe_channels
+    frames = pixels * FULL_RESOLUTION_PLANES
+    return int((frames + max(transforms, networks)) * itemsize + UNFOLD_BUDGET_BYTES + BASE_BYTES)
 
 
 def physical_memory() -> int | None:

@@ -25,9 +25,22 @@ torch.manual_seed(0)
 def _decode_yuv420(clip: str, start: int, count: int, width: int, height: int) -> bytes:
     """Raw yuv420p bytes of ``count`` frames from ``start``, scaled to ``width``x``height``."""
     cmd = [
-        imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(clip_path(clip)),
-        "-vf", f"select=gte(n\\,{start}),scale={width}:{height}:flags=area",
-        "-fps_mode", "passthrough", "-frames:v", str(count), "-pix_fmt", "yuv420p", "-f", "rawvideo", "-",
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-v",
+        "error",
+        "-i",
+        str(clip_path(clip)),
+        "-vf",
+        f"select=gte(n\\,{start}),scale={width}:{height}:flags=area",
+        "-fps_mode",
+        "passthrough",
+        "-frames:v",
+        str(count),
+        "-pix_fmt",
+        "yuv420p",
+        "-f",
+        "rawvideo",
+        "-",
     ]
     return subprocess.run(cmd, check=True, capture_output=True).stdout
 
@@ -53,11 +66,24 @@ def real_yuv_frames(
 def real_rgb_frames(
     clip: str = "bikes.mp4", start: int = 0, count: int = 2, width: int = 128, height: int = 128
 ) -> torch.Tensor:
-    """``count`` real frames as an RGB float tensor (count, 3, H, W) in [0, 1], decoded by ffmpeg."""
+    """``count`` real frames as an RGB tensor (count, 3, H, W) in [0, 1], decoded by ffmpeg."""
     cmd = [
-        imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(clip_path(clip)),
-        "-vf", f"select=gte(n\\,{start}),scale={width}:{height}:flags=area",
-        "-fps_mode", "passthrough", "-frames:v", str(count), "-pix_fmt", "rgb24", "-f", "rawvideo", "-",
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-v",
+        "error",
+        "-i",
+        str(clip_path(clip)),
+        "-vf",
+        f"select=gte(n\\,{start}),scale={width}:{height}:flags=area",
+        "-fps_mode",
+        "passthrough",
+        "-frames:v",
+        str(count),
+        "-pix_fmt",
+        "rgb24",
+        "-f",
+        "rawvideo",
+        "-",
     ]
     data = subprocess.run(cmd, check=True, capture_output=True).stdout
     array = np.frombuffer(data, np.uint8).reshape(count, height, width, 3)

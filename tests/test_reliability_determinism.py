@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from canfvc_codec.codec import EncodeOptions, decode_video
+from canfvc_codec.codec import Decoder, EncodeOptions, Encoder, decode_video
 from canfvc_codec.errors import UsageError
 from canfvc_codec.eval.determinism import (
     OTHER_PATHS,
@@ -29,11 +29,13 @@ from canfvc_codec.numerics import (
     boundary_distance,
     flip_probability,
     get_numeric_path,
+    near_ties,
     numeric_path,
     numeric_path_from_env,
+    resolve_tie,
 )
 from canfvc_codec.weights import random_model
-from tests.conftest import real_yuv_frames
+from tests.conftest import real_rgb_frames, real_yuv_frames
 
 FRAMES = 96
 WIDTH, HEIGHT = 64, 64
@@ -131,3 +133,39 @@ def test_boundary_distance_and_flip_estimate():
     assert distances[0] == 0.0 and distances[1] == pytest.approx(0.01) and distances[2] == np.inf
     assert flip_probability(0.0, 10**6) == 0.0
     assert flip_probability(1e-7, 10**6) == pytest.approx(2e-7 / 0.1232 * 1e6, rel=0.01)
+
+
+def test_a_rounding_tie_is_resolved_by_the_crc():
+    """A reference sample within 1e-12 of a tie: the decoder rounded it up, the encoder down.
+    The check (the CRC, here a stand-in) picks the encoder's rounding among the near-tie samples."""
+    level = 100
+    unrounded = torch.full((1, 3, 4, 4), 0.25, dtype=torch.float64)
+    unrounded[0, 1, 2, 3] = (level + 0.5 + 1e-12) / 255  # rounds up, to 101
+    reference = torch.round(unrounded * 255) / 255
+    encoders = reference.clone()
+    encoders[0, 1, 2, 3] = level / 255
+
+    fixed = resolve_tie(unrounded, reference, 255.0, lambda ref: torch.equal(ref, encoders))
+    assert fixed is not None and torch.equal(fixed, encoders)
+    assert resolve_tie(unrounded, reference, 255.0, lambda ref: False) is None
+    far = torch.full((1, 3, 4, 4), 0.25, dtype=torch.float64)  # no sample near a tie
+    assert len(near_ties(far, 255.0)) == 0
+    assert resolve_tie(far, torch.round(far * 255) / 255, 255.0, lambda ref: True) is None
+
+
+def test_decoder_applies_a_resolved_tie_to_its_references():
+    model, _ = random_model("tiny")
+    frames = real_rgb_frames(count=1, width=64, height=64)
+    encoder = Encoder(copy.deepcopy(model), 700.0, 0, 64, 64, torch.device("cpu"))
+    frame_type, streams, recon = encoder.encode(frames[0])
+    decoder = Decoder(copy.deepcopy(model), 700.0, 64, 64, torch.device("cpu"))
+    assert torch.equal(decoder.decode(frame_type, streams), recon)
+    # Pretend sample (0, 5, 7) sat on a tie and this machine rounded it the other way.
+    level = round(float(recon[0, 5, 7]) * 255)
+    other = level + 1 if level < 255 else level - 1
+    decoder._unrounded = decoder._unrounded.clone()
+    decoder._unrounded[0, 0, 5, 7] = (min(level, other) + 0.5 + 1e-12 * (other - level)) / 255
+    decoder.refs.frames[-1][0, 0, 5, 7] = other / 255
+    fixed = decoder.resolve_tie(lambda rgb: torch.equal(rgb, recon))
+    assert fixed is not None and torch.equal(fixed, recon)
+    assert torch.equal(decoder.refs.frames[-1][0, :, :64, :64], recon)

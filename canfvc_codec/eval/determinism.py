@@ -25,7 +25,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +53,6 @@ from canfvc_codec.numerics import (
     NUMERIC_PATHS,
     NumericPath,
     boundary_distance,
-    flip_probability,
     get_numeric_path,
     numeric_path,
 )
@@ -89,7 +88,6 @@ class PathResult:
     index_flips: int  # σ whose table index differs from the encoder's
     first_flip_frame: int | None
     sigma_max_rel_dev: float  # largest relative σ difference before the first flip
-    extra: dict = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,9 +328,6 @@ def run_harness(
                 first_mismatch=mismatches[0] if mismatches else None,
                 **compare_planes(reference, decoded),
                 **compare_scales(enc_scales, scales, types),
-            )
-            result.extra["expected_flips"] = flip_probability(
-                result.sigma_max_rel_dev, margins.size
             )
             runs.append(asdict(result))
         encode = {k: encoded[k] for k in ("bytes", "bpp", "threads")}

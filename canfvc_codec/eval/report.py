@@ -217,9 +217,42 @@ def describe_machine(machine: dict) -> str:
     )
 
 
+def _run_points(run: dict) -> str:
+    """``bikes (bikes.y4m from frame 0): canfvc lambda 256, 512`` for one merged run."""
+    parts = []
+    for seq_name, codecs in run["points"].items():
+        source = run.get("sources", {}).get(seq_name, {})
+        where = f"{Path(str(source.get('source'))).name} from frame {source.get('start')}"
+        curves = [
+            f"{codec} {entry['param']} {', '.join(f'{v:g}' for v in entry['values'])}"
+            for codec, entry in codecs.items()
+        ]
+        parts.append(f"{seq_name} ({where}): {' + '.join(curves)}")
+    return "; ".join(parts) or "no points kept (all replaced by later runs)"
+
+
+def runs_markdown(results: dict) -> list[str]:
+    """For a merged report: which run, on which machine, produced which points."""
+    lines = [
+        "",
+        "## Where each point was measured",
+        "",
+        "The points come from several runs (`python -m canfvc_codec.eval.merge`); "
+        "times and memory are only comparable between points of the same machine.",
+        "",
+    ]
+    for run in results["runs"]:
+        lines.append(
+            f"- `{run['source']}` ({run.get('date')}; {describe_machine(run.get('machine') or {})})"
+            f": {_run_points(run)}"
+        )
+    return lines
+
+
 def summary_markdown(results: dict) -> str:
     canfvc = results.get("canfvc", {})
     machine = results.get("machine") or {}
+    runs = results.get("runs")
     lines = [
         f"# RD evaluation: {results['config']}",
         "",
@@ -229,7 +262,9 @@ def summary_markdown(results: dict) -> str:
         + (f" ({canfvc['reason']})" if canfvc.get("reason") else ""),
         f"- anchors: {'; '.join(f'{k}: {v}' for k, v in results.get('anchors', {}).items())}",
         f"- ffmpeg: {results.get('ffmpeg')}",
-        f"- machine: {describe_machine(machine)}",
+        f"- machine: {describe_machine(machine)}"
+        if not runs
+        else f"- machines: {len(runs)} merged runs, listed at the end",
         "- bpp from the real file sizes (headers included) over the unpadded pixels; times are the "
         "wall time of the whole command (start-up included) per frame; memory is the peak RSS of "
         "the encoding / decoding process.",
@@ -260,6 +295,8 @@ def summary_markdown(results: dict) -> str:
                 )
         for codec, reason in seq.get("skipped", {}).items():
             lines.append(f"\n{codec} skipped: {reason}")
+    if runs:
+        lines += runs_markdown(results)
     return "\n".join(lines) + "\n"
 
 

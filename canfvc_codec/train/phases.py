@@ -14,15 +14,17 @@ the forward and backward passes of one step and returns the figures the trainer 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from canfvc_codec.errors import UsageError
 from canfvc_codec.networks import References, VideoModel, to_reference
@@ -37,6 +39,7 @@ FIRST_P_PROBABILITY = 0.3
 # A first-P sample needs the target and one reference; a conditional one three references.
 IP_FRAMES = 4
 TEACHER_THREADS = 8  # DIS pairs computed at once
+FLOW_CHANNELS = 2
 
 
 @dataclass(frozen=True)
@@ -250,6 +253,39 @@ def run_step(
     raise ValueError(f"unknown phase kind {kind!r}")
 
 
+@contextlib.contextmanager
+def _level_flows(spynet: nn.Module) -> Iterator[list[Tensor]]:
+    """Collect the flow after every SPyNet level, coarsest first, while the block runs.
+
+    Each level gets ``cat[first, warped second, flow so far]`` and returns a correction, so the
+    flow after it is the input's last two channels plus the output; hooks read that without
+    re-implementing the network's pyramid.
+    """
+    flows: list[Tensor] = []
+
+    def keep(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+        flows.append(inputs[0][:, -FLOW_CHANNELS:].float() + output.float())
+
+    handles = [level.register_forward_hook(keep) for level in spynet.levels]
+    try:
+        yield flows
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _pyramid_endpoint_error(level_flows: list[Tensor], target: Tensor) -> Tensor:
+    """Mean end-point error of every level's flow against the target at that level's scale (in
+    that level's pixels): each level learns to correct small residual motions, which is what
+    makes a flow network trainable from scratch in few steps."""
+    total = target.new_zeros(())
+    for flow in level_flows:
+        factor = target.shape[-1] // flow.shape[-1]
+        scaled = F.avg_pool2d(target, factor) / factor if factor > 1 else target
+        total = total + losses.endpoint_error(flow, scaled)
+    return total / len(level_flows)
+
+
 def _flow_step(
     model: VideoModel,
     batch: Tensor,
@@ -258,10 +294,10 @@ def _flow_step(
     teacher: FlowTeacher | None,
     lmbda: float,
 ) -> StepResult:
-    """SPyNet: multi-scale warping loss, plus the end-point error to the exact flow where it is
-    known and to the teacher's flow elsewhere (when there is a teacher)."""
+    """SPyNet: multi-scale warping loss, plus the end-point error at every pyramid level to the
+    exact flow where it is known and to the teacher's flow elsewhere (when there is a teacher)."""
     x_ref, x = batch[:, 0], batch[:, 1]
-    with autocast():
+    with _level_flows(model.spynet) as level_flows, autocast():
         flow = model.spynet(x, x_ref).float()
     loss = losses.multiscale_warping_loss(x_ref, x, flow)
     target, known = flow_targets if flow_targets is not None else (None, None)
@@ -275,8 +311,8 @@ def _flow_step(
             target[unknown] = teacher(x[unknown], x_ref[unknown])
         known = torch.ones_like(known)
     if target is not None and known is not None and bool(known.any()):
-        supervised = losses.endpoint_error(flow[known], target[known])
-        loss = loss + supervised * known.float().mean()
+        levels = [f[known] for f in level_flows]
+        loss = loss + _pyramid_endpoint_error(levels, target[known]) * known.float().mean()
     loss.backward()
     warped = backward_warp(x_ref, flow.detach())
     return StepResult(float(loss.detach()), 0.0, float(losses.mse(warped, x)), lmbda)
