@@ -176,6 +176,8 @@ class Encoder(_Engine):
 class Decoder(_Engine):
     """Decodes frames from their type and streams; raises ValueError on malformed streams."""
 
+    _unrounded: torch.Tensor | None = None  # the last frame before rounding to 8-bit levels
+
     @torch.no_grad()
     def decode(self, frame_type: str, streams: list[bytes]) -> torch.Tensor:
         """The reconstruction (3, H, W) on 8-bit levels, identical to the encoder's."""
@@ -199,7 +201,8 @@ class Decoder(_Engine):
         """After a CRC mismatch: the last frame with the one sample that sat on a rounding tie
         rounded the way the encoder did, when ``matches`` (the CRC check) confirms it; else None.
         See ``numerics.resolve_tie`` and docs/determinism.md."""
-        assert self.refs is not None
+        if self.refs is None or self._unrounded is None:
+            return None
 
         def crop(reference: torch.Tensor) -> torch.Tensor:
             return reference[0, :, : self.height, : self.width]

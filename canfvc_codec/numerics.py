@@ -8,7 +8,8 @@ that flips the table of some σ in every few frames of video and the rest of the
 garbage; in float64 (ε ≈ 1e-16) a flip needs a σ within ~1e-15 (relative) of one of 63 fixed
 boundaries, about 1e-14 per value. So everything the decoder computes runs in
 :data:`DECODER_DTYPE`, and the reference buffer is rounded to 8-bit levels, which resets the
-~1e-15 differences at every frame. ``docs/determinism.md`` has the analysis and the measurements.
+~1e-15 differences at every frame; a sample that sits on a rounding tie is settled by the frame's
+reconstruction CRC (:func:`resolve_tie`). ``docs/determinism.md`` has the analysis and figures.
 
 The :class:`NumericPath` s change how PyTorch computes the same float operations on one CPU
 (oneDNN on or off, channels-last memory layout, one thread), which is how the harness in

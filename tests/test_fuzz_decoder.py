@@ -40,6 +40,7 @@ from canfvc_codec.bitstream import (
 from canfvc_codec.codec import Decoder, EncodeOptions, decode_video, encode_video
 from canfvc_codec.errors import CanfvcError, ModelError
 from canfvc_codec.io import Frame, VideoInfo, VideoWriter, open_reader, open_writer
+from canfvc_codec.networks.video import References
 from canfvc_codec.numerics import DECODER_DTYPE
 from canfvc_codec.weights import random_model
 from tests.conftest import real_yuv_frames
@@ -134,11 +135,13 @@ class MemoDecoder(Decoder):
     def decode(self, frame_type: str, streams: list[bytes]) -> torch.Tensor:
         key = (self._key, frame_type, tuple(streams))
         if key in self.cache:
-            output, self.refs, self.index = self.cache[key]
+            output, refs, self.index, self._unrounded = self.cache[key]
+            # A copy of the lists: resolving a tie replaces the newest frame in place.
+            self.refs = References(list(refs.frames), list(refs.flows))
         else:
             output = super().decode(frame_type, streams)
             if self.recording:
-                self.cache[key] = (output, self.refs, self.index)
+                self.cache[key] = (output, self.refs, self.index, self._unrounded)
         self._key = key
         return output
 

@@ -358,7 +358,8 @@ def main(
             else entropy_benchmark(out_dir / "entropy")
         )
         _log("memory benchmark (canfvc_codec.eval.memory)")
-        record["memory"] = memory.run(out_dir / "memory.json", **(memory.QUICK if quick else {}))
+        preset = memory.QUICK if quick else memory.BENCH
+        record["memory"] = memory.run(out_dir / "memory" / "memory.json", **preset)
         record["speed"] = (
             {"status": "skipped", "reason": "--skip-speed"}
             if skip_speed

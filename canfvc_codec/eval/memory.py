@@ -42,7 +42,9 @@ LAMBDA = 1024.0
 CLIP = "bikes.mp4"
 CLIP_START = 186  # development frames (shared/DATA.md); longer inputs loop the clip
 TIMEOUT_S = 6 * 3600
-# `make bench --quick`: the smallest decode size and a shorter encode.
+# `make bench` (whose speed benchmark already measures the 1080p decode's peak memory): the
+# smallest decode size, and with --quick a shorter encode.
+BENCH = {"decode_sizes": ((480, 272),)}
 QUICK = {"decode_sizes": ((480, 272),), "growth_frames": 100}
 WORKER_MODULE = "canfvc_codec.eval.memory"
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -127,6 +129,128 @@ def decode_peak(width: int, height: int, model: str, work: Path, frames: int) ->
         "encode_peak_rss_mib": round(encode.peak_rss_mib, 1),
         "encode_s": round(encode.wall_s, 1),
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# Traced decode peak: the same decoder on shapes only (meta tensors), with live bytes counted
+
+
+class LiveBytes:
+    """Counts the bytes of the tensors alive under a dispatch mode, and their peak.
+
+    A tensor counts from the op that makes it until Python drops it (storages shared by views
+    count once). A convolution also counts, while it runs, the unfolded input (im2col) that
+    PyTorch's float64 CPU kernels build: that is where decoding peaks.
+    """
+
+    def __init__(self) -> None:
+        self.live = self.peak = 0
+        self._storages: dict[int, list[int]] = {}  # storage -> [bytes, tensors using it]
+        self._tensors: set[int] = set()
+
+    def _release(self, storage: int, tensor: int) -> None:
+        self._tensors.discard(tensor)
+        entry = self._storages[storage]
+        entry[1] -= 1
+        if entry[1] == 0:
+            self.live -= entry[0]
+            del self._storages[storage]
+
+    def track(self, tensor) -> None:
+        import weakref
+
+        if id(tensor) in self._tensors:
+            return  # an in-place op handed back a tensor already counted
+        self._tensors.add(id(tensor))
+        storage = tensor.untyped_storage()
+        key = storage._cdata
+        if key in self._storages:
+            self._storages[key][1] += 1
+        else:
+            self._storages[key] = [storage.nbytes(), 1]
+            self.live += storage.nbytes()
+        weakref.finalize(tensor, self._release, key, id(tensor))
+
+    @staticmethod
+    def unfolded_bytes(args) -> int:
+        x, weight, transposed = args[0], args[1], args[6]
+        kh, kw = weight.shape[-2:]
+        per_pixel = kh * kw * x.element_size() * x.shape[0]
+        if transposed:
+            return weight.shape[1] * per_pixel * x.shape[-2] * x.shape[-1]
+        (sh, sw), (ph, pw) = args[3], args[4]
+        out_h = (x.shape[-2] + 2 * ph - kh) // sh + 1
+        out_w = (x.shape[-1] + 2 * pw - kw) // sw + 1
+        return x.shape[1] * per_pixel * out_h * out_w
+
+
+def traced_decode_peak(model: str, width: int, height: int) -> dict:
+    """Peak bytes of tensors while decoding I, P, P at the size, traced on meta tensors.
+
+    The entropy decoders are replaced by zeros of the right shape (they need real bytes, and
+    hold little memory); everything else is the real decoder, stripes included.
+    """
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_flatten
+
+    from canfvc_codec.codec import Decoder
+    from canfvc_codec.entropy.factorized import FactorizedPrior
+    from canfvc_codec.entropy.gaussian import GaussianConditional
+    from canfvc_codec.numerics import DECODER_DTYPE
+    from canfvc_codec.weights import load_model
+
+    counter = LiveBytes()
+    convolution = torch.ops.aten.convolution.default
+
+    class Mode(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            transient = LiveBytes.unfolded_bytes(args) if func is convolution else 0
+            out = func(*args, **(kwargs or {}))
+            for tensor in tree_flatten(out)[0]:
+                if isinstance(tensor, torch.Tensor):
+                    counter.track(tensor)
+            counter.peak = max(counter.peak, counter.live + transient)
+            return out
+
+    network, _ = load_model(model, "cpu")
+    weights = sum(p.numel() for p in network.parameters()) * DECODER_DTYPE.itemsize
+    meta = torch.device("meta")
+    saved = FactorizedPrior.decompress, GaussianConditional.decompress
+    FactorizedPrior.decompress = lambda self, data, shape: torch.zeros(shape, device=meta)
+    GaussianConditional.decompress = lambda self, data, scales, means=None: torch.zeros_like(scales)
+    try:
+        decoder = Decoder(network, LAMBDA, width, height, meta, DECODER_DTYPE)
+        with Mode(), torch.no_grad():
+            for frame_type, streams in (("I", 2), ("P", 4), ("P", 4)):
+                decoder.decode(frame_type, [b""] * streams)
+    finally:
+        FactorizedPrior.decompress, GaussianConditional.decompress = saved
+    return {
+        "tensors_peak_mib": counter.peak / BYTES_PER_MIB,
+        "weights_mib": weights / BYTES_PER_MIB,
+    }
+
+
+def traced_rows(model: str, sizes, measured: list[dict]) -> list[dict]:
+    """Traced peaks per size, plus the process overhead (interpreter, libraries, allocator)
+    calibrated on the first measured size: predicted RSS = traced + weights + overhead."""
+    rows = [
+        {"size": f"{w}x{h}", "model": model, **traced_decode_peak(model, w, h)} for w, h in sizes
+    ]
+    reference = next((m for m in measured if "decode_peak_rss_mib" in m), None)
+    if reference is None:
+        return rows
+    base = next((r for r in rows if r["size"] == reference["size"]), None)
+    if base is None:
+        return rows
+    overhead = reference["decode_peak_rss_mib"] - base["tensors_peak_mib"] - base["weights_mib"]
+    for row in rows:
+        row["overhead_mib"] = round(overhead, 1)
+        row["predicted_rss_mib"] = round(row["tensors_peak_mib"] + row["weights_mib"] + overhead, 1)
+        row["tensors_peak_mib"] = round(row["tensors_peak_mib"], 1)
+        row["weights_mib"] = round(row["weights_mib"], 1)
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------
