@@ -174,8 +174,8 @@ def _canfvc(*args: str, stdout=subprocess.PIPE, env: dict | None = None):
 
 
 def test_subprocess_sample_of_damaged_streams(tmp_path, stream):
-    """A stream whose latent bytes are garbage under valid CRCs, decoded under another numeric
-    path, and the good stream under that path too: the real decoder, end to end."""
+    """Latent bytes replaced by garbage under valid CRCs, decoded by the real command under
+    another numeric path: one line naming the frame, status 1, no output left behind."""
     reader = CvcReader(io.BytesIO(stream))
     records = list(reader)
     records[1].streams[3] = bytes(reversed(records[1].streams[3])) + b"\x55" * 7
@@ -183,15 +183,10 @@ def test_subprocess_sample_of_damaged_streams(tmp_path, stream):
         encode_record(r, reader.header.max_payload) for r in records
     ) + bytes([TYPE_END])  # fmt: skip
     (tmp_path / "bad.cvc").write_bytes(damaged)
-    (tmp_path / "good.cvc").write_bytes(stream)
-    env = {NUMERIC_PATH_ENV: "channels-last"}
     bad = _canfvc("decode", str(tmp_path / "bad.cvc"), "-o", str(tmp_path / "bad.y4m"), "-q",
-                  env=env)  # fmt: skip
+                  env={NUMERIC_PATH_ENV: "channels-last"})  # fmt: skip
     _assert_one_clear_line(bad.returncode, bad.stderr.decode(), "canfvc: frame 1: ")
     assert bad.returncode == 1 and not (tmp_path / "bad.y4m").exists()
-    good = _canfvc("decode", str(tmp_path / "good.cvc"), "-o", "-", "-q", env=env)
-    assert good.returncode == 0, good.stderr.decode()
-    assert good.stdout.startswith(b"YUV4MPEG2 W64 H64") and good.stdout.count(b"FRAME\n") == 2
 
 
 def test_closed_stdout(tmp_path, stream):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from canfvc_codec.datasets import ClipRange
-from canfvc_codec.errors import InputError
+from canfvc_codec.errors import InputError, UsageError
 from canfvc_codec.networks import VideoModel, get_config
 from canfvc_codec.train import losses, phases
 from canfvc_codec.train.data import (
@@ -238,7 +238,7 @@ def test_snapshot_moves_a_run_in_small_files(tmp_path) -> None:
 
 
 TRAIN_WITHOUT_RANGE_CODER = """
-import importlib.abc, sys
+import contextlib, importlib.abc, sys
 
 class Absent(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
@@ -246,17 +246,31 @@ class Absent(importlib.abc.MetaPathFinder):
             raise ImportError(name)
 
 sys.meta_path.insert(0, Absent())
-from canfvc_codec.train.optional import RangeCoderMissing, allow_training_without_range_coder
-assert allow_training_without_range_coder()
+import numpy as np
 import torch
+import canfvc_codec.train.__main__
+from canfvc_codec.entropy.coder import RangeCoderMissing
 from canfvc_codec.networks import VideoModel, get_config
+from canfvc_codec.quant.coder_adapter import BinaryLatentAdapter
+from canfvc_codec.train import phases
+from canfvc_codec.train.trainer import Trainer
+
+torch.set_num_threads(1)
+torch.manual_seed(0)
 model = VideoModel(get_config("tiny"))
-x = torch.rand(1, 3, 64, 64)
-model(x, 512.0).loss(x, 512.0)["loss"].backward()
+batch = torch.rand(1, 4, 3, 64, 64)
+rng = np.random.default_rng(0)
+phases.run_step(model, phases.get_phase("intra"), batch, 512.0, rng, contextlib.nullcontext)
+adapter = BinaryLatentAdapter("dm2", model.intra.latent_channels)
+phases.run_step(
+    model, phases.get_phase("intra"), batch, 512.0, rng, contextlib.nullcontext,
+    intra_latent=adapter,
+)
+assert "constriction" not in sys.modules
 model.update()
 model.eval()
 try:
-    model.compress_intra(x, 512.0)
+    model.compress_intra(batch[:, 0], 512.0)
 except RangeCoderMissing as err:
     print("refused:", err)
 """
@@ -270,7 +284,37 @@ def test_training_imports_without_the_range_coder() -> None:
         [sys.executable, "-c", TRAIN_WITHOUT_RANGE_CODER], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("refused: constriction.")
+    assert result.stdout.startswith("refused: range coding needs the constriction package")
+
+
+def test_binary_intra_latents_train_and_resume(tmp_path) -> None:
+    options = dict(phase="intra", quantizer="dm2", plan_steps=8)
+    first = Trainer(_options(tmp_path, steps=2, **options), data=_data(seed=1))
+    first.run()
+    assert first.progress.phase_steps == {"intra": 2}
+    logits = first.intra_latent.entropy.logits.detach().clone()
+    assert logits.abs().max() > 0  # the binary entropy model trains with the coder
+
+    resumed = Trainer(_options(tmp_path, **options), data=_data(seed=1))
+    assert torch.equal(resumed.intra_latent.entropy.logits, logits)
+    result = resumed.step()
+    assert np.isfinite(result.loss) and 0 < result.bpp
+    with pytest.raises(UsageError, match="trained with --quantizer dm2"):
+        Trainer(_options(tmp_path, phase="intra"), data=_data(seed=1))
+
+
+def test_binary_quantizer_refuses_export_and_other_phases(tmp_path, capsys) -> None:
+    from canfvc_codec.train.__main__ import main
+
+    args = ["--config", "tiny", "--device", "cpu", "--ckpt", str(tmp_path / "ckpt")]
+    args += ["--phase", "intra", "--quantizer", "dm1", "--steps", "0"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--export", str(tmp_path / "model.pt")])
+    assert exit_info.value.code == UsageError.exit_code
+    assert "training experiments only" in capsys.readouterr().err
+    assert not (tmp_path / "model.pt").exists() and not (tmp_path / "ckpt").exists()
+    with pytest.raises(UsageError, match="needs --phase intra"):
+        Trainer(_options(tmp_path, quantizer="dm1", phase="ipppp"), data=_data())
 
 
 def test_stills_come_with_their_exact_flow() -> None:
@@ -283,3 +327,12 @@ def test_stills_come_with_their_exact_flow() -> None:
     error = losses.mse(warped[inner], frames[:, 1][inner])
     assert error < 0.25 * losses.mse(frames[:, 0][inner], frames[:, 1][inner])
     assert losses.psnr(error) > 28
+
+
+def test_a_forced_phase_does_not_move_the_schedule(tmp_path) -> None:
+    trainer = Trainer(_options(tmp_path, phase="flow", steps=2, plan_steps=4), data=_data())
+    trainer.run()
+    assert trainer.progress.step == 2 and trainer.progress.phase_steps == {"flow": 2}
+    resumed = Trainer(_options(tmp_path, steps=1), data=_data())
+    resumed.run()
+    assert resumed.progress.phase_steps == {"flow": 3}  # the schedule starts at its beginning

@@ -14,19 +14,24 @@ Sub-stream layout (see docs/bitstream.md, "Entropy sub-streams")::
     varint  W                      number of 32-bit range-coder words
     W x u32 little-endian          the range-coded symbols, table 0's group first
     varint* escape values          zigzag LEB128, one per escape symbol, in coding order
+
+constriction is imported by the functions that code, not with this module: training builds and
+trains the entropy models without ever range-coding, so a machine that only trains needs no range
+coder.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 from dataclasses import dataclass
+from types import ModuleType
 
-import constriction
 import numpy as np
 import torch
 from torch import nn
 
-from canfvc_codec.errors import BitstreamError
+from canfvc_codec.errors import BitstreamError, CanfvcError
 
 # Frequencies of every table sum to 2**TABLE_PRECISION. constriction's categorical models work in
 # 24-bit fixed point, so 24 bits loses nothing and keeps the probability floor (one unit) far below
@@ -40,9 +45,22 @@ _INT32_SAFE = 2**31 - 2**20
 # Rounded latents are clipped here before the int64 conversion (see round_to_symbols).
 MAX_SYMBOL = 2**62
 
-_Categorical = constriction.stream.model.Categorical
-_RangeEncoder = constriction.stream.queue.RangeEncoder
-_RangeDecoder = constriction.stream.queue.RangeDecoder
+RANGE_CODER_PACKAGE = "constriction"
+
+
+class RangeCoderMissing(CanfvcError):
+    """Range coding was asked for on a machine without the constriction package."""
+
+
+def range_coder() -> ModuleType:
+    """The constriction package, imported on first use (see the module docstring)."""
+    try:
+        return importlib.import_module(RANGE_CODER_PACKAGE)
+    except ImportError:
+        raise RangeCoderMissing(
+            f"range coding needs the {RANGE_CODER_PACKAGE} package "
+            f"(pip install {RANGE_CODER_PACKAGE})"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -84,9 +102,10 @@ class IntegerTables:
 
     def models(self) -> list:
         """One constriction categorical model per table, built from the integers alone."""
+        categorical = range_coder().stream.model.Categorical
         freqs = self.freqs.astype(np.float64)  # exact: every frequency is below 2**53
         return [
-            _Categorical(freqs[self.offsets[k] : self.offsets[k + 1]], perfect=False)
+            categorical(freqs[self.offsets[k] : self.offsets[k + 1]], perfect=False)
             for k in range(self.num_tables)
         ]
 
@@ -247,7 +266,7 @@ def encode_indexed(symbols: np.ndarray, indexes: np.ndarray, tables: IntegerTabl
     counts = np.bincount(idx, minlength=tables.num_tables)
     sym = sym[order]
     escape_codes = tables.escape_codes
-    encoder = _RangeEncoder()
+    encoder = range_coder().stream.queue.RangeEncoder()
     models = tables.models()
     escape_values = []
     start = 0
@@ -296,7 +315,7 @@ def decode_indexed(
     reach = int(np.abs(tables.mins).max() + escape_codes.max()) if tables.num_tables else 0
     values = np.empty(idx.size, dtype=np.int32 if reach < _INT32_SAFE else np.int64)
     escaped = np.empty(idx.size, dtype=bool)
-    decoder = _RangeDecoder(words)
+    decoder = range_coder().stream.queue.RangeDecoder(words)
     models = tables.models()
     start = 0
     try:

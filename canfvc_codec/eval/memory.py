@@ -406,6 +406,11 @@ def run(
                 row["under_limit"] = row["decode_peak_rss_mib"] < DECODE_LIMIT_MIB
             record["decode"].append(row)
             save()
+    # Every size traced on shapes (minutes of CPU less than decoding 1080p in float64), with the
+    # process overhead calibrated on the smallest measured decode.
+    traced_sizes = tuple(dict.fromkeys([*decode_sizes, *DECODE_SIZES]))
+    record["traced_decode"] = traced_rows(decode_model, traced_sizes, record["decode"])
+    save()
     growth = record["encode_growth"] or {}
     summary = {k: v for k, v in growth.items() if k != "samples"}
     return {**record, "encode_growth": summary or None}

@@ -9,16 +9,17 @@ indexed by its channel and by the bits at the same position in the previous ``co
 Training uses :meth:`BinaryEntropyModel.forward`, whose likelihoods are differentiable in both the
 table and the bits (through the straight-through quantiser). Real coding goes through
 constriction's range coder with a Bernoulli model per bit; the probabilities are first turned into
-integers (:meth:`update`) so that decoding depends on integers only.
+integers (:meth:`update`) so that decoding depends on integers only. constriction is imported
+only by the methods that code, so training needs no range coder.
 """
 
 from __future__ import annotations
 
-import constriction
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..entropy.coder import range_coder
 from ..errors import BitstreamError
 from .binary import bits_to_symbols, symbols_to_bits
 
@@ -105,6 +106,7 @@ class BinaryEntropyModel(nn.Module):
         self._check_shape(bits)
         index = self.context_index(bits)
         symbols = bits_to_symbols(bits.detach())
+        constriction = range_coder()
         encoder = constriction.stream.queue.RangeEncoder()
         model = constriction.stream.model.Bernoulli(perfect=False)
         for t in range(bits.shape[FRAME_DIM]):
@@ -122,6 +124,7 @@ class BinaryEntropyModel(nn.Module):
                 f"binary latent stream has {c} channels, the model has {self.channels}"
             )
         words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
+        constriction = range_coder()
         decoder = constriction.stream.queue.RangeDecoder(words)
         model = constriction.stream.model.Bernoulli(perfect=False)
         bits = torch.zeros(shape, dtype=torch.float32)

@@ -22,6 +22,8 @@ PHASE_NAMES = (
     "ipppp",
     "finetune",
 )
+# Kept in step with canfvc_codec.quant (not imported here: that would import torch).
+QUANTIZER_NAMES = ("round", "dm1", "dm2")
 
 
 @click.command(
@@ -104,15 +106,21 @@ PHASE_NAMES = (
     type=click.Choice(["bf16", "fp32"]),
     help="Autocast precision [default: bf16 on CUDA, fp32 on CPU].",
 )
+@click.option(
+    "--quantizer",
+    type=click.Choice(QUANTIZER_NAMES),
+    default="round",
+    show_default=True,
+    help="Latent quantiser of the intra phase (with --phase intra): dm1/dm2 binarise the ANFIC "
+    "latent with 1st/2nd-order differential modulation along the frames of each clip, priced by "
+    "a binary entropy model. Training experiments only; exported models code with rounding.",
+)
 @click.option("--threads", type=click.IntRange(1), help="CPU threads for torch.")
 @click.option("--no-stills", is_flag=True, help="Train on the video clips only.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_command(**kwargs: object) -> None:
     """Train a CANF-VC model, resumable, in short or long runs."""
     started = time.monotonic()
-    from canfvc_codec.train.optional import allow_training_without_range_coder
-
-    allow_training_without_range_coder()
     import torch
 
     from canfvc_codec.train.trainer import Trainer, TrainOptions
@@ -126,8 +134,10 @@ def train_command(**kwargs: object) -> None:
     trainer = Trainer(options, started=started)
     result = trainer.run()
     phase = trainer.active.name if trainer.active else "-"
+    where = f"checkpoint {trainer.checkpoint_path}" if options.steps != 0 else "nothing trained"
+    if options.export is not None:
+        where += f"; model {options.export}"
     click.echo(
-        f"step {result.step}, phase {phase}, {result.seconds / 60:.1f} training minutes; "
-        f"checkpoint {trainer.checkpoint_path}",
+        f"step {result.step}, phase {phase}, {result.seconds / 60:.1f} training minutes; {where}",
         err=True,
     )

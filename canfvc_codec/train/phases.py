@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from canfvc_codec.errors import UsageError
 from canfvc_codec.networks import References, VideoModel, to_reference
 from canfvc_codec.nn.layers import backward_warp
+from canfvc_codec.quant.coder_adapter import CLIP_FRAMES, BinaryLatentAdapter
 from canfvc_codec.train import losses
 
 ALL_PARTS = ("intra", "motion_first", "motion", "inter", "spynet", "extrapolation", "mc")
@@ -106,6 +107,14 @@ def set_trainable(model: VideoModel, parts: tuple[str, ...]) -> None:
     for name, child in model.named_children():
         for pname, param in child.named_parameters():
             param.requires_grad_(name in parts or pname.endswith("quantiles"))
+
+
+def clip_frames(phase: Phase, intra_latent: BinaryLatentAdapter | None = None) -> int:
+    """Frames per training sequence of ``phase``: the intra phase with a binary latent codes a
+    clip, along which the modulation runs."""
+    if phase.kind == "intra" and intra_latent is not None:
+        return CLIP_FRAMES
+    return phase.frames
 
 
 @dataclass
@@ -200,11 +209,13 @@ def run_step(
     autocast: Callable[[], object],
     teacher: FlowTeacher | None = None,
     flow_targets: tuple[Tensor, Tensor] | None = None,
+    intra_latent: BinaryLatentAdapter | None = None,
 ) -> StepResult:
     """Forward and backward passes of one step of ``phase`` on ``batch`` (B, T, 3, H, W).
 
     ``flow_targets`` (flows (B, 2, H, W), known (B,) bool) are the exact flows of the flow phase
-    where the data knows them (stills in synthetic motion).
+    where the data knows them (stills in synthetic motion). ``intra_latent`` trains the intra
+    phase with binary latents over the frames of ``batch`` instead of rounding (an experiment).
 
     Gradients are accumulated into the parameters; the caller steps the optimiser. Multi-frame
     kinds call ``backward`` once per frame (their graphs are independent since references are
@@ -223,6 +234,9 @@ def run_step(
         loss.backward()
         warped = backward_warp(batch[:, 2], f_c.detach())
         return StepResult(float(loss.detach()), 0.0, float(losses.mse(warped, batch[:, 3])), lmbda)
+
+    if kind == "intra" and intra_latent is not None:
+        return _binary_intra_step(model, intra_latent, batch, lmbda, autocast)
 
     if kind == "intra":
         x = batch[:, 0]
@@ -251,6 +265,23 @@ def run_step(
     if kind == "sequence":
         return _sequence_step(model, phase, batch, lmbda, autocast)
     raise ValueError(f"unknown phase kind {kind!r}")
+
+
+def _binary_intra_step(
+    model: VideoModel,
+    intra_latent: BinaryLatentAdapter,
+    batch: Tensor,
+    lmbda: float,
+    autocast: Callable[[], object],
+) -> StepResult:
+    """Every frame of the clip intra-coded with binary latents; the modulation couples the frames,
+    so the loss is their mean and there is one backward pass."""
+    with autocast():
+        coding = intra_latent(model.intra, batch, lmbda)
+    frames = [_frame_loss(out, batch[:, t], lmbda) for t, out in enumerate(coding.frames)]
+    figures = {k: torch.stack([f[k] for f in frames]).mean() for k in ("loss", "bpp", "mse")}
+    figures["loss"].backward()
+    return _result(figures, lmbda)
 
 
 @contextlib.contextmanager

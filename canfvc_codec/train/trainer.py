@@ -39,6 +39,7 @@ from canfvc_codec.datasets import TRAIN_RANGES
 from canfvc_codec.entropy import FactorizedPrior, GaussianConditional
 from canfvc_codec.errors import UsageError
 from canfvc_codec.networks import ModelConfig, VideoModel, get_config
+from canfvc_codec.quant.coder_adapter import BinaryLatentAdapter
 from canfvc_codec.train import losses, phases
 from canfvc_codec.train.data import STILL_NAMES, TrainingData
 
@@ -90,6 +91,9 @@ class TrainOptions:
     seed: int = 0
     checkpoint_minutes: float = 5.0
     precision: str | None = None  # "bf16" | "fp32"; default bf16 on CUDA, fp32 on CPU
+    # Latent quantiser of the intra phase: "round" (the codec's), or "dm1"/"dm2", binary latents
+    # with differential modulation (a training experiment; such runs export no model).
+    quantizer: str = "round"
     use_stills: bool = True
     progress: bool = True
 
@@ -105,12 +109,16 @@ class Progress:
     phase_steps: dict[str, int] = field(default_factory=dict)
     device_seconds: dict[str, float] = field(default_factory=dict)
     skipped_steps: int = 0  # steps whose loss was not finite
+    # Steps and seconds that followed the schedule: runs forced to one phase (--phase) train
+    # the model without moving the schedule on.
+    schedule_steps: int = 0
+    schedule_seconds: float = 0.0
 
     def fraction(self) -> float:
         if self.plan_steps:
-            return self.step / self.plan_steps
+            return self.schedule_steps / self.plan_steps
         if self.plan_seconds:
-            return self.seconds / self.plan_seconds
+            return self.schedule_seconds / self.plan_seconds
         return 0.0
 
 
@@ -163,6 +171,7 @@ class Trainer:
             raise UsageError(f"--crop {self.crop} must be a multiple of 64")
         if options.phase is not None:
             phases.get_phase(options.phase)
+        self._check_quantizer(options)
         precision = options.precision or ("bf16" if kind == "cuda" else "fp32")
         if precision not in ("bf16", "fp32"):
             raise UsageError(f"unknown precision {precision!r} (bf16 or fp32)")
@@ -186,8 +195,16 @@ class Trainer:
         self.model = VideoModel(self.config).to(self.device).train()
         if precision == "bf16":
             keep_entropy_models_fp32(self.model, kind)
+        # Binary intra latents (--quantizer dm1|dm2) live beside the model, not in its weights.
+        self.intra_latent: BinaryLatentAdapter | None = None
+        if options.quantizer != "round":
+            self.intra_latent = BinaryLatentAdapter(
+                options.quantizer, self.model.intra.latent_channels
+            ).to(self.device)
         aux = [p for n, p in self.model.named_parameters() if n.endswith("quantiles")]
         main = [p for n, p in self.model.named_parameters() if not n.endswith("quantiles")]
+        if self.intra_latent is not None:
+            main += list(self.intra_latent.parameters())
         self.optimizer = torch.optim.Adam(main, lr=phases.SCHEDULE[0].lr)
         self.aux_optimizer = torch.optim.Adam(aux, lr=AUX_LR)
         self.rng = np.random.default_rng(options.seed + 1)
@@ -218,6 +235,20 @@ class Trainer:
             self.progress.plan_steps, self.progress.plan_seconds = None, options.plan_minutes * 60
         self._stop_requested = False
         self._log_rows: list[dict] = []
+
+    @staticmethod
+    def _check_quantizer(options: TrainOptions) -> None:
+        """Binary latents are a training experiment of the intra phase: the exported model
+        codes with rounding, so a dm1/dm2 run may not export, and it trains the intra phase only."""
+        if options.quantizer == "round":
+            return
+        if options.export is not None:
+            raise UsageError(
+                f"--quantizer {options.quantizer} is for training experiments only; "
+                "exported models code with rounding, so --export needs --quantizer round"
+            )
+        if options.phase != "intra":
+            raise UsageError(f"--quantizer {options.quantizer} needs --phase intra")
 
     @property
     def data(self) -> TrainingData:
@@ -285,15 +316,32 @@ class Trainer:
                 "batch": self.batch,
                 "seed": self.options.seed,
                 "precision": self.precision,
+                "quantizer": self.options.quantizer,
             },
+            "intra_latent": self.intra_latent.state_dict() if self.intra_latent else None,
         }
 
     def _restore(self, state: dict) -> None:
+        stored_quantizer = state.get("options", {}).get("quantizer", "round")
+        if stored_quantizer != self.options.quantizer:
+            raise UsageError(
+                f"the checkpoint in {self.ckpt_dir} was trained with --quantizer "
+                f"{stored_quantizer}, not {self.options.quantizer}"
+            )
         self.model.load_state_dict(state["model"])
+        if self.intra_latent is not None:
+            self.intra_latent.load_state_dict(state["intra_latent"])
         if "optimizer" in state:  # a snapshot carries no optimiser moments
             self.optimizer.load_state_dict(state["optimizer"])
             self.aux_optimizer.load_state_dict(state["aux_optimizer"])
         self.progress = Progress(**state["progress"])
+        # A resumed run keeps its crop and batch unless the command line names others.
+        stored = state.get("options", {})
+        self.crop = self.options.crop or stored.get("crop", self.crop)
+        self.batch = self.options.batch or stored.get("batch", self.batch)
+        if "schedule_steps" not in state["progress"]:  # checkpoints from before the field
+            self.progress.schedule_steps = self.progress.step
+            self.progress.schedule_seconds = self.progress.seconds
         torch.set_rng_state(state["rng"]["torch"])
         if self.device.type == "cuda" and "cuda" in state["rng"]:
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
@@ -375,13 +423,24 @@ class Trainer:
             batch, flows, known = self.data.flow_pairs(self.batch, FLOW_STILL_FRACTION)
             targets = (flows, known)
         else:
-            batch = self.data.sequences(self.batch, phase.frames)
+            batch = self.data.sequences(self.batch, phases.clip_frames(phase, self.intra_latent))
         lmbda = losses.sample_lambda(self.rng)
         self.optimizer.zero_grad(set_to_none=True)
         result = phases.run_step(
-            self.model, phase, batch, lmbda, self.rng, self.autocast, self.teacher, targets
+            self.model,
+            phase,
+            batch,
+            lmbda,
+            self.rng,
+            self.autocast,
+            self.teacher,
+            targets,
+            intra_latent=self.intra_latent,
         )
-        trainable = [p for p in self.model.parameters() if p.grad is not None]
+        parameters = list(self.model.parameters())
+        if self.intra_latent is not None:
+            parameters += list(self.intra_latent.parameters())
+        trainable = [p for p in parameters if p.grad is not None]
         norm = torch.nn.utils.clip_grad_norm_(trainable, GRAD_CLIP) if trainable else None
         if math.isfinite(result.loss) and (norm is None or torch.isfinite(norm)):
             self.optimizer.step()
@@ -391,6 +450,8 @@ class Trainer:
         self.model.aux_loss().backward()
         self.aux_optimizer.step()
         self.progress.step += 1
+        if not self.options.phase:
+            self.progress.schedule_steps += 1
         self.progress.phase_steps[phase.name] = self.progress.phase_steps.get(phase.name, 0) + 1
         return result
 
@@ -481,6 +542,8 @@ class Trainer:
 
     def _account(self, seconds: float) -> None:
         self.progress.seconds += seconds
+        if not self.options.phase:
+            self.progress.schedule_seconds += seconds
         kind = self.device.type
         self.progress.device_seconds[kind] = self.progress.device_seconds.get(kind, 0.0) + seconds
 
