@@ -21,7 +21,7 @@ data: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m canfvc_codec.datasets
-	$(PY) -m pytest -q -x
+	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -q -x
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check canfvc_codec tests

@@ -95,7 +95,9 @@ def rgb_to_yuv(rgb: torch.Tensor, info: VideoInfo) -> Frame:
         raise ValueError(f"expected an RGB tensor of shape (3, H, W), got {tuple(rgb.shape)}")
     kr, kg, kb = _weights(info.matrix)
     y_off, y_span, c_mid, c_span = _range(info)
-    r, g, b = rgb.detach().float().clamp(0.0, 1.0).unbind(0)
+    # float64 on the CPU: the decoded YUV (and its CRC in the bitstream) must not depend on the
+    # device or library that produced ``rgb``.
+    r, g, b = rgb.detach().to("cpu", torch.float64).clamp(0.0, 1.0).unbind(0)
     y = kr * r + kg * g + kb * b
     cb = (b - y) / (2.0 * (1.0 - kb))
     cr = (r - y) / (2.0 * (1.0 - kr))
