@@ -84,5 +84,34 @@ def clip_path(name: str) -> Path:
     return ensure_clips() / name
 
 
+def extract_clip(
+    clip: str,
+    path: Path,
+    *,
+    start: int,
+    frames: int,
+    size: tuple[int, int],
+    scaler: str = "area",
+    loop: bool = False,
+) -> None:
+    """Write ``frames`` frames of a cached clip from ``start``, scaled to ``size``, as a Y4M file.
+
+    ``loop`` repeats the clip when it is shorter than asked (for long-input benchmarks).
+    """
+    from canfvc_codec.io.ffmpeg import ffmpeg_exe  # the I/O layer owns the choice of binary
+
+    width, height = size
+    cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-y"]
+    if loop:
+        cmd += ["-stream_loop", "-1"]
+    cmd += [
+        "-i", str(clip_path(clip)),
+        "-vf", f"select=gte(n\\,{start}),scale={width}:{height}:flags={scaler}",
+        "-fps_mode", "passthrough", "-frames:v", str(frames),
+        "-pix_fmt", "yuv420p", "-f", "yuv4mpegpipe", str(path),
+    ]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
 if __name__ == "__main__":
     print(ensure_clips())

@@ -14,6 +14,7 @@ import datetime
 import importlib
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -24,7 +25,6 @@ from canfvc_codec.errors import CanfvcError
 from canfvc_codec.eval import anchors, memory
 from canfvc_codec.eval.command import evaluate
 from canfvc_codec.eval.config import parse_size
-from canfvc_codec.eval.process import run_measured
 from canfvc_codec.eval.report import bd_table, describe_machine
 from canfvc_codec.eval.runner import CanfvcCommand, CanfvcUnavailable, machine_info
 
@@ -70,31 +70,16 @@ def entropy_benchmark(out_dir: Path) -> dict:
 
 def _make_clip(path: Path, width: int, height: int, frames: int, ffmpeg: str) -> None:
     """``frames`` dev frames scaled to ``width``x``height``, as Y4M (self-describing for canfvc)."""
-    from canfvc_codec.datasets import clip_path
+    from canfvc_codec.datasets import extract_clip
 
-    cmd = [
-        ffmpeg,
-        "-v",
-        "error",
-        "-nostdin",
-        "-y",
-        "-i",
-        clip_path(SPEED_CLIP),
-        "-vf",
-        f"select=gte(n\\,{SPEED_START}),scale={width}:{height}:flags=bicubic",
-        "-fps_mode",
-        "passthrough",
-        "-frames:v",
-        str(frames),
-        "-pix_fmt",
-        "yuv420p",
-        "-f",
-        "yuv4mpegpipe",
-        path,
-    ]
-    stats = run_measured(cmd)
-    if not stats.ok:
-        raise CanfvcError(f"cannot prepare the {width}x{height} speed clip: {stats.error_line()}")
+    try:
+        extract_clip(
+            SPEED_CLIP, path, start=SPEED_START, frames=frames, size=(width, height),
+            scaler="bicubic",
+        )  # fmt: skip
+    except subprocess.CalledProcessError as exc:
+        detail = exc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["ffmpeg failed"]
+        raise CanfvcError(f"cannot prepare the {width}x{height} speed clip: {detail[0]}") from None
 
 
 def _devices() -> list[str]:

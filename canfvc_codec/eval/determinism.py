@@ -40,13 +40,12 @@ from canfvc_codec.codec import (
     frame_crc,
     resolve_dtype,
 )
-from canfvc_codec.datasets import clip_path
+from canfvc_codec.datasets import extract_clip
 from canfvc_codec.entropy.gaussian import GaussianConditional
 from canfvc_codec.entropy.scale_table import scale_indexes
 from canfvc_codec.errors import CanfvcError
 from canfvc_codec.io import VideoInfo, open_reader, open_writer
 from canfvc_codec.io.color import rgb_to_yuv, yuv_to_rgb
-from canfvc_codec.io.ffmpeg import ffmpeg_exe
 from canfvc_codec.networks.video import VideoModel
 from canfvc_codec.numerics import (
     DEFAULT_PATH,
@@ -209,28 +208,7 @@ def make_clip(
     start: int = DEFAULT_START,
 ) -> None:
     """``frames`` real frames of ``clip`` from ``start``, scaled to ``width``x``height``, as Y4M."""
-    graph = f"select=gte(n\\,{start}),scale={width}:{height}:flags=area"
-    cmd = [
-        ffmpeg_exe(),
-        "-v",
-        "error",
-        "-nostdin",
-        "-y",
-        "-i",
-        str(clip_path(clip)),
-        "-vf",
-        graph,
-        "-fps_mode",
-        "passthrough",
-        "-frames:v",
-        str(frames),
-        "-pix_fmt",
-        "yuv420p",
-        "-f",
-        "yuv4mpegpipe",
-        str(path),
-    ]
-    subprocess.run(cmd, check=True, capture_output=True)
+    extract_clip(clip, path, start=start, frames=frames, size=(width, height))
 
 
 def _planes(path: Path, info: VideoInfo) -> np.ndarray:

@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -25,9 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from canfvc_codec.datasets import clip_path
+from canfvc_codec.datasets import extract_clip
 from canfvc_codec.eval.process import BYTES_PER_MIB, run_measured
-from canfvc_codec.io.ffmpeg import ffmpeg_exe
 
 DECODE_SIZES = ((480, 272), (960, 544), (1920, 1080))
 DECODE_MODEL = "random-lite"  # untrained weights use exactly the memory trained ones do
@@ -52,29 +50,7 @@ _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 def make_clip(path: Path, width: int, height: int, frames: int) -> None:
     """``frames`` real frames scaled to ``width``x``height`` as Y4M, the clip looped if needed."""
-    cmd = [
-        ffmpeg_exe(),
-        "-v",
-        "error",
-        "-nostdin",
-        "-y",
-        "-stream_loop",
-        "-1",
-        "-i",
-        str(clip_path(CLIP)),
-        "-vf",
-        f"select=gte(n\\,{CLIP_START}),scale={width}:{height}:flags=area",
-        "-fps_mode",
-        "passthrough",
-        "-frames:v",
-        str(frames),
-        "-pix_fmt",
-        "yuv420p",
-        "-f",
-        "yuv4mpegpipe",
-        str(path),
-    ]
-    subprocess.run(cmd, check=True, capture_output=True)
+    extract_clip(CLIP, path, start=CLIP_START, frames=frames, size=(width, height), loop=True)
 
 
 def _canfvc(*args: str) -> list[str]:
