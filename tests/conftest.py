@@ -22,26 +22,14 @@ torch.manual_seed(0)
 
 
 @lru_cache(maxsize=8)
-def _decode_yuv420(clip: str, start: int, count: int, width: int, height: int) -> bytes:
-    """Raw yuv420p bytes of ``count`` frames from ``start``, scaled to ``width``x``height``."""
+def _decode_raw(clip: str, start: int, count: int, width: int, height: int, pix_fmt: str) -> bytes:
+    """Raw ``pix_fmt`` bytes of ``count`` frames from ``start``, scaled to ``width``x``height``."""
     cmd = [
-        imageio_ffmpeg.get_ffmpeg_exe(),
-        "-v",
-        "error",
-        "-i",
-        str(clip_path(clip)),
-        "-vf",
-        f"select=gte(n\\,{start}),scale={width}:{height}:flags=area",
-        "-fps_mode",
-        "passthrough",
-        "-frames:v",
-        str(count),
-        "-pix_fmt",
-        "yuv420p",
-        "-f",
-        "rawvideo",
-        "-",
-    ]
+        imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(clip_path(clip)),
+        "-vf", f"select=gte(n\\,{start}),scale={width}:{height}:flags=area",
+        "-fps_mode", "passthrough", "-frames:v", str(count),
+        "-pix_fmt", pix_fmt, "-f", "rawvideo", "-",
+    ]  # fmt: skip
     return subprocess.run(cmd, check=True, capture_output=True).stdout
 
 
@@ -49,7 +37,7 @@ def real_yuv_frames(
     clip: str = "bikes.mp4", start: int = 0, count: int = 2, width: int = 176, height: int = 144
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """``count`` real 8-bit 4:2:0 frames as (y, u, v) planes."""
-    data = _decode_yuv420(clip, start, count, width, height)
+    data = _decode_raw(clip, start, count, width, height, "yuv420p")
     luma, chroma = width * height, (width // 2) * (height // 2)
     frame_size = luma + 2 * chroma
     assert len(data) == frame_size * count, "ffmpeg returned fewer frames than asked"
@@ -67,25 +55,7 @@ def real_rgb_frames(
     clip: str = "bikes.mp4", start: int = 0, count: int = 2, width: int = 128, height: int = 128
 ) -> torch.Tensor:
     """``count`` real frames as an RGB tensor (count, 3, H, W) in [0, 1], decoded by ffmpeg."""
-    cmd = [
-        imageio_ffmpeg.get_ffmpeg_exe(),
-        "-v",
-        "error",
-        "-i",
-        str(clip_path(clip)),
-        "-vf",
-        f"select=gte(n\\,{start}),scale={width}:{height}:flags=area",
-        "-fps_mode",
-        "passthrough",
-        "-frames:v",
-        str(count),
-        "-pix_fmt",
-        "rgb24",
-        "-f",
-        "rawvideo",
-        "-",
-    ]
-    data = subprocess.run(cmd, check=True, capture_output=True).stdout
+    data = _decode_raw(clip, start, count, width, height, "rgb24")
     array = np.frombuffer(data, np.uint8).reshape(count, height, width, 3)
     return torch.from_numpy(array.copy()).permute(0, 3, 1, 2).float() / 255.0
 
