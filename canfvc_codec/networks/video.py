@@ -166,7 +166,10 @@ class VideoModel(nn.Module):
             coders={"intra": out},
         )
 
-    def forward_inter(self, x: Tensor, refs: References, lmbda: float | Tensor) -> FrameOutput:
+    def forward_motion(
+        self, x: Tensor, refs: References, lmbda: float | Tensor
+    ) -> tuple[CoderOutput, Tensor, Tensor]:
+        """The motion half of a P-frame: (motion coder output, estimated flow f_t, x_c)."""
         reference = refs.frames[-1]
         flow = self.spynet(x, reference)
         if refs.first_p:
@@ -174,7 +177,10 @@ class VideoModel(nn.Module):
         else:
             f_c, prior = self.motion_condition(refs)
             motion = self.motion(flow, lmbda, f_c, prior)
-        x_c = self.mc(reference, motion.x_hat)
+        return motion, flow, self.mc(reference, motion.x_hat)
+
+    def forward_inter(self, x: Tensor, refs: References, lmbda: float | Tensor) -> FrameOutput:
+        motion, flow, x_c = self.forward_motion(x, refs, lmbda)
         inter = self.inter(x, lmbda, x_c, x_c)
         likelihoods = {f"motion.{k}": v for k, v in motion.likelihoods.items()}
         likelihoods.update({f"inter.{k}": v for k, v in inter.likelihoods.items()})

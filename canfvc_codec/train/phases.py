@@ -181,25 +181,6 @@ def _estimated_refs(model: VideoModel, frames: Tensor, conditional: bool) -> Ref
     return References([frames[:, 0], frames[:, 1], frames[:, 2]], flows)
 
 
-def _motion_forward(
-    model: VideoModel, x: Tensor, refs: References, lmbda: float
-) -> tuple[Tensor, Tensor]:
-    """Motion part of a P-frame only: (motion bits per pixel per sample, x_c).
-
-    Mirrors :meth:`VideoModel.forward_inter` up to motion compensation, for the phase that trains
-    the motion coders before the inter-frame coder is involved.
-    """
-    reference = refs.frames[-1]
-    flow = model.spynet(x, reference)
-    if refs.first_p:
-        motion = model.motion_first(flow, lmbda)
-    else:
-        f_c, prior = model.motion_condition(refs)
-        motion = model.motion(flow, lmbda, f_c, prior)
-    x_c = model.mc(reference, motion.x_hat)
-    return motion.bits() / (x.shape[-2] * x.shape[-1]), x_c
-
-
 def run_step(
     model: VideoModel,
     phase: Phase,
@@ -252,7 +233,8 @@ def run_step(
         x = batch[:, IP_FRAMES - 1]
         with autocast():
             if kind == "motion":
-                bpp, x_c = _motion_forward(model, x, refs, lmbda)
+                motion, _, x_c = model.forward_motion(x, refs, lmbda)
+                bpp = motion.bits() / (x.shape[-2] * x.shape[-1])
                 distortion = losses.mse(x_c, x)
                 rate = bpp.float().mean()
                 loss = losses.rd_loss(rate, distortion, lmbda)
