@@ -15,15 +15,6 @@ RATE_TOLERANCE = 0.01
 RATE_SLACK_BITS = 64 * 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are tiny: on a busy machine, OpenMP hand-offs cost far more than the work."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _latent(shape, seed=0, low=SCALE_MIN, high=40.0):
     gen = torch.Generator().manual_seed(seed)
     scales = torch.exp(torch.empty(shape).uniform_(math.log(low), math.log(high), generator=gen))

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from canfvc_codec.eval.config import load_config
 from canfvc_codec.eval.report import write_report
@@ -56,15 +55,6 @@ def _script(path: Path, text: str) -> str:
     path.write_text(text)
     path.chmod(0o755)
     return str(path)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Metrics on tiny pictures only lose from threading, badly so on a loaded 2-core machine.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture

@@ -151,7 +151,7 @@ def decode(corpus):
     """decode_video as the CLI calls it, with the model loaded once and the seeds cached."""
     model, model_id = random_model("tiny")
     ready = ReadyModel(model)
-    saved = codec.load_model_by_id, codec.Decoder, torch.get_num_threads()
+    saved = codec.load_model_by_id, codec.Decoder
 
     def load(wanted: bytes, device: str = "cpu"):
         if wanted != model_id:
@@ -159,8 +159,6 @@ def decode(corpus):
         return ready, model_id
 
     codec.load_model_by_id, codec.Decoder = load, MemoDecoder
-    # One thread: tiny convolutions gain nothing from two, and lose much on a busy machine.
-    torch.set_num_threads(1)
     slowest = [0.0]
     outcomes: Counter[str] = Counter()
 
@@ -181,8 +179,7 @@ def decode(corpus):
         decode_video(io.BytesIO(data), NullWriter, device="cpu", progress=False)
     MemoDecoder.recording = False
     yield run
-    codec.load_model_by_id, codec.Decoder = saved[:2]
-    torch.set_num_threads(saved[2])
+    codec.load_model_by_id, codec.Decoder = saved
     MemoDecoder.cache.clear()
     print(f"fuzz: {sum(outcomes.values())} cases, slowest {slowest[0]:.3f} s; outcomes:")
     for message, count in outcomes.most_common():

@@ -20,14 +20,6 @@ LAMBDA = 1024.0
 STEPS = 6
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _clip_batch() -> torch.Tensor:
     """Two real clips of CLIP_FRAMES frames (the second one mirrored): (2, T, 3, 64, 64)."""
     frames = real_rgb_frames("bikes.mp4", 0, CLIP_FRAMES, SIZE, SIZE)

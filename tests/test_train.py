@@ -27,15 +27,6 @@ CROP = 64
 FRAMES = 8
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models on a shared machine run fastest on one thread (no spinning workers)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _real_video(start: int = 0) -> VideoSource:
     frames = real_rgb_frames("bikes.mp4", start, FRAMES, 128, 128)
     array = (frames.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
