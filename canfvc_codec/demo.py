@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from canfvc_codec.datasets import DEV_RANGES, clip_path
+from canfvc_codec.errors import CanfvcError
 from canfvc_codec.io import Frame, open_reader, open_writer
 
 DEMO_RANGE = DEV_RANGES[0]
@@ -23,7 +24,10 @@ YUV_WEIGHTS = (6 / 8, 1 / 8, 1 / 8)
 
 
 def _canfvc(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "canfvc_codec", *args], check=True)
+    """Run one canfvc command; its own error line is already on stderr when it fails."""
+    result = subprocess.run([sys.executable, "-m", "canfvc_codec", *args])
+    if result.returncode != 0:
+        sys.exit(f"demo: 'canfvc {args[0]}' failed (exit status {result.returncode})")
 
 
 def _psnr_yuv(ref: Frame, rec: Frame, peak: float) -> float:
@@ -73,4 +77,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except CanfvcError as exc:
+        sys.exit(f"demo: {exc}")
