@@ -187,6 +187,13 @@ def load_model(name_or_path: str, device: str = "cpu") -> tuple[VideoModel, byte
     return model.to(device), file_model_id(path)
 
 
+def load_model_card(name_or_path: str) -> dict:
+    """The model card stored in a model file (empty for random models)."""
+    if name_or_path.startswith(RANDOM_PREFIX):
+        return {}
+    return _read_model_file(_model_path(name_or_path))[1]
+
+
 def model_config(name_or_path: str) -> ModelConfig:
     """The configuration of a configuration name, ``random-<config>``, a model name or file."""
     name = name_or_path.removeprefix(RANDOM_PREFIX)

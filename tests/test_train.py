@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from canfvc_codec.datasets import ClipRange
+from canfvc_codec.entropy.factorized import FILTERS
 from canfvc_codec.errors import InputError, UsageError
-from canfvc_codec.networks import VideoModel, get_config
+from canfvc_codec.networks import References, VideoModel, get_config, to_reference
 from canfvc_codec.train import losses, phases
 from canfvc_codec.train.data import (
     TrainingData,
@@ -153,6 +154,63 @@ def test_training_steps_lower_the_loss_on_a_fixed_batch(name: str) -> None:
     assert after < 0.9 * before
 
 
+def _hyper_bits(model: VideoModel, batch: torch.Tensor, lmbda: float) -> float:
+    """Bits of every hyper-latent of an IPPPP pass over ``batch``, with rounding."""
+    model.eval()
+    with torch.no_grad():
+        out = model(batch[:, 0], lmbda)
+        refs = References([to_reference(out.x_hat)])
+        outputs = [out]
+        for t in range(1, batch.shape[1]):
+            out = model(batch[:, t], lmbda, refs)
+            refs = refs.push(to_reference(out.x_hat), out.flow_hat)
+            outputs.append(out)
+    model.train()
+    return sum(
+        float(-torch.log2(lik).sum())
+        for out in outputs
+        for key, lik in out.likelihoods.items()
+        if key.endswith(".hyper")
+    )
+
+
+def test_factorised_priors_train_in_every_phase() -> None:
+    model = VideoModel(get_config("tiny"))
+    density = {id(p) for p in phases.prior_density_parameters(model)}
+    layers = len(FILTERS) + 1  # a matrix and a bias per layer, a factor between layers
+    assert len(density) == len(model.coders()) * (3 * layers - 1)
+    for phase in phases.PHASES.values():
+        phases.set_trainable(model, phase.parts)
+        for name, param in model.named_parameters():
+            if id(param) in density or name.endswith(phases.QUANTILES):
+                assert param.requires_grad, (phase.name, name)
+            else:
+                assert param.requires_grad == (name.split(".")[0] in phase.parts), name
+
+
+def test_priors_phase_lowers_the_hyper_rate_and_changes_nothing_else() -> None:
+    torch.manual_seed(0)
+    model = VideoModel(get_config("tiny")).train()
+    phase = phases.get_phase("priors")
+    phases.set_trainable(model, phase.parts)
+    batch = _data(seed=0).sequences(2, phase.frames)
+    lmbda = 1024.0
+    fixed = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    optimizer = torch.optim.Adam(phases.prior_density_parameters(model), lr=1e-2)
+    before = _hyper_bits(model, batch, lmbda)
+    for _ in range(30):
+        optimizer.zero_grad(set_to_none=True)
+        phases.run_step(
+            model, phase, batch, lmbda, np.random.default_rng(0), contextlib.nullcontext
+        )
+        optimizer.step()
+    after = _hyper_bits(model, batch, lmbda)
+    assert after < 0.7 * before, (before, after)
+    for name, param in model.named_parameters():
+        if name in fixed:
+            assert torch.equal(param, fixed[name]), name
+
+
 def _options(tmp_path, **overrides) -> TrainOptions:
     values = dict(
         config="tiny",
@@ -197,6 +255,7 @@ def test_export_then_load_decodes_the_same(tmp_path) -> None:
 
     loaded, model_id = load_model(str(path))
     assert model_id.hex() == card["model_id"]
+    assert card["lineage"] == []
     for name, tensor in trainer.model.state_dict().items():
         if tensor.is_floating_point():
             assert torch.allclose(loaded.state_dict()[name], tensor.half().float()), name
@@ -241,7 +300,7 @@ import numpy as np
 import torch
 import canfvc_codec.train.__main__
 from canfvc_codec.entropy.coder import RangeCoderMissing
-from canfvc_codec.networks import VideoModel, get_config
+from canfvc_codec.networks import References, VideoModel, get_config, to_reference
 from canfvc_codec.quant.coder_adapter import BinaryLatentAdapter
 from canfvc_codec.train import phases
 from canfvc_codec.train.trainer import Trainer
@@ -327,3 +386,22 @@ def test_a_forced_phase_does_not_move_the_schedule(tmp_path) -> None:
     resumed = Trainer(_options(tmp_path, steps=1), data=_data())
     resumed.run()
     assert resumed.progress.phase_steps == {"flow": 3}  # the schedule starts at its beginning
+
+
+def test_a_run_from_exported_weights_carries_their_training(tmp_path) -> None:
+    first = Trainer(_options(tmp_path / "a", phase="intra", steps=2), data=_data(seed=2))
+    first.run()
+    parent = tmp_path / "canfvc-tiny.pt"
+    parent_id = export_model(first, parent)
+    second = Trainer(
+        _options(tmp_path / "b", phase="priors", steps=1, init_weights=parent), data=_data()
+    )
+    second.run()
+    child = tmp_path / "child" / "canfvc-tiny.pt"
+    export_model(second, child)
+    card = json.loads(child.with_suffix(".json").read_text())
+    assert card["steps"] == 1
+    assert [p["name"] for p in card["phases"] if p["steps"]] == ["priors"]
+    (origin,) = card["lineage"]
+    assert origin["model_id"] == parent_id and origin["steps"] == 2
+    assert origin["phase_steps"] == {"intra": 2}

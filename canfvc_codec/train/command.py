@@ -21,6 +21,7 @@ PHASE_NAMES = (
     "ip_joint",
     "ipppp",
     "finetune",
+    "priors",
 )
 # Kept in step with canfvc_codec.quant (not imported here: that would import torch).
 QUANTIZER_NAMES = ("round", "dm1", "dm2")

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from canfvc_codec.entropy import FactorizedPrior
 from canfvc_codec.errors import UsageError
 from canfvc_codec.networks import References, VideoModel, to_reference
 from canfvc_codec.nn.layers import backward_warp
@@ -41,6 +42,7 @@ FIRST_P_PROBABILITY = 0.3
 IP_FRAMES = 4
 TEACHER_THREADS = 8  # DIS pairs computed at once
 FLOW_CHANNELS = 2
+QUANTILES = "quantiles"  # the factorised priors' tails and medians (auxiliary loss)
 
 
 @dataclass(frozen=True)
@@ -80,8 +82,13 @@ SCHEDULE: tuple[Phase, ...] = (
     Phase("finetune", "sequence", ALL_PARTS, frames=7, lr=5e-5, share=0.16,
           description="all networks, 7-frame sequences on decoded references, lower rate"),
 )
+# Outside the schedule (``--phase priors``): refit the factorised priors of a trained model to
+# its hyper-latents, every network frozen; cheap, since no gradient reaches the networks.
+PRIORS = Phase("priors", "priors", (), frames=5, lr=1e-4, share=0.0,
+               description="factorised priors only, fitted to the hyper-latents of IPPPP "
+               "sequences with every network frozen")
 # fmt: on
-PHASES = {p.name: p for p in SCHEDULE}
+PHASES = {p.name: p for p in (*SCHEDULE, PRIORS)}
 
 
 def get_phase(name: str) -> Phase:
@@ -101,12 +108,31 @@ def phase_at(progress: float) -> Phase:
     return SCHEDULE[-1]
 
 
+def prior_density_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The density networks of every factorised prior in ``model`` (not their quantiles, which
+    the auxiliary loss trains)."""
+    return [
+        param
+        for module in model.modules()
+        if isinstance(module, FactorizedPrior)
+        for name, param in module.named_parameters()
+        if name != QUANTILES
+    ]
+
+
 def set_trainable(model: VideoModel, parts: tuple[str, ...]) -> None:
-    """Freeze every part of ``model`` except ``parts`` (the factorised priors' quantiles stay
-    trainable: the auxiliary loss keeps their tables right for whatever the coders learn)."""
+    """Freeze every part of ``model`` except ``parts``.
+
+    The factorised priors always stay trainable. In training a prior's density only prices the
+    hyper-latents (their noisy values do not depend on it), so fitting it to whatever the frozen
+    coders produce can only lower the rate; left frozen with its coder, it keeps the wide initial
+    density and charges bits for hyper-latents that carry almost nothing.
+    """
     for name, child in model.named_children():
         for pname, param in child.named_parameters():
-            param.requires_grad_(name in parts or pname.endswith("quantiles"))
+            param.requires_grad_(name in parts or pname.endswith(QUANTILES))
+    for param in prior_density_parameters(model):
+        param.requires_grad_(True)
 
 
 def clip_frames(phase: Phase, intra_latent: BinaryLatentAdapter | None = None) -> int:
@@ -244,7 +270,7 @@ def run_step(
         figures["loss"].backward()
         return _result(figures, lmbda)
 
-    if kind == "sequence":
+    if kind in ("sequence", "priors"):
         return _sequence_step(model, phase, batch, lmbda, autocast)
     raise ValueError(f"unknown phase kind {kind!r}")
 
@@ -335,8 +361,9 @@ def _sequence_step(
     model: VideoModel, phase: Phase, batch: Tensor, lmbda: float, autocast: Callable[[], object]
 ) -> StepResult:
     """IPP...P on decoded references: the I-frame from the intra coder (trained only when the
-    phase trains it), every P-frame from the references the decoder would hold."""
-    train_intra = "intra" in phase.parts
+    phase trains it or fits the priors), every P-frame from the references the decoder would
+    hold."""
+    train_intra = "intra" in phase.parts or phase.kind == "priors"
     totals = {"loss": 0.0, "bpp": 0.0, "mse": 0.0}
     frames = batch.shape[1]
     x = batch[:, 0]

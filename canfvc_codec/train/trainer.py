@@ -59,6 +59,10 @@ DEFAULT_CROP = {"cuda": 256, "cpu": 128}
 DEFAULT_BATCH = {"cuda": 8, "cpu": 2}
 DEFAULT_PLAN_MINUTES = 60.0
 AUX_LR = 1e-3  # the factorised priors' quantiles (CompressAI's default)
+# The factorised priors' density networks learn this much faster than the coders: they start
+# about ten times too wide, and at the coders' learning rate they would still be far from the
+# hyper-latents' distribution after the few thousand steps of a short run.
+DENSITY_LR_SCALE = 10.0
 # Half the flow phase's pairs are stills, whose exact flow supervises SPyNet.
 FLOW_STILL_FRACTION = 0.5
 GRAD_CLIP = 1.0  # gradient norm clip: keeps early ANF training stable
@@ -113,6 +117,8 @@ class Progress:
     # the model without moving the schedule on.
     schedule_steps: int = 0
     schedule_seconds: float = 0.0
+    # The training of the weights this run started from (--init-weights), oldest first.
+    lineage: list[dict] = field(default_factory=list)
 
     def fraction(self) -> float:
         if self.plan_steps:
@@ -201,11 +207,19 @@ class Trainer:
             self.intra_latent = BinaryLatentAdapter(
                 options.quantizer, self.model.intra.latent_channels
             ).to(self.device)
-        aux = [p for n, p in self.model.named_parameters() if n.endswith("quantiles")]
-        main = [p for n, p in self.model.named_parameters() if not n.endswith("quantiles")]
+        aux = [p for n, p in self.model.named_parameters() if n.endswith(phases.QUANTILES)]
+        density = phases.prior_density_parameters(self.model)
+        apart = {id(p) for p in aux + density}
+        main = [p for p in self.model.parameters() if id(p) not in apart]
         if self.intra_latent is not None:
             main += list(self.intra_latent.parameters())
-        self.optimizer = torch.optim.Adam(main, lr=phases.SCHEDULE[0].lr)
+        self.optimizer = torch.optim.Adam(
+            [
+                {"params": main, "lr_scale": 1.0},
+                {"params": density, "lr_scale": DENSITY_LR_SCALE},
+            ],
+            lr=phases.SCHEDULE[0].lr,
+        )
         self.aux_optimizer = torch.optim.Adam(aux, lr=AUX_LR)
         self.rng = np.random.default_rng(options.seed + 1)
         # The data is decoded and loaded on first use, so that exporting needs none.
@@ -286,14 +300,16 @@ class Trainer:
         return None
 
     def _load_init_weights(self, path: Path) -> None:
-        from canfvc_codec.weights import load_model
+        from canfvc_codec.weights import load_model, load_model_card
 
-        model, _ = load_model(str(path))
+        model, model_id = load_model(str(path))
         if model.config.to_dict() != self.config.to_dict():
             raise UsageError(
                 f"{path} holds a {model.config.name!r} model, not {self.config.name!r}"
             )
         self.model.load_state_dict(model.state_dict())
+        card = load_model_card(str(path))
+        self.progress.lineage = [*card.get("lineage", []), training_summary(card, model_id.hex())]
 
     def state_dict(self) -> dict:
         rng = {"torch": torch.get_rng_state(), "numpy": self.rng.bit_generator.state}
@@ -321,6 +337,20 @@ class Trainer:
             "intra_latent": self.intra_latent.state_dict() if self.intra_latent else None,
         }
 
+    def _restore_optimizers(self, state: dict) -> None:
+        groups = len(state["optimizer"]["param_groups"])
+        if groups != len(self.optimizer.param_groups):
+            # A checkpoint from before the density networks had their own group: its moments
+            # are dropped, as when resuming from a snapshot.
+            print(
+                f"canfvc: note: optimiser state of an older layout ({groups} groups): "
+                "fresh moments",
+                file=sys.stderr,
+            )
+            return
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.aux_optimizer.load_state_dict(state["aux_optimizer"])
+
     def _restore(self, state: dict) -> None:
         stored_quantizer = state.get("options", {}).get("quantizer", "round")
         if stored_quantizer != self.options.quantizer:
@@ -332,8 +362,7 @@ class Trainer:
         if self.intra_latent is not None:
             self.intra_latent.load_state_dict(state["intra_latent"])
         if "optimizer" in state:  # a snapshot carries no optimiser moments
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.aux_optimizer.load_state_dict(state["aux_optimizer"])
+            self._restore_optimizers(state)
         self.progress = Progress(**state["progress"])
         # A resumed run keeps its crop and batch unless the command line names others.
         stored = state.get("options", {})
@@ -404,7 +433,7 @@ class Trainer:
     def _switch(self, phase: phases.Phase) -> None:
         phases.set_trainable(self.model, phase.parts)
         for group in self.optimizer.param_groups:
-            group["lr"] = phase.lr
+            group["lr"] = phase.lr * group["lr_scale"]
         self.active = phase
 
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -632,6 +661,18 @@ def plot_curves(log_path: Path, png_path: Path) -> None:
     part.replace(png_path)
 
 
+def training_summary(card: dict, model_id: str) -> dict:
+    """What a model card says of the training behind a model, for the lineage of its successors."""
+    return {
+        "model_id": model_id,
+        "steps": card.get("steps", 0),
+        "phase_steps": {p["name"]: p["steps"] for p in card.get("phases", []) if p.get("steps")},
+        "device_seconds": card.get("device_seconds", {}),
+        "crop": card.get("data", {}).get("crop"),
+        "batch": card.get("data", {}).get("batch"),
+    }
+
+
 def model_card(trainer: Trainer) -> dict:
     """What the model file says about its training (RD points are measured afterwards)."""
     progress = trainer.progress
@@ -653,8 +694,10 @@ def model_card(trainer: Trainer) -> dict:
                 "lr": p.lr,
                 "steps": progress.phase_steps.get(p.name, 0),
             }
-            for p in phases.SCHEDULE
+            for p in phases.PHASES.values()
+            if p in phases.SCHEDULE or progress.phase_steps.get(p.name)
         ],
+        "lineage": progress.lineage,
         "steps": progress.step,
         "skipped_steps": progress.skipped_steps,
         "device_seconds": {k: round(v, 1) for k, v in progress.device_seconds.items()},
