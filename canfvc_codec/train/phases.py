@@ -83,8 +83,10 @@ SCHEDULE: tuple[Phase, ...] = (
           description="all networks, 7-frame sequences on decoded references, lower rate"),
 )
 # Outside the schedule (``--phase priors``): refit the factorised priors of a trained model to
-# its hyper-latents, every network frozen; cheap, since no gradient reaches the networks.
-PRIORS = Phase("priors", "priors", (), frames=5, lr=1e-4, share=0.0,
+# its hyper-latents, every network frozen; cheap, since no gradient reaches the networks. Its
+# high rate (the densities get ten times it) moves a density that starts ten times too wide in
+# tens of steps, not thousands.
+PRIORS = Phase("priors", "priors", (), frames=5, lr=1e-3, share=0.0,
                description="factorised priors only, fitted to the hyper-latents of IPPPP "
                "sequences with every network frozen")
 # fmt: on
