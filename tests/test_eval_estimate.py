@@ -1,0 +1,74 @@
+"""The forward-pass RD estimate agrees with real coding of the same frames."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from canfvc_codec.eval import estimate
+from canfvc_codec.eval.config import load_config
+
+WIDTH, HEIGHT = 192, 128
+FRAMES = 3
+LAMBDA = 1024.0
+MODEL = "random-tiny"
+# A frame record holds framing beside its entropy-coded sub-streams (docs/bitstream.md), and each
+# sub-stream lengths, the range coder's final words and any escapes.
+RECORD_OVERHEAD_BYTES = 16
+SUBSTREAM_OVERHEAD_BYTES = 12
+SUBSTREAMS = {"I": 2, "P": 4}
+
+
+@pytest.fixture
+def clip_config(tmp_path, yuv_frames) -> Path:
+    frames = yuv_frames(start=40, count=FRAMES, width=WIDTH, height=HEIGHT)
+    (tmp_path / "clip.yuv").write_bytes(b"".join(p.tobytes() for f in frames for p in f))
+    config = tmp_path / "clip.json"
+    sequence = {
+        "name": "clip",
+        "path": "clip.yuv",
+        "size": f"{WIDTH}x{HEIGHT}",
+        "fps": 25,
+        "frames": FRAMES,
+    }
+    config.write_text(json.dumps({"name": "t", "gop": 2, "sequences": [sequence]}))
+    return config
+
+
+def test_estimate_matches_the_coded_stream(tmp_path, clip_config, capsys) -> None:
+    from canfvc_codec.codec import EncodeOptions, encode_video
+    from canfvc_codec.eval.metrics import frame_metrics
+    from canfvc_codec.io import open_reader, open_writer
+
+    spec = load_config(clip_config).sequences[0]
+    record = estimate.run(clip_config, MODEL, (LAMBDA,), [], log=lambda m: None)
+    (point,) = record["sequences"]["clip"]["codecs"][estimate.ESTIMATE]
+    rows = point["frames"]
+    assert [r["type"] for r in rows] == ["I", "P", "I"]  # GOP 2
+
+    options = EncodeOptions(lmbda=LAMBDA, gop=spec.gop, model=MODEL, device="cpu")
+    recon_path = str(tmp_path / "recon.y4m")
+    with open_reader(str(spec.path), size=spec.size, fps=spec.fps) as reader:
+        info = reader.info
+        with open(tmp_path / "clip.cvc", "wb") as out, open_writer(recon_path, info) as recon:
+            coded = encode_video(reader, out, options, recon=recon, progress=False)
+    with (
+        open_reader(str(spec.path), size=spec.size, fps=spec.fps) as source,
+        open_reader(recon_path) as decoded,
+    ):
+        real_quality = [frame_metrics(a, b, info) for a, b in zip(source, decoded, strict=True)]
+    pixels = WIDTH * HEIGHT
+    for row, real, quality in zip(rows, coded["per_frame"], real_quality, strict=True):
+        assert row["type"] == real["type"]
+        real_bits = 8 * real["bytes"]
+        estimated_bits = row["bpp"] * pixels
+        overhead = RECORD_OVERHEAD_BYTES + SUBSTREAM_OVERHEAD_BYTES * SUBSTREAMS[row["type"]]
+        assert real_bits - 8 * overhead <= estimated_bits * 1.05 + 64
+        assert estimated_bits <= real_bits * 1.05 + 64
+        for key in ("psnr-rgb", "psnr-yuv"):
+            assert row[key] == pytest.approx(quality[key], abs=0.05), key
+    assert point["bpp"] == pytest.approx(sum(r["bpp"] for r in rows) / FRAMES)
+    assert point["bpp-I"] > 0 and point["bpp-P"] > 0
+    assert record["bd_rate"]["psnr-rgb"][estimate.ESTIMATE]["clip"].startswith("n/a")
