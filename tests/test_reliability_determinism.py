@@ -24,6 +24,7 @@ from canfvc_codec.eval.determinism import (
 from canfvc_codec.io import Frame, VideoInfo, open_writer
 from canfvc_codec.numerics import (
     DECODER_DTYPE,
+    DEFAULT_PATH,
     NUMERIC_PATH_ENV,
     NUMERIC_PATHS,
     boundary_distance,
@@ -169,3 +170,38 @@ def test_decoder_applies_a_resolved_tie_to_its_references():
     fixed = decoder.resolve_tie(lambda rgb: torch.equal(rgb, recon))
     assert fixed is not None and torch.equal(fixed, recon)
     assert torch.equal(decoder.refs.frames[-1][0, :, :64, :64], recon)
+
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def _cross_device(tmp_path, encode_device: str, decode_device: str, frames: int) -> dict:
+    clip = tmp_path / "clip.y4m"
+    _write_clip(clip, frames)
+    results = run_harness(
+        clip,
+        tmp_path / "work",
+        model="random-tiny",
+        gop=GOP,
+        paths=(DEFAULT_PATH,),
+        encode_device=encode_device,
+        decode_device=decode_device,
+    )
+    assert (results["encode_device"], results["decode_device"]) == (encode_device, decode_device)
+    (run,) = [run for run in results["runs"] if "path" in run]
+    print(f"determinism {encode_device}->{decode_device}:", run)
+    return run
+
+
+def test_the_harness_names_its_devices_and_decodes_with_the_encoders_numerics(tmp_path):
+    run = _cross_device(tmp_path, "cpu", "cpu", 4)
+    assert run["failure"] is None and run["decoded"] == 4
+    assert run["identical_fraction"] == 1.0 and run["index_flips"] == 0
+
+
+@CUDA
+@pytest.mark.parametrize("devices", [("cuda", "cpu"), ("cpu", "cuda")])
+def test_96_frames_decode_across_cpu_and_cuda(tmp_path, devices):
+    run = _cross_device(tmp_path, *devices, FRAMES)
+    assert run["failure"] is None and run["decoded"] == FRAMES
+    assert run["within_one_fraction"] >= WITHIN_ONE_MIN

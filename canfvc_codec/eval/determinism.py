@@ -2,6 +2,8 @@
 
     python -m canfvc_codec.eval.determinism --frames 96 --size 128x96 --dtype float64 float32 \\
         --out bench/results/determinism.json
+    python -m canfvc_codec.eval.determinism --encode-device cuda --decode-device cpu \\
+        --paths default --dtype float64 --out bench/results/determinism_cuda_cpu.json
 
 A stream is encoded in this process (under the numeric path ``$CANFVC_NUMERIC_PATH`` names, by
 default PyTorch's defaults), then decoded in a fresh interpreter under each other
@@ -38,6 +40,7 @@ from canfvc_codec.codec import (
     Encoder,
     encode_video,
     frame_crc,
+    resolve_device,
     resolve_dtype,
 )
 from canfvc_codec.datasets import extract_clip
@@ -68,6 +71,7 @@ WORKER_MODULE = "canfvc_codec.eval.determinism"
 OTHER_PATHS = tuple(name for name in NUMERIC_PATHS if name != DEFAULT_PATH)
 # One latent coder call per I-frame, two per P-frame (motion, inter): how σ arrays map to frames.
 SCALE_CALLS = {"I": 1, "P": 2}
+DEVICES = ("cpu", "cuda")
 
 
 @dataclass
@@ -154,8 +158,11 @@ def _outputs(work: Path, path: str, dtype: str) -> tuple[Path, Path]:
     return work / f"{path}-{dtype}.yuv", work / f"{path}-{dtype}.npz"
 
 
-def _decode_one(stream: Path, model: VideoModel, dtype: str, path: NumericPath, work: Path) -> dict:
-    """Decode ``stream`` under ``path`` into raw YUV, going on past CRC mismatches."""
+def _decode_one(
+    stream: Path, model: VideoModel, dtype: str, path: NumericPath, work: Path, device: str
+) -> dict:
+    """Decode ``stream`` under ``path`` on ``device`` into raw YUV, going on past CRC
+    mismatches."""
     output, scales_out = _outputs(work, path.name, dtype)
     mismatches: list[int] = []
     failure, decoded = None, 0
@@ -170,7 +177,7 @@ def _decode_one(stream: Path, model: VideoModel, dtype: str, path: NumericPath, 
             h.lmbda,
             h.width,
             h.height,
-            torch.device("cpu"),
+            resolve_device(device),
             resolve_dtype(dtype),
         )
         with open_writer(str(output), info, overwrite=True) as writer:
@@ -187,12 +194,17 @@ def _decode_one(stream: Path, model: VideoModel, dtype: str, path: NumericPath, 
     return {"decoded": decoded, "failure": failure, "mismatches": mismatches}
 
 
-def decode_under_paths(stream: Path, dtype: str, work: Path, paths: list[str]) -> dict:
+def decode_under_paths(
+    stream: Path, dtype: str, work: Path, paths: list[str], device: str = "cpu"
+) -> dict:
     """The worker's job: one report per path (the model is loaded once)."""
     with stream.open("rb") as source:
         model_id = CvcReader(source).header.model_id
     model, _ = load_model_by_id(model_id, "cpu")
-    return {name: _decode_one(stream, model, dtype, get_numeric_path(name), work) for name in paths}
+    return {
+        name: _decode_one(stream, model, dtype, get_numeric_path(name), work, device)
+        for name in paths
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,10 +239,12 @@ def compare_planes(reference: np.ndarray, other: np.ndarray) -> dict:
     }
 
 
-def encode_stream(source: Path, dtype: str, work: Path, model: str, lmbda: float, gop: int) -> dict:
+def encode_stream(
+    source: Path, dtype: str, work: Path, model: str, lmbda: float, gop: int, device: str = "cpu"
+) -> dict:
     """The encoder worker's job: stream, reconstruction and σ under this process's path."""
     stream, recon = work / f"stream-{dtype}.cvc", work / f"recon-{dtype}.yuv"
-    options = EncodeOptions(lmbda=lmbda, gop=gop, model=model, device="cpu", dtype=dtype)
+    options = EncodeOptions(lmbda=lmbda, gop=gop, model=model, device=device, dtype=dtype)
     with capture_scales() as scales, open_reader(str(source)) as reader:
         with stream.open("wb") as sink, open_writer(str(recon), reader.info, overwrite=True) as rec:
             summary = encode_video(reader, sink, options, recon=rec, progress=False)
@@ -271,25 +285,33 @@ def run_harness(
     gop: int = DEFAULT_GOP,
     dtypes: tuple[str, ...] = ("float64",),
     paths: tuple[str, ...] = OTHER_PATHS,
+    encode_device: str = "cpu",
+    decode_device: str = "cpu",
 ) -> dict:
     """Encode ``source`` once per numeric type, decode it under each path; results per run.
 
     The encoder and the decoders run in interpreters of their own, so that nothing the encoder
-    computed (or cached) can leak into decoding.
+    computed (or cached) can leak into decoding. The devices make the cross-device runs: encode
+    on CUDA and decode on the CPU (path ``default``), or the reverse.
     """
+    for device in (encode_device, decode_device):
+        resolve_device(device)  # a missing GPU is one clear error, before any work
     work.mkdir(parents=True, exist_ok=True)
     runs: list[dict] = []
     with open_reader(str(source)) as reader:
         info = reader.info
     for dtype in dtypes:
-        encoded = _spawn("--encode", str(source), dtype, str(work), model, str(lmbda), str(gop))
+        encoded = _spawn(
+            "--encode", str(source), dtype, str(work), model, str(lmbda), str(gop), encode_device
+        )
         if "error" in encoded:
             raise RuntimeError(encoded["error"])
         types = encoded["types"]
         reference = _planes(work / f"recon-{dtype}.yuv", info)
         enc_scales = _load_scales(work / f"encoder-{dtype}.npz")
         margins = np.concatenate([boundary_distance(s) for s in enc_scales])
-        reports = _spawn("--decode", str(work / f"stream-{dtype}.cvc"), dtype, str(work), *paths)
+        stream = str(work / f"stream-{dtype}.cvc")
+        reports = _spawn("--decode", stream, dtype, str(work), decode_device, *paths)
         for path in paths:
             report = reports.get(path, {"decoded": 0, "failure": reports.get("error")})
             output, scales_path = _outputs(work, path, dtype)
@@ -315,7 +337,15 @@ def run_harness(
             min_boundary_distance=float(margins.min(initial=np.inf)),
         )
         runs.append({"dtype": dtype, "encode": encode})
-    return {"source": str(source), "model": model, "lambda": lmbda, "gop": gop, "runs": runs}
+    return {
+        "source": str(source),
+        "model": model,
+        "lambda": lmbda,
+        "gop": gop,
+        "encode_device": encode_device,
+        "decode_device": decode_device,
+        "runs": runs,
+    }
 
 
 def time_per_frame(model: str, width: int, height: int, frames: int, dtype: str) -> dict:
@@ -362,6 +392,8 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--gop", type=int, default=DEFAULT_GOP)
     parser.add_argument("--dtype", nargs="+", default=["float64", "float32"])
     parser.add_argument("--paths", nargs="+", default=list(OTHER_PATHS))
+    parser.add_argument("--encode-device", choices=DEVICES, default="cpu")
+    parser.add_argument("--decode-device", choices=DEVICES, default="cpu")
     parser.add_argument("--out", help="JSON file for the results (default: stdout)")
     parser.add_argument(
         "--timing",
@@ -377,10 +409,13 @@ def main(argv: list[str] | None = None) -> None:
     if args and args[0] in ("--encode", "--decode"):
         job, report, source, dtype, work, *rest = args
         if job == "--encode":
-            model, lmbda, gop = rest
-            result = encode_stream(Path(source), dtype, Path(work), model, float(lmbda), int(gop))
+            model, lmbda, gop, device = rest
+            result = encode_stream(
+                Path(source), dtype, Path(work), model, float(lmbda), int(gop), device
+            )
         else:
-            result = decode_under_paths(Path(source), dtype, Path(work), rest)
+            device, *paths = rest
+            result = decode_under_paths(Path(source), dtype, Path(work), paths, device)
         Path(report).write_text(json.dumps(result))
         return
     if args and args[0] == "--time":
@@ -403,6 +438,11 @@ def main(argv: list[str] | None = None) -> None:
             Path(options.out).write_text(text + "\n")
         print(text)
         return
+    for device in (options.encode_device, options.decode_device):
+        try:
+            resolve_device(device)
+        except CanfvcError as exc:
+            sys.exit(f"canfvc: error: {exc}")
     with tempfile.TemporaryDirectory(prefix="canfvc-determinism-") as tmp:
         source = Path(tmp) / "clip.y4m"
         make_clip(source, width, height, options.frames)
@@ -414,6 +454,8 @@ def main(argv: list[str] | None = None) -> None:
             gop=options.gop,
             dtypes=tuple(options.dtype),
             paths=tuple(options.paths),
+            encode_device=options.encode_device,
+            decode_device=options.decode_device,
         )
     results["command"] = "python -m canfvc_codec.eval.determinism " + " ".join(args)
     text = json.dumps(results, indent=2)
