@@ -72,3 +72,17 @@ def test_estimate_matches_the_coded_stream(tmp_path, clip_config, capsys) -> Non
     assert point["bpp"] == pytest.approx(sum(r["bpp"] for r in rows) / FRAMES)
     assert point["bpp-I"] > 0 and point["bpp-P"] > 0
     assert record["bd_rate"]["psnr-rgb"][estimate.ESTIMATE]["clip"].startswith("n/a")
+
+
+def test_anchor_points_are_cut_to_the_estimated_frames() -> None:
+    rows = [
+        {"frame": k, "bytes": 100 * (k + 1), "bpp": 0.1 * (k + 1)}
+        | {key: 30.0 + k for key in estimate.QUALITY_KEYS}
+        for k in range(4)
+    ]
+    point = {"codec": "x265", "value": 22, "bytes": 1000, "bpp": 0.25, "frames": rows}
+    short = estimate.first_frames(point, 2)
+    assert short["bytes"] == 300 and short["bpp"] == pytest.approx(0.15)
+    assert short["psnr-rgb"] == pytest.approx(30.5) and len(short["frames"]) == 2
+    assert short["value"] == 22 and point["bytes"] == 1000  # the original is left as it was
+    assert estimate.first_frames(point, 4) is point

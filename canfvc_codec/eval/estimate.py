@@ -80,12 +80,29 @@ def estimate_sequence(
     return point
 
 
-def anchor_points(paths: list[Path]) -> dict[str, list[dict]]:
-    """{sequence: x265 points} from ``canfvc eval`` results files."""
+def first_frames(point: dict, frames: int) -> dict:
+    """An anchor point restricted to its first ``frames`` frames (bpp and means recomputed), so
+    that a shortened estimate is compared with the same pictures."""
+    rows = point["frames"][:frames]
+    if len(rows) == len(point["frames"]):
+        return point
+    short = {k: v for k, v in point.items() if k not in ("frames", "bytes")}
+    short["frames"] = rows
+    short["bytes"] = sum(r["bytes"] for r in rows)
+    short["bpp"] = sum(r["bpp"] for r in rows) / len(rows)
+    short.update(mean_metrics(rows, QUALITY_KEYS))
+    return short
+
+
+def anchor_points(paths: list[Path], frames: int | None = None) -> dict[str, list[dict]]:
+    """{sequence: x265 points} from ``canfvc eval`` results files, cut to ``frames`` frames."""
     found: dict[str, list[dict]] = {}
     for path in paths:
         for name, seq in json.loads(path.read_text())["sequences"].items():
-            found.setdefault(name, []).extend(seq["codecs"].get(anchors.REFERENCE_ANCHOR, []))
+            points = seq["codecs"].get(anchors.REFERENCE_ANCHOR, [])
+            if frames is not None:
+                points = [first_frames(p, frames) for p in points]
+            found.setdefault(name, []).extend(points)
     return found
 
 
@@ -96,15 +113,18 @@ def run(
     anchor_files: list[Path],
     max_frames: int | None = None,
     log=print,
+    sequences_wanted: tuple[str, ...] = (),
 ) -> dict:
     from canfvc_codec.weights import load_model
 
     config = load_config(config_path)
     model, model_id = load_model(model_name)
     model.eval()
-    x265 = anchor_points(anchor_files)
+    x265 = anchor_points(anchor_files, max_frames)
     sequences: dict = {}
     for spec in config.sequences:
+        if sequences_wanted and spec.name not in sequences_wanted:
+            continue
         points = []
         for lmbda in lambdas:
             started = time.monotonic()
@@ -142,13 +162,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lambdas", default=",".join(f"{v:g}" for v in DEFAULT_LAMBDAS))
     parser.add_argument("--anchors", type=Path, action="append", default=[])
     parser.add_argument("--frames", type=int, help="at most this many frames per sequence")
+    parser.add_argument("--sequence", action="append", default=[], help="only this one (repeat)")
     parser.add_argument("--threads", type=int, help="CPU threads for torch")
     parser.add_argument("--out", type=Path, required=True)
     options = parser.parse_args(argv)
     if options.threads:
         torch.set_num_threads(options.threads)
     lambdas = tuple(float(v) for v in options.lambdas.split(",") if v)
-    record = run(options.config, options.model, lambdas, options.anchors, options.frames)
+    record = run(
+        options.config,
+        options.model,
+        lambdas,
+        options.anchors,
+        options.frames,
+        sequences_wanted=tuple(options.sequence),
+    )
     options.out.parent.mkdir(parents=True, exist_ok=True)
     options.out.write_text(json.dumps(record, indent=1) + "\n")
     for metric, table in record["bd_rate"].items():
