@@ -28,6 +28,7 @@ from canfvc_codec.codec import pad_to_multiple
 from canfvc_codec.eval import anchors
 from canfvc_codec.eval.config import SequenceSpec, load_config
 from canfvc_codec.eval.metrics import QUALITY_KEYS, frame_metrics, mean_metrics
+from canfvc_codec.eval.report import plot_rd
 from canfvc_codec.eval.runner import compute_bd_rates
 from canfvc_codec.io.color import rgb_to_yuv, yuv_to_rgb
 from canfvc_codec.networks import References, VideoModel, to_reference
@@ -165,6 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sequence", action="append", default=[], help="only this one (repeat)")
     parser.add_argument("--threads", type=int, help="CPU threads for torch")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--plots", type=Path, help="also write RD plots (PNG) under this folder")
     options = parser.parse_args(argv)
     if options.threads:
         torch.set_num_threads(options.threads)
@@ -179,6 +181,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     options.out.parent.mkdir(parents=True, exist_ok=True)
     options.out.write_text(json.dumps(record, indent=1) + "\n")
+    if options.plots:
+        plot_rd(record, options.plots)
     for metric, table in record["bd_rate"].items():
         print(f"BD-rate {metric} vs x265: {json.dumps(table[ESTIMATE])}", file=sys.stderr)
 
