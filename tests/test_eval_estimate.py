@@ -86,3 +86,14 @@ def test_anchor_points_are_cut_to_the_estimated_frames() -> None:
     assert short["psnr-rgb"] == pytest.approx(30.5) and len(short["frames"]) == 2
     assert short["value"] == 22 and point["bytes"] == 1000  # the original is left as it was
     assert estimate.first_frames(point, 4) is point
+
+
+def test_anchor_points_keep_one_point_per_qp(tmp_path) -> None:
+    def results(qps: list[int]) -> Path:
+        path = tmp_path / f"anchors_{qps[0]}.json"
+        points = [{"value": qp, "bpp": 1.0 / qp, "frames": []} for qp in qps]
+        path.write_text(json.dumps({"sequences": {"clip": {"codecs": {"x265": points}}}}))
+        return path
+
+    found = estimate.anchor_points([results([22, 27, 37]), results([37, 42])])
+    assert [p["value"] for p in found["clip"]] == [22, 27, 37, 42]

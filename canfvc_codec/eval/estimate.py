@@ -104,7 +104,8 @@ def anchor_points(paths: list[Path], frames: int | None = None) -> dict[str, lis
             if frames is not None:
                 points = [first_frames(p, frames) for p in points]
             found.setdefault(name, []).extend(points)
-    return found
+    # Runs split over QP ranges share their edge QP: keep one point per QP.
+    return {name: list({p["value"]: p for p in points}.values()) for name, points in found.items()}
 
 
 def run(
