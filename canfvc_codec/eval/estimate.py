@@ -6,7 +6,7 @@
         --anchors bench/results/anchors/dev_qp37-51/results.json --out estimate.json
 
 ``canfvc eval`` measures real files through the command line; on a 2-core CPU the lite model
-needs about a minute per 640x272 frame that way (float64 decoder path, entropy coding). This
+needs about 80 s per 640x272 frame that way (float64 decoder path, entropy coding). This
 runs the networks once per frame in float32, in eval mode (latents rounded exactly as the coder
 rounds them), with the same GOP structure and the same decoded references: the rate is the
 entropy models' estimate (within about 2 % of the coded size, tests/test_codec.py) and the
@@ -30,6 +30,7 @@ from canfvc_codec.eval.config import SequenceSpec, load_config
 from canfvc_codec.eval.metrics import QUALITY_KEYS, frame_metrics, mean_metrics
 from canfvc_codec.eval.report import plot_rd
 from canfvc_codec.eval.runner import compute_bd_rates
+from canfvc_codec.io import VideoInfo, open_reader
 from canfvc_codec.io.color import rgb_to_yuv, yuv_to_rgb
 from canfvc_codec.networks import References, VideoModel, to_reference
 
@@ -37,41 +38,40 @@ ESTIMATE = "canfvc-estimate"
 DEFAULT_LAMBDAS = (256.0, 512.0, 1024.0, 2048.0)
 
 
-@torch.no_grad()
-def estimate_sequence(
-    model: VideoModel, spec: SequenceSpec, lmbda: float, max_frames: int | None = None
-) -> dict:
-    """One RD point of ``spec`` at ``lmbda``: mean metrics, bpp, and a row per frame."""
-    from canfvc_codec.io import open_reader
-
+def read_sequence(spec: SequenceSpec, max_frames: int | None = None) -> tuple[VideoInfo, list]:
+    """The frames of ``spec`` (at most ``max_frames``), read once for every λ."""
     frames = spec.frames if max_frames is None else min(spec.frames, max_frames)
     raw_only = {"size": spec.size, "bit_depth": spec.bit_depth} if spec.is_raw else {}
-    rows: list[dict] = []
-    refs: References | None = None
     with open_reader(
         str(spec.path), fps=spec.fps, start=spec.start, frames=frames, **raw_only
     ) as reader:
+        pictures = list(reader)
         info = reader.info
-        pixels = info.width * info.height
-        for index, frame in enumerate(reader):
-            rgb = yuv_to_rgb(frame, info).float()[None]
-            x = pad_to_multiple(rgb)
-            intra = refs is None or index % spec.gop == 0
-            out = model(x, lmbda) if intra else model(x, lmbda, refs)
-            x_hat = to_reference(out.x_hat)
-            refs = References([x_hat]) if intra else refs.push(x_hat, out.flow_hat)  # type: ignore[union-attr]
-            decoded = rgb_to_yuv(x_hat[0, :, : info.height, : info.width].double(), info)
-            bits = {name: float(coder.bits()) for name, coder in out.coders.items()}
-            row = {
-                "frame": index,
-                "type": "I" if intra else "P",
-                "bpp": sum(bits.values()) / pixels,
-            }
-            row.update({f"bpp-{name}": value / pixels for name, value in bits.items()})
-            row.update(frame_metrics(frame, decoded, info))
-            rows.append(row)
-    if not rows:
+    if not pictures:
         raise ValueError(f"{spec.name}: no frames read")
+    return info, pictures
+
+
+@torch.no_grad()
+def estimate_sequence(
+    model: VideoModel, info: VideoInfo, pictures: list, gop: int, lmbda: float
+) -> dict:
+    """One RD point of ``pictures`` at ``lmbda``: mean metrics, bpp, and a row per frame."""
+    pixels = info.width * info.height
+    rows: list[dict] = []
+    refs: References | None = None
+    for index, frame in enumerate(pictures):
+        x = pad_to_multiple(yuv_to_rgb(frame, info).float()[None])
+        intra = refs is None or index % gop == 0
+        out = model(x, lmbda) if intra else model(x, lmbda, refs)
+        x_hat = to_reference(out.x_hat)
+        refs = References([x_hat]) if intra else refs.push(x_hat, out.flow_hat)  # type: ignore[union-attr]
+        decoded = rgb_to_yuv(x_hat[0, :, : info.height, : info.width].double(), info)
+        bits = {name: float(coder.bits()) for name, coder in out.coders.items()}
+        row = {"frame": index, "type": "I" if intra else "P", "bpp": sum(bits.values()) / pixels}
+        row.update({f"bpp-{name}": value / pixels for name, value in bits.items()})
+        row.update(frame_metrics(frame, decoded, info))
+        rows.append(row)
     point = {"codec": ESTIMATE, "param": "lambda", "value": lmbda, "frames": rows}
     point["bpp"] = sum(r["bpp"] for r in rows) / len(rows)
     point.update(mean_metrics(rows, QUALITY_KEYS))
@@ -127,10 +127,11 @@ def run(
     for spec in config.sequences:
         if sequences_wanted and spec.name not in sequences_wanted:
             continue
+        info, pictures = read_sequence(spec, max_frames)
         points = []
         for lmbda in lambdas:
             started = time.monotonic()
-            point = estimate_sequence(model, spec, lmbda, max_frames)
+            point = estimate_sequence(model, info, pictures, spec.gop, lmbda)
             points.append(point)
             p_over_i = (
                 f"{point['bpp-P'] / point['bpp-I']:.2f}" if point["bpp-P"] is not None else "-"
