@@ -162,6 +162,12 @@ def _read_model_file(path: Path) -> tuple[VideoModel, dict]:
 
 def load_model(name_or_path: str, device: str = "cpu") -> tuple[VideoModel, bytes]:
     """(model in eval mode on ``device``, 8-byte id) for a name, a path or ``random-<config>``."""
+    model, model_id, _ = load_model_and_card(name_or_path, device)
+    return model, model_id
+
+
+def load_model_and_card(name_or_path: str, device: str = "cpu") -> tuple[VideoModel, bytes, dict]:
+    """:func:`load_model` and the model card stored with it (empty for random models)."""
     if name_or_path.startswith(RANDOM_PREFIX):
         config_name = name_or_path[len(RANDOM_PREFIX) :]
         if config_name not in CONFIGS:
@@ -172,7 +178,7 @@ def load_model(name_or_path: str, device: str = "cpu") -> tuple[VideoModel, byte
             )
         _warn_untrained(name_or_path)
         model, model_id = random_model(config_name)
-        return model.to(device), model_id
+        return model.to(device), model_id, {}
     path = _model_path(name_or_path)
     if not path.is_file():
         hint = ""
@@ -184,14 +190,7 @@ def load_model(name_or_path: str, device: str = "cpu") -> tuple[VideoModel, byte
     model, card = _read_model_file(path)
     if card.get("untrained"):
         _warn_untrained(str(path))
-    return model.to(device), file_model_id(path)
-
-
-def load_model_card(name_or_path: str) -> dict:
-    """The model card stored in a model file (empty for random models)."""
-    if name_or_path.startswith(RANDOM_PREFIX):
-        return {}
-    return _read_model_file(_model_path(name_or_path))[1]
+    return model.to(device), file_model_id(path), card
 
 
 def model_config(name_or_path: str) -> ModelConfig:

@@ -300,15 +300,14 @@ class Trainer:
         return None
 
     def _load_init_weights(self, path: Path) -> None:
-        from canfvc_codec.weights import load_model, load_model_card
+        from canfvc_codec.weights import load_model_and_card
 
-        model, model_id = load_model(str(path))
+        model, model_id, card = load_model_and_card(str(path))
         if model.config.to_dict() != self.config.to_dict():
             raise UsageError(
                 f"{path} holds a {model.config.name!r} model, not {self.config.name!r}"
             )
         self.model.load_state_dict(model.state_dict())
-        card = load_model_card(str(path))
         self.progress.lineage = [*card.get("lineage", []), training_summary(card, model_id.hex())]
 
     def state_dict(self) -> dict:
