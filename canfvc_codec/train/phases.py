@@ -131,10 +131,10 @@ def set_trainable(model: VideoModel, parts: tuple[str, ...]) -> None:
     density and charges bits for hyper-latents that carry almost nothing.
     """
     for name, child in model.named_children():
-        for pname, param in child.named_parameters():
-            param.requires_grad_(name in parts or pname.endswith(QUANTILES))
-    for param in prior_density_parameters(model):
-        param.requires_grad_(True)
+        child.requires_grad_(name in parts)
+    for module in model.modules():
+        if isinstance(module, FactorizedPrior):
+            module.requires_grad_(True)
 
 
 def clip_frames(phase: Phase, intra_latent: BinaryLatentAdapter | None = None) -> int:
