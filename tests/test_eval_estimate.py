@@ -97,3 +97,23 @@ def test_anchor_points_keep_one_point_per_qp(tmp_path) -> None:
 
     found = estimate.anchor_points([results([22, 27, 37]), results([37, 42])])
     assert [p["value"] for p in found["clip"]] == [22, 27, 37, 42]
+
+
+@pytest.mark.parametrize(
+    "args, status, message",
+    [
+        (["--config", "missing.json"], 1, "does not exist"),
+        (["--config", "clip.json", "--model", "nosuch"], 1, "not found"),
+        (["--config", "clip.json", "--lambdas", "x"], 2, "--lambdas"),
+    ],
+)
+def test_bad_input_is_one_error_line(tmp_path, clip_config, capsys, args, status, message):
+    args = [str(tmp_path / a) if a.endswith(".json") else a for a in args]
+    with pytest.raises(SystemExit) as exit_info:
+        estimate.main([*args, "--out", str(tmp_path / "out.json")])
+    code = exit_info.value.code
+    assert (code if isinstance(code, int) else 1) == status
+    error = (capsys.readouterr().err + (code if isinstance(code, str) else "")).strip()
+    # One error line, last (argparse puts its usage above a usage error).
+    assert message in error.splitlines()[-1] and "Traceback" not in error
+    assert not (tmp_path / "out.json").exists()

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from canfvc_codec.codec import pad_to_multiple
+from canfvc_codec.errors import CanfvcError, InputError
 from canfvc_codec.eval import anchors
 from canfvc_codec.eval.config import SequenceSpec, load_config
 from canfvc_codec.eval.metrics import QUALITY_KEYS, frame_metrics, mean_metrics
@@ -48,7 +49,7 @@ def read_sequence(spec: SequenceSpec, max_frames: int | None = None) -> tuple[Vi
         pictures = list(reader)
         info = reader.info
     if not pictures:
-        raise ValueError(f"{spec.name}: no frames read")
+        raise InputError(f"{spec.name}: no frames read")
     return info, pictures
 
 
@@ -172,15 +173,21 @@ def main(argv: list[str] | None = None) -> None:
     options = parser.parse_args(argv)
     if options.threads:
         torch.set_num_threads(options.threads)
-    lambdas = tuple(float(v) for v in options.lambdas.split(",") if v)
-    record = run(
-        options.config,
-        options.model,
-        lambdas,
-        options.anchors,
-        options.frames,
-        sequences_wanted=tuple(options.sequence),
-    )
+    try:
+        lambdas = tuple(float(v) for v in options.lambdas.split(",") if v)
+    except ValueError:
+        parser.error(f"--lambdas: not a comma-separated list of numbers: {options.lambdas!r}")
+    try:
+        record = run(
+            options.config,
+            options.model,
+            lambdas,
+            options.anchors,
+            options.frames,
+            sequences_wanted=tuple(options.sequence),
+        )
+    except (CanfvcError, OSError) as exc:
+        sys.exit(f"canfvc: error: {exc}")
     options.out.parent.mkdir(parents=True, exist_ok=True)
     options.out.write_text(json.dumps(record, indent=1) + "\n")
     if options.plots:
