@@ -25,6 +25,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check canfvc_codec tests
+	$(VENV)/bin/ruff format --check canfvc_codec tests
 
 demo: $(STAMP)
 	$(PY) -m canfvc_codec.demo --lambda $(DEMO_LAMBDA) --frames $(DEMO_FRAMES)

@@ -35,8 +35,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _header(**changes) -> StreamHeader:
     fields = dict(
-        model_id=bytes(range(8)), width=176, height=144, fps_num=30000, fps_den=1001,
-        bit_depth=8, matrix="bt709", full_range=False, gop=4, lmbda=1024.0, frame_count=0,
+        model_id=bytes(range(8)),
+        width=176,
+        height=144,
+        fps_num=30000,
+        fps_den=1001,
+        bit_depth=8,
+        matrix="bt709",
+        full_range=False,
+        gop=4,
+        lmbda=1024.0,
+        frame_count=0,
     )
     fields.update(changes)
     return StreamHeader(**fields)
@@ -100,8 +109,17 @@ def sample() -> tuple[StreamHeader, list[FrameRecord], bytes]:
     [
         _header(),
         _header(width=1, height=1, fps_num=1, fps_den=1, gop=0, lmbda=0.1, frame_count=1),
-        _header(width=16384, height=8640, bit_depth=10, matrix="bt601", full_range=True,
-                gop=2**32 - 1, lmbda=1234.5678, frame_count=2**32 - 1, model_id=b"\xff" * 8),
+        _header(
+            width=16384,
+            height=8640,
+            bit_depth=10,
+            matrix="bt601",
+            full_range=True,
+            gop=2**32 - 1,
+            lmbda=1234.5678,
+            frame_count=2**32 - 1,
+            model_id=b"\xff" * 8,
+        ),
     ],
 )
 def test_header_roundtrip(header):
@@ -250,7 +268,10 @@ def test_error_names_the_frame(sample):
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "canfvc_codec", *args], capture_output=True, text=True, cwd=REPO,
+        [sys.executable, "-m", "canfvc_codec", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
         timeout=60,
     )
 
