@@ -347,7 +347,7 @@ def cli() -> None:
     cls=GroupedCommand,
     option_groups=[
         ("Output", ["output", "recon", "overwrite"]),
-        ("Coding", ["lmbda", "gop", "model", "device"]),
+        ("Coding", ["lmbda", "gop", "adaptive_intra", "model", "device"]),
         INPUT_GROUP,
         GENERAL_GROUP,
     ],
@@ -394,6 +394,13 @@ Examples:
     help="Intra period in frames; 0 codes only the first frame as intra.",
 )
 @click.option(
+    "--adaptive-intra/--no-adaptive-intra",
+    default=True,
+    show_default=True,
+    help="Also code a P-frame as intra and keep the cheaper in rate + λ·distortion (scene "
+    "cuts); an I-frame restarts the intra period.",
+)
+@click.option(
     "--model",
     default=DEFAULT_MODEL,
     show_default=True,
@@ -410,6 +417,7 @@ def encode(
     overwrite: bool,
     lmbda: float,
     gop: int,
+    adaptive_intra: bool,
     model: str,
     device: str,
     size: tuple[int, int] | None,
@@ -438,7 +446,9 @@ def encode(
         encode_options, encode_video = _import_engine(
             "canfvc_codec.codec", "EncodeOptions", "encode_video"
         )
-        options = encode_options(lmbda=lmbda, gop=gop, model=model, device=device)
+        options = encode_options(
+            lmbda=lmbda, gop=gop, adaptive_intra=adaptive_intra, model=model, device=device
+        )
         with open_sink(output, overwrite) as sink:
             recon_writer = open_writer(recon, reader.info, overwrite=overwrite) if recon else None
             with recon_writer or nullcontext():

@@ -18,7 +18,7 @@ import sys
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -53,6 +53,8 @@ PSNR_CAP = 100.0  # PSNR of an exact reconstruction, reported instead of infinit
 class EncodeOptions:
     lmbda: float = DEFAULT_LAMBDA
     gop: int = DEFAULT_GOP  # 0 = only the first frame is intra
+    # Code a P-frame as an I-frame where that costs less in rate + λ·distortion (scene cuts).
+    adaptive_intra: bool = True
     model: str = "lite"
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     # Numeric type of the networks. float64 makes streams decode anywhere (docs/determinism.md);
@@ -135,8 +137,48 @@ class _Engine:
         return reference[0, :, : self.height, : self.width]
 
 
+@dataclass
+class IntraSchedule:
+    """Where I-frames must go: the first frame, and ``gop`` frames after the last I-frame (never
+    again when ``gop`` is 0). An I-frame the encoder chooses elsewhere restarts the count, as a
+    scene cut restarts x265's keyint."""
+
+    gop: int
+    since_intra: int | None = None  # frames coded since the last I-frame; None before any
+
+    def intra_due(self) -> bool:
+        return self.since_intra is None or (self.gop > 0 and self.since_intra >= self.gop)
+
+    def coded(self, frame_type: str) -> None:
+        self.since_intra = (
+            1 if frame_type == INTRA or self.since_intra is None else self.since_intra + 1
+        )
+
+
+def rd_cost(bits: float, x: torch.Tensor, x_hat: torch.Tensor, lmbda: float) -> float:
+    """Rate + λ·distortion of one coded frame, the objective the networks were trained on: bits
+    per pixel plus λ times the MSE of the RGB picture in [0, 1]. ``x`` and ``x_hat`` are the
+    (..., 3, H, W) picture without padding and its reconstruction on 8-bit levels."""
+    pixels = x.shape[-2] * x.shape[-1]
+    mse = float(torch.mean((x_hat.double() - x.double()) ** 2))
+    return bits / pixels + lmbda * mse
+
+
+class CodedFrame(NamedTuple):
+    frame_type: str
+    streams: list[bytes]
+    x_hat: torch.Tensor  # padded, before rounding to 8-bit levels
+    flow_hat: torch.Tensor | None
+
+
 class Encoder(_Engine):
-    """Codes RGB frames (3, H, W) in [0, 1] one at a time; see the module docstring."""
+    """Codes RGB frames (3, H, W) in [0, 1] one at a time; see the module docstring.
+
+    With ``adaptive_intra`` every frame the schedule leaves to P is also coded as an I-frame, and
+    the one with the lower :func:`rd_cost` is kept (the decoder follows the frame type). A learned
+    inter coder is no better than intra coding after a scene cut, where the reference holds
+    nothing of the new picture, and a poor P-frame there is the reference of every later one.
+    """
 
     def __init__(
         self,
@@ -147,15 +189,16 @@ class Encoder(_Engine):
         height: int,
         device: torch.device,
         dtype: torch.dtype = DECODER_DTYPE,
+        adaptive_intra: bool = False,
     ) -> None:
         super().__init__(model, lmbda, width, height, device, dtype)
-        self.gop = gop
+        self.schedule = IntraSchedule(gop)
+        self.adaptive_intra = adaptive_intra
 
-    def next_type(self) -> str:
-        """I at the first frame and every ``gop`` frames (never again when gop is 0)."""
-        if self.index == 0 or (self.gop > 0 and self.index % self.gop == 0):
-            return INTRA
-        return INTER
+    def _cost(self, coded: CodedFrame, x: torch.Tensor) -> float:
+        bits = 8 * sum(len(stream) for stream in coded.streams)
+        crop = (..., slice(0, self.height), slice(0, self.width))
+        return rd_cost(bits, x[crop], to_reference(coded.x_hat)[crop], self.lmbda)
 
     @torch.no_grad()
     def encode(self, rgb: torch.Tensor) -> tuple[str, list[bytes], torch.Tensor]:
@@ -163,14 +206,18 @@ class Encoder(_Engine):
         if tuple(rgb.shape) != (3, self.height, self.width):
             raise ValueError(f"expected a (3, {self.height}, {self.width}) frame")
         x = pad_to_multiple(rgb.to(self.device, self.dtype)[None])
-        frame_type = self.next_type()
-        if frame_type == INTRA:
-            streams, x_hat = self.model.compress_intra(x, self.lmbda)
-            flow_hat = None
+        if self.schedule.intra_due():
+            coded = CodedFrame(INTRA, *self.model.compress_intra(x, self.lmbda), None)
         else:
             assert self.refs is not None
-            streams, x_hat, flow_hat = self.model.compress_inter(x, self.refs, self.lmbda)
-        return frame_type, streams, self._output(frame_type, x_hat, flow_hat)
+            coded = CodedFrame(INTER, *self.model.compress_inter(x, self.refs, self.lmbda))
+            if self.adaptive_intra:
+                intra = CodedFrame(INTRA, *self.model.compress_intra(x, self.lmbda), None)
+                if self._cost(intra, x) < self._cost(coded, x):
+                    coded = intra
+        self.schedule.coded(coded.frame_type)
+        reconstruction = self._output(coded.frame_type, coded.x_hat, coded.flow_hat)
+        return coded.frame_type, coded.streams, reconstruction
 
 
 class Decoder(_Engine):
@@ -265,7 +312,16 @@ def encode_video(
     # $CANFVC_NUMERIC_PATH (tests, docs/determinism.md) changes how the networks are computed.
     path = numeric_path_from_env()
     model = prepare_model(model, path)
-    encoder = Encoder(model, header.lmbda, options.gop, info.width, info.height, device, dtype)
+    encoder = Encoder(
+        model,
+        header.lmbda,
+        options.gop,
+        info.width,
+        info.height,
+        device,
+        dtype,
+        adaptive_intra=options.adaptive_intra,
+    )
     frames: list[dict] = []
     with numeric_path(path), _progress(info.frame_count, progress, "encode") as bar:
         for frame in reader:

@@ -41,6 +41,7 @@ INTERRUPT = os.environ.get("FAKE_INTERRUPT") == "1"
 class EncodeOptions:
     lmbda: float = 1024.0
     gop: int = 32
+    adaptive_intra: bool = True
     model: str = "lite"
     device: str = "auto"
 

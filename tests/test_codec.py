@@ -38,7 +38,8 @@ def _write_clip(path: Path, width: int, height: int, count: int, start: int = 0)
 
 
 def _encode(tmp_path: Path, clip: Path, gop: int, lmbda: float = LAMBDA) -> tuple[bytes, dict]:
-    options = EncodeOptions(lmbda=lmbda, gop=gop, model=MODEL, device="cpu")
+    # Frame types as the GOP puts them (tests/test_codec_intra.py covers the adaptive choice).
+    options = EncodeOptions(lmbda=lmbda, gop=gop, adaptive_intra=False, model=MODEL, device="cpu")
     sink = io.BytesIO()
     with open_reader(str(clip)) as reader:
         with open_writer(str(tmp_path / "recon.yuv"), reader.info) as recon:

@@ -43,12 +43,16 @@ def test_estimate_matches_the_coded_stream(tmp_path, clip_config, capsys) -> Non
     from canfvc_codec.io import open_reader, open_writer
 
     spec = load_config(clip_config).sequences[0]
-    record = estimate.run(clip_config, MODEL, (LAMBDA,), [], log=lambda m: None)
+    record = estimate.run(
+        clip_config, MODEL, (LAMBDA,), [], log=lambda m: None, adaptive_intra=False
+    )
     (point,) = record["sequences"]["clip"]["codecs"][estimate.ESTIMATE]
     rows = point["frames"]
     assert [r["type"] for r in rows] == ["I", "P", "I"]  # GOP 2
 
-    options = EncodeOptions(lmbda=LAMBDA, gop=spec.gop, model=MODEL, device="cpu")
+    options = EncodeOptions(
+        lmbda=LAMBDA, gop=spec.gop, adaptive_intra=False, model=MODEL, device="cpu"
+    )
     recon_path = str(tmp_path / "recon.y4m")
     with open_reader(str(spec.path), size=spec.size, fps=spec.fps) as reader:
         info = reader.info
@@ -72,6 +76,34 @@ def test_estimate_matches_the_coded_stream(tmp_path, clip_config, capsys) -> Non
     assert point["bpp"] == pytest.approx(sum(r["bpp"] for r in rows) / FRAMES)
     assert point["bpp-I"] > 0 and point["bpp-P"] > 0
     assert record["bd_rate"]["psnr-rgb"][estimate.ESTIMATE]["clip"].startswith("n/a")
+
+
+def test_estimate_chooses_frame_types_as_the_encoder_does(clip_config, monkeypatch):
+    """Both sides under one cost that prefers fewer, then more bits: the estimate's frame types
+    are the encoder's each time, and the two preferences choose differently at frame 1."""
+    import io
+
+    from canfvc_codec import codec
+    from canfvc_codec.io import open_reader
+
+    spec = load_config(clip_config).sequences[0]
+    options = codec.EncodeOptions(lmbda=LAMBDA, gop=spec.gop, model=MODEL, device="cpu")
+    choices = set()
+    for sign in (1.0, -1.0):
+
+        def by_bits(bits, x, x_hat, lmbda, sign=sign) -> float:
+            return sign * bits
+
+        monkeypatch.setattr(codec, "rd_cost", by_bits)
+        monkeypatch.setattr(estimate, "rd_cost", by_bits)
+        record = estimate.run(clip_config, MODEL, (LAMBDA,), [], log=lambda m: None)
+        (point,) = record["sequences"]["clip"]["codecs"][estimate.ESTIMATE]
+        with open_reader(str(spec.path), size=spec.size, fps=spec.fps) as reader:
+            coded = codec.encode_video(reader, io.BytesIO(), options, progress=False)
+        estimated = [r["type"] for r in point["frames"]]
+        assert estimated[1:] == [f["type"] for f in coded["per_frame"]][1:]
+        choices.add(estimated[1])
+    assert choices == {"I", "P"}
 
 
 def test_anchor_points_are_cut_to_the_estimated_frames() -> None:

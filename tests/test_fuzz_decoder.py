@@ -85,7 +85,7 @@ def _encode(tmp: Path, width: int, height: int, count: int, gop: int) -> bytes:
         for y, u, v in real_yuv_frames("bikes.mp4", 40, count, width, height):
             writer.write(Frame(y, u, v))
     sink = io.BytesIO()
-    options = EncodeOptions(lmbda=1024.0, gop=gop, model=MODEL, device="cpu")
+    options = EncodeOptions(lmbda=1024.0, gop=gop, adaptive_intra=False, model=MODEL, device="cpu")
     with open_reader(str(clip)) as reader:
         encode_video(reader, sink, options, progress=False)
     return sink.getvalue()

@@ -36,7 +36,8 @@ def stream(tmp_path_factory) -> bytes:
             writer.write(Frame(y, u, v))
     sink = io.BytesIO()
     with open_reader(str(tmp / "clip.y4m")) as reader:
-        encode_video(reader, sink, EncodeOptions(gop=0, model=MODEL, device="cpu"), progress=False)
+        options = EncodeOptions(gop=0, adaptive_intra=False, model=MODEL, device="cpu")
+        encode_video(reader, sink, options, progress=False)
     return sink.getvalue()
 
 

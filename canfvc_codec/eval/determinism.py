@@ -244,7 +244,11 @@ def encode_stream(
 ) -> dict:
     """The encoder worker's job: stream, reconstruction and σ under this process's path."""
     stream, recon = work / f"stream-{dtype}.cvc", work / f"recon-{dtype}.yuv"
-    options = EncodeOptions(lmbda=lmbda, gop=gop, model=model, device=device, dtype=dtype)
+    # Frame types as the GOP puts them: the longest chains of P-frames (the hardest case), and
+    # no rejected intra candidates among the captured σ, which then line up with the decoder's.
+    options = EncodeOptions(
+        lmbda=lmbda, gop=gop, adaptive_intra=False, model=model, device=device, dtype=dtype
+    )
     with capture_scales() as scales, open_reader(str(source)) as reader:
         with stream.open("wb") as sink, open_writer(str(recon), reader.info, overwrite=True) as rec:
             summary = encode_video(reader, sink, options, recon=rec, progress=False)

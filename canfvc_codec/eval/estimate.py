@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from canfvc_codec.codec import pad_to_multiple
+from canfvc_codec.codec import INTER, INTRA, IntraSchedule, pad_to_multiple, rd_cost
 from canfvc_codec.errors import CanfvcError, InputError
 from canfvc_codec.eval import anchors
 from canfvc_codec.eval.config import SequenceSpec, load_config
@@ -55,28 +55,49 @@ def read_sequence(spec: SequenceSpec, max_frames: int | None = None) -> tuple[Vi
 
 @torch.no_grad()
 def estimate_sequence(
-    model: VideoModel, info: VideoInfo, pictures: list, gop: int, lmbda: float
+    model: VideoModel,
+    info: VideoInfo,
+    pictures: list,
+    gop: int,
+    lmbda: float,
+    adaptive_intra: bool = True,
 ) -> dict:
-    """One RD point of ``pictures`` at ``lmbda``: mean metrics, bpp, and a row per frame."""
+    """One RD point of ``pictures`` at ``lmbda``: mean metrics, bpp, and a row per frame.
+
+    Frame types are chosen as the encoder chooses them (:class:`~canfvc_codec.codec.Encoder`),
+    from estimated bits instead of coded ones."""
     pixels = info.width * info.height
+    crop = (..., slice(0, info.height), slice(0, info.width))
     rows: list[dict] = []
     refs: References | None = None
+    schedule = IntraSchedule(gop)
+
+    def cost(out, x) -> float:
+        return rd_cost(float(out.bits()), x[crop], to_reference(out.x_hat)[crop], lmbda)
+
     for index, frame in enumerate(pictures):
         x = pad_to_multiple(yuv_to_rgb(frame, info).float()[None])
-        intra = refs is None or index % gop == 0
-        out = model(x, lmbda) if intra else model(x, lmbda, refs)
+        if schedule.intra_due():
+            frame_type, out = INTRA, model(x, lmbda)
+        else:
+            frame_type, out = INTER, model(x, lmbda, refs)
+            if adaptive_intra:
+                intra = model(x, lmbda)
+                if cost(intra, x) < cost(out, x):
+                    frame_type, out = INTRA, intra
+        schedule.coded(frame_type)
         x_hat = to_reference(out.x_hat)
-        refs = References([x_hat]) if intra else refs.push(x_hat, out.flow_hat)  # type: ignore[union-attr]
+        refs = References([x_hat]) if frame_type == INTRA else refs.push(x_hat, out.flow_hat)  # type: ignore[union-attr]
         decoded = rgb_to_yuv(x_hat[0, :, : info.height, : info.width].double(), info)
         bits = {name: float(coder.bits()) for name, coder in out.coders.items()}
-        row = {"frame": index, "type": "I" if intra else "P", "bpp": sum(bits.values()) / pixels}
+        row = {"frame": index, "type": frame_type, "bpp": sum(bits.values()) / pixels}
         row.update({f"bpp-{name}": value / pixels for name, value in bits.items()})
         row.update(frame_metrics(frame, decoded, info))
         rows.append(row)
     point = {"codec": ESTIMATE, "param": "lambda", "value": lmbda, "frames": rows}
     point["bpp"] = sum(r["bpp"] for r in rows) / len(rows)
     point.update(mean_metrics(rows, QUALITY_KEYS))
-    for kind in ("I", "P"):
+    for kind in (INTRA, INTER):
         picked = [r["bpp"] for r in rows if r["type"] == kind]
         point[f"bpp-{kind}"] = sum(picked) / len(picked) if picked else None
     return point
@@ -117,6 +138,7 @@ def run(
     max_frames: int | None = None,
     log=print,
     sequences_wanted: tuple[str, ...] = (),
+    adaptive_intra: bool = True,
 ) -> dict:
     from canfvc_codec.weights import load_model
 
@@ -132,7 +154,7 @@ def run(
         points = []
         for lmbda in lambdas:
             started = time.monotonic()
-            point = estimate_sequence(model, info, pictures, spec.gop, lmbda)
+            point = estimate_sequence(model, info, pictures, spec.gop, lmbda, adaptive_intra)
             points.append(point)
             p_over_i = (
                 f"{point['bpp-P'] / point['bpp-I']:.2f}" if point["bpp-P"] is not None else "-"
@@ -151,6 +173,7 @@ def run(
     return {
         "kind": "estimate (forward pass in eval mode, float32; not coded files)",
         "config": config.name,
+        "adaptive_intra": adaptive_intra,
         "model_id": model_id.hex(),
         "sequences": sequences,
         "bd_rate": compute_bd_rates(sequences, [ESTIMATE]),
@@ -168,6 +191,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frames", type=int, help="at most this many frames per sequence")
     parser.add_argument("--sequence", action="append", default=[], help="only this one (repeat)")
     parser.add_argument("--threads", type=int, help="CPU threads for torch")
+    parser.add_argument(
+        "--no-adaptive-intra",
+        dest="adaptive_intra",
+        action="store_false",
+        help="I-frames only where the GOP puts them (canfvc encode --no-adaptive-intra)",
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--plots", type=Path, help="also write RD plots (PNG) under this folder")
     options = parser.parse_args(argv)
@@ -185,6 +214,7 @@ def main(argv: list[str] | None = None) -> None:
             options.anchors,
             options.frames,
             sequences_wanted=tuple(options.sequence),
+            adaptive_intra=options.adaptive_intra,
         )
     except (CanfvcError, OSError) as exc:
         sys.exit(f"canfvc: error: {exc}")

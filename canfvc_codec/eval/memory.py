@@ -78,6 +78,7 @@ def decode_peak(width: int, height: int, model: str, work: Path, frames: int) ->
             str(GOP),
             "--lambda",
             str(LAMBDA),
+            "--no-adaptive-intra",  # I, P, P: untrained weights would choose I-frames only
             "--device",
             "cpu",
             "-q",
@@ -291,7 +292,8 @@ def encode_growth_worker(clip: Path, model: str, every: int, stream: Path) -> di
     from canfvc_codec.codec import EncodeOptions, encode_video
     from canfvc_codec.io import open_reader
 
-    options = EncodeOptions(lmbda=LAMBDA, gop=GOP, model=model, device="cpu")
+    # Frame types as the GOP puts them: untrained weights would choose I-frames only.
+    options = EncodeOptions(lmbda=LAMBDA, gop=GOP, adaptive_intra=False, model=model, device="cpu")
     with open_reader(str(clip)) as reader, stream.open("wb") as sink:
         sampling = SamplingReader(reader, every, tensors=True)
         summary = encode_video(sampling, sink, options, progress=False)
