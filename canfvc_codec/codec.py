@@ -286,8 +286,8 @@ def encode_video(
 ) -> dict:
     """Encode every frame of ``reader`` into ``output``; ``recon`` gets the reconstruction.
 
-    Returns a summary: frames, bytes of the whole stream (headers included), bpp over the
-    unpadded pixels, mean PSNR-RGB and one entry per frame (type, record bytes, psnr).
+    Returns a summary: frames, I-frames, bytes of the whole stream (headers included), bpp over
+    the unpadded pixels, mean PSNR-RGB and one entry per frame (type, record bytes, psnr).
     """
     _check_options(options)
     info = reader.info
@@ -341,6 +341,7 @@ def encode_video(
     pixels = info.width * info.height * max(len(frames), 1)
     return {
         "frames": len(frames),
+        "i_frames": sum(f["type"] == INTRA for f in frames),
         "bytes": writer.bytes_written,
         "bpp": 8.0 * writer.bytes_written / pixels,
         "psnr_rgb": sum(f["psnr"] for f in frames) / max(len(frames), 1),

@@ -70,7 +70,7 @@ def test_chosen_i_frames_restart_the_period_and_decode_bit_exactly(tmp_path, mon
     with open_reader(str(clip)) as reader, open_writer(str(tmp_path / "r.yuv"), reader.info) as rec:
         summary = encode_video(reader, sink, options, recon=rec, progress=False)
     types = "".join(f["type"] for f in summary["per_frame"])
-    assert types == "IPIPPI"
+    assert types == "IPIPPI" and summary["i_frames"] == 3
     assert "".join(r.frame_type for r in CvcReader(io.BytesIO(sink.getvalue()))) == types
     decode_video(
         io.BytesIO(sink.getvalue()),
