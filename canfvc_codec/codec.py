@@ -4,7 +4,9 @@
 multiple of 64 (replicating the border) and crop the reconstruction back. Both keep the same
 reference buffers (:class:`~canfvc_codec.networks.video.References`), filled with what the
 *decoder* reconstructs: the encoder's reconstructions come from decoding its own streams, and
-reference frames are rounded to 8-bit levels, what the user gets.
+reference frames are rounded to 8-bit levels, what the user gets. Frame types: I-frames where
+:class:`IntraSchedule` puts them, and, with adaptive intra, wherever an I-frame costs less in
+rate + λ·distortion than the P-frame (:class:`Encoder`).
 
 :func:`encode_video` and :func:`decode_video` stream frame by frame between video files and the
 container, and check the CRC32 of every reconstructed frame's YUV planes so that an encoder and a
@@ -175,7 +177,9 @@ class Encoder(_Engine):
     """Codes RGB frames (3, H, W) in [0, 1] one at a time; see the module docstring.
 
     With ``adaptive_intra`` every frame the schedule leaves to P is also coded as an I-frame, and
-    the one with the lower :func:`rd_cost` is kept (the decoder follows the frame type). A learned
+    the one with the lower :func:`rd_cost` is kept (the decoder follows the frame type). It is off
+    here, for callers that need fixed types, and on in :func:`encode_video` by default
+    (``EncodeOptions.adaptive_intra``). A learned
     inter coder is no better than intra coding after a scene cut, where the reference holds
     nothing of the new picture, and a poor P-frame there is the reference of every later one.
     """
