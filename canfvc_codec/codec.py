@@ -20,7 +20,7 @@ import sys
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO, NamedTuple, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +49,7 @@ DEFAULT_LAMBDA = 1024.0
 DEFAULT_GOP = 32
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 PSNR_CAP = 100.0  # PSNR of an exact reconstruction, reported instead of infinity
+T = TypeVar("T")  # a coded frame, as the encoder or the RD estimate holds it
 
 
 @dataclass
@@ -141,11 +142,14 @@ class _Engine:
 
 @dataclass
 class IntraSchedule:
-    """Where I-frames must go: the first frame, and ``gop`` frames after the last I-frame (never
-    again when ``gop`` is 0). An I-frame the encoder chooses elsewhere restarts the count, as a
-    scene cut restarts x265's keyint."""
+    """The frame types: I where one is due (the first frame, and ``gop`` frames after the last
+    I-frame; never again when ``gop`` is 0), P elsewhere, or, with ``adaptive``, whichever of the
+    two costs less. An I-frame chosen that way restarts the count, as a scene cut restarts x265's
+    keyint. The encoder and the RD estimate (``eval/estimate.py``) both decide through
+    :meth:`choose`, so that their frame types agree."""
 
     gop: int
+    adaptive: bool = False
     since_intra: int | None = None  # frames coded since the last I-frame; None before any
 
     def intra_due(self) -> bool:
@@ -156,32 +160,53 @@ class IntraSchedule:
             1 if frame_type == INTRA or self.since_intra is None else self.since_intra + 1
         )
 
+    def choose(
+        self,
+        code_intra: Callable[[], T],
+        code_inter: Callable[[], T],
+        cost: Callable[[T], float],
+    ) -> tuple[str, T]:
+        """(type, coded frame) of the next frame; the coders run only where needed."""
+        if self.intra_due():
+            frame_type, coded = INTRA, code_intra()
+        else:
+            frame_type, coded = INTER, code_inter()
+            if self.adaptive:
+                intra = code_intra()
+                if cost(intra) < cost(coded):
+                    frame_type, coded = INTRA, intra
+        self.coded(frame_type)
+        return frame_type, coded
 
-def rd_cost(bits: float, x: torch.Tensor, x_hat: torch.Tensor, lmbda: float) -> float:
+
+def frame_cost(
+    bits: float, x: torch.Tensor, x_hat: torch.Tensor, lmbda: float, size: tuple[int, int]
+) -> float:
     """Rate + λ·distortion of one coded frame, the objective the networks were trained on: bits
-    per pixel plus λ times the MSE of the RGB picture in [0, 1]. ``x`` and ``x_hat`` are the
-    (..., 3, H, W) picture without padding and its reconstruction on 8-bit levels."""
-    pixels = x.shape[-2] * x.shape[-1]
-    mse = float(torch.mean((x_hat.double() - x.double()) ** 2))
-    return bits / pixels + lmbda * mse
+    per pixel plus λ times the MSE of the RGB picture in [0, 1]. ``x`` is the padded input
+    (..., 3, H', W'), ``x_hat`` its reconstruction before rounding to the 8-bit levels the
+    decoder keeps, ``size`` the picture's (height, width) without the padding."""
+    height, width = size
+    picture = (..., slice(0, height), slice(0, width))
+    error = to_reference(x_hat[picture]).double() - x[picture].double()
+    return bits / (height * width) + lmbda * float(torch.mean(error**2))
 
 
 class CodedFrame(NamedTuple):
-    frame_type: str
     streams: list[bytes]
     x_hat: torch.Tensor  # padded, before rounding to 8-bit levels
-    flow_hat: torch.Tensor | None
+    flow_hat: torch.Tensor | None = None
 
 
 class Encoder(_Engine):
     """Codes RGB frames (3, H, W) in [0, 1] one at a time; see the module docstring.
 
     With ``adaptive_intra`` every frame the schedule leaves to P is also coded as an I-frame, and
-    the one with the lower :func:`rd_cost` is kept (the decoder follows the frame type). It is off
-    here, for callers that need fixed types, and on in :func:`encode_video` by default
-    (``EncodeOptions.adaptive_intra``). A learned
-    inter coder is no better than intra coding after a scene cut, where the reference holds
-    nothing of the new picture, and a poor P-frame there is the reference of every later one.
+    the one with the lower :func:`frame_cost` is kept (the decoder follows the frame type). It is
+    off here, for callers that need fixed types, and on in :func:`encode_video` by default
+    (``EncodeOptions.adaptive_intra``). A learned inter coder is no better than intra coding after
+    a scene cut, where the reference holds nothing of the new picture, and a poor P-frame there is
+    the reference of every later one.
     """
 
     def __init__(
@@ -196,13 +221,7 @@ class Encoder(_Engine):
         adaptive_intra: bool = False,
     ) -> None:
         super().__init__(model, lmbda, width, height, device, dtype)
-        self.schedule = IntraSchedule(gop)
-        self.adaptive_intra = adaptive_intra
-
-    def _cost(self, coded: CodedFrame, x: torch.Tensor) -> float:
-        bits = 8 * sum(len(stream) for stream in coded.streams)
-        crop = (..., slice(0, self.height), slice(0, self.width))
-        return rd_cost(bits, x[crop], to_reference(coded.x_hat)[crop], self.lmbda)
+        self.schedule = IntraSchedule(gop, adaptive_intra)
 
     @torch.no_grad()
     def encode(self, rgb: torch.Tensor) -> tuple[str, list[bytes], torch.Tensor]:
@@ -210,18 +229,18 @@ class Encoder(_Engine):
         if tuple(rgb.shape) != (3, self.height, self.width):
             raise ValueError(f"expected a (3, {self.height}, {self.width}) frame")
         x = pad_to_multiple(rgb.to(self.device, self.dtype)[None])
-        if self.schedule.intra_due():
-            coded = CodedFrame(INTRA, *self.model.compress_intra(x, self.lmbda), None)
-        else:
-            assert self.refs is not None
-            coded = CodedFrame(INTER, *self.model.compress_inter(x, self.refs, self.lmbda))
-            if self.adaptive_intra:
-                intra = CodedFrame(INTRA, *self.model.compress_intra(x, self.lmbda), None)
-                if self._cost(intra, x) < self._cost(coded, x):
-                    coded = intra
-        self.schedule.coded(coded.frame_type)
-        reconstruction = self._output(coded.frame_type, coded.x_hat, coded.flow_hat)
-        return coded.frame_type, coded.streams, reconstruction
+
+        def cost(coded: CodedFrame) -> float:
+            bits = 8 * sum(len(stream) for stream in coded.streams)
+            return frame_cost(bits, x, coded.x_hat, self.lmbda, (self.height, self.width))
+
+        frame_type, coded = self.schedule.choose(
+            lambda: CodedFrame(*self.model.compress_intra(x, self.lmbda)),
+            lambda: CodedFrame(*self.model.compress_inter(x, self.refs, self.lmbda)),
+            cost,
+        )
+        reconstruction = self._output(frame_type, coded.x_hat, coded.flow_hat)
+        return frame_type, coded.streams, reconstruction
 
 
 class Decoder(_Engine):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 
 import pytest
 import torch
@@ -16,7 +17,7 @@ from canfvc_codec.codec import (
     IntraSchedule,
     decode_video,
     encode_video,
-    rd_cost,
+    frame_cost,
 )
 from canfvc_codec.io import Frame, VideoInfo, open_reader, open_writer
 from canfvc_codec.weights import load_model
@@ -25,27 +26,44 @@ from tests.conftest import real_rgb_frames, real_yuv_frames
 CPU = torch.device("cpu")
 
 
-def _types(schedule: IntraSchedule, frames: int, chosen_intra: tuple[int, ...] = ()) -> str:
-    types = ""
+def _types(
+    schedule: IntraSchedule, frames: int, chosen_intra: tuple[int, ...] = ()
+) -> tuple[str, int]:
+    """The types ``schedule.choose`` gives, with a cost that prefers I at ``chosen_intra`` and P
+    elsewhere; and how many intra codings it ran."""
+    types, intra_runs = "", 0
     for index in range(frames):
-        frame_type = INTRA if schedule.intra_due() or index in chosen_intra else INTER
-        schedule.coded(frame_type)
-        types += frame_type
-    return types
+
+        def code_intra() -> str:
+            nonlocal intra_runs
+            intra_runs += 1
+            return INTRA
+
+        def cost(frame_type: str, index=index) -> float:
+            return float((frame_type == INTRA) != (index in chosen_intra))
+
+        types += schedule.choose(code_intra, lambda: INTER, cost)[0]
+    return types, intra_runs
 
 
 def test_schedule_is_an_intra_period_restarted_by_every_i_frame() -> None:
-    assert _types(IntraSchedule(3), 7) == "IPPIPPI"
-    assert _types(IntraSchedule(3), 7, chosen_intra=(2,)) == "IPIPPIP"
-    assert _types(IntraSchedule(0), 5) == "IPPPP"
-    assert _types(IntraSchedule(0), 5, chosen_intra=(3,)) == "IPPIP"
-    assert _types(IntraSchedule(1), 3) == "III"
+    assert _types(IntraSchedule(3), 7) == ("IPPIPPI", 3)
+    assert _types(IntraSchedule(0), 5) == ("IPPPP", 1)
+    assert _types(IntraSchedule(1), 3) == ("III", 3)
+    # Fixed types ignore the cost: the preference for I at frame 2 changes nothing.
+    assert _types(IntraSchedule(3), 7, chosen_intra=(2,)) == ("IPPIPPI", 3)
+    # Adaptive: every P-frame is also coded as I, and a chosen I restarts the period.
+    assert _types(IntraSchedule(3, adaptive=True), 7, chosen_intra=(2,)) == ("IPIPPIP", 7)
+    assert _types(IntraSchedule(0, adaptive=True), 5, chosen_intra=(3,)) == ("IPPIP", 5)
 
 
-def test_rd_cost_is_bits_per_pixel_plus_lambda_mse() -> None:
-    x = torch.zeros(1, 3, 4, 5)
+def test_frame_cost_is_bits_per_pixel_plus_lambda_mse_over_the_picture() -> None:
+    x = torch.zeros(1, 3, 64, 64)
     x_hat = torch.full_like(x, 0.1)
-    assert rd_cost(40.0, x, x_hat, 100.0) == pytest.approx(40 / 20 + 100 * 0.01)
+    x_hat[..., 4:, :] = 1.0  # padding: not part of the 4x5 picture
+    level = round(0.1 * 255) / 255  # the decoder keeps 8-bit levels
+    expected = 40 / 20 + 100 * level**2
+    assert frame_cost(40.0, x, x_hat, 100.0, (4, 5)) == pytest.approx(expected)
 
 
 def _write_clip(path, count: int) -> None:
@@ -58,11 +76,23 @@ def _write_clip(path, count: int) -> None:
 def test_chosen_i_frames_restart_the_period_and_decode_bit_exactly(tmp_path, monkeypatch):
     """Whatever the encoder chooses, the decoder follows the frame types in the stream."""
 
-    def prefer_intra_at_frame_2(self, coded, x) -> float:
-        wanted = INTRA if self.index == 2 else INTER
-        return 0.0 if coded.frame_type == wanted else 1.0
+    calls = itertools.count()
+    choose = IntraSchedule.choose
 
-    monkeypatch.setattr(Encoder, "_cost", prefer_intra_at_frame_2)
+    def prefer_intra_at_frame_2(self, code_intra, code_inter, cost):
+        index = next(calls)
+        intra = []
+
+        def run_intra():
+            intra.append(code_intra())
+            return intra[-1]
+
+        def preference(coded) -> float:
+            return float((coded is intra[-1]) != (index == 2))
+
+        return choose(self, run_intra, code_inter, preference)
+
+    monkeypatch.setattr(IntraSchedule, "choose", prefer_intra_at_frame_2)
     clip = tmp_path / "clip.y4m"
     _write_clip(clip, 6)
     options = EncodeOptions(gop=3, model="random-tiny", device="cpu")
@@ -87,7 +117,7 @@ def _encode_frames(model, frames: torch.Tensor, lmbda: float, adaptive: bool):
     for frame in frames:
         frame_type, streams, recon = encoder.encode(frame)
         types += frame_type
-        cost += rd_cost(8 * sum(map(len, streams)), frame.double(), recon, lmbda)
+        cost += frame_cost(8 * sum(map(len, streams)), frame.double(), recon, lmbda, (128, 128))
     return types, cost
 
 

@@ -91,11 +91,11 @@ def test_estimate_chooses_frame_types_as_the_encoder_does(clip_config, monkeypat
     choices = set()
     for sign in (1.0, -1.0):
 
-        def by_bits(bits, x, x_hat, lmbda, sign=sign) -> float:
+        def by_bits(bits, x, x_hat, lmbda, size, sign=sign) -> float:
             return sign * bits
 
-        monkeypatch.setattr(codec, "rd_cost", by_bits)
-        monkeypatch.setattr(estimate, "rd_cost", by_bits)
+        monkeypatch.setattr(codec, "frame_cost", by_bits)
+        monkeypatch.setattr(estimate, "frame_cost", by_bits)
         record = estimate.run(clip_config, MODEL, (LAMBDA,), [], log=lambda m: None)
         (point,) = record["sequences"]["clip"]["codecs"][estimate.ESTIMATE]
         with open_reader(str(spec.path), size=spec.size, fps=spec.fps) as reader:

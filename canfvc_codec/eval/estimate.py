@@ -20,11 +20,12 @@ import argparse
 import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
 
-from canfvc_codec.codec import INTER, INTRA, IntraSchedule, pad_to_multiple, rd_cost
+from canfvc_codec.codec import INTER, INTRA, IntraSchedule, frame_cost, pad_to_multiple
 from canfvc_codec.errors import CanfvcError, InputError
 from canfvc_codec.eval import anchors
 from canfvc_codec.eval.config import SequenceSpec, load_config
@@ -53,6 +54,10 @@ def read_sequence(spec: SequenceSpec, max_frames: int | None = None) -> tuple[Vi
     return info, pictures
 
 
+def _estimated_cost(out, *, x: torch.Tensor, lmbda: float, size: tuple[int, int]) -> float:
+    return frame_cost(float(out.bits()), x, out.x_hat, lmbda, size)
+
+
 @torch.no_grad()
 def estimate_sequence(
     model: VideoModel,
@@ -67,25 +72,17 @@ def estimate_sequence(
     Frame types are chosen as the encoder chooses them (:class:`~canfvc_codec.codec.Encoder`),
     from estimated bits instead of coded ones."""
     pixels = info.width * info.height
-    crop = (..., slice(0, info.height), slice(0, info.width))
+    size = (info.height, info.width)
     rows: list[dict] = []
     refs: References | None = None
-    schedule = IntraSchedule(gop)
-
-    def cost(out, x) -> float:
-        return rd_cost(float(out.bits()), x[crop], to_reference(out.x_hat)[crop], lmbda)
-
+    schedule = IntraSchedule(gop, adaptive_intra)
     for index, frame in enumerate(pictures):
         x = pad_to_multiple(yuv_to_rgb(frame, info).float()[None])
-        if schedule.intra_due():
-            frame_type, out = INTRA, model(x, lmbda)
-        else:
-            frame_type, out = INTER, model(x, lmbda, refs)
-            if adaptive_intra:
-                intra = model(x, lmbda)
-                if cost(intra, x) < cost(out, x):
-                    frame_type, out = INTRA, intra
-        schedule.coded(frame_type)
+        frame_type, out = schedule.choose(
+            partial(model, x, lmbda),
+            partial(model, x, lmbda, refs),
+            partial(_estimated_cost, x=x, lmbda=lmbda, size=size),
+        )
         x_hat = to_reference(out.x_hat)
         refs = References([x_hat]) if frame_type == INTRA else refs.push(x_hat, out.flow_hat)  # type: ignore[union-attr]
         decoded = rgb_to_yuv(x_hat[0, :, : info.height, : info.width].double(), info)
