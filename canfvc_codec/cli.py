@@ -31,6 +31,7 @@ from canfvc_codec.io import (
 )
 from canfvc_codec.io.frame import MATRICES
 from canfvc_codec.io.output import STDIO_NAME, check_output_path, silence_stdout
+from canfvc_codec.motion import DEFAULT_MOTION_SEARCH, MOTION_SEARCHES
 
 PROG = "canfvc"
 CVC_MAGIC = b"CVC"
@@ -347,7 +348,7 @@ def cli() -> None:
     cls=GroupedCommand,
     option_groups=[
         ("Output", ["output", "recon", "overwrite"]),
-        ("Coding", ["lmbda", "gop", "adaptive_intra", "model", "device"]),
+        ("Coding", ["lmbda", "gop", "adaptive_intra", "motion_search", "model", "device"]),
         INPUT_GROUP,
         GENERAL_GROUP,
     ],
@@ -401,6 +402,14 @@ Examples:
     "cuts); an I-frame restarts the intra period.",
 )
 @click.option(
+    "--motion-search",
+    type=click.Choice(MOTION_SEARCHES),
+    default=DEFAULT_MOTION_SEARCH,
+    show_default=True,
+    help="Where the coded motion comes from: OpenCV's DIS optical flow, or the model's SPyNet. "
+    "Encoder only: any stream decodes the same way.",
+)
+@click.option(
     "--model",
     default=DEFAULT_MODEL,
     show_default=True,
@@ -418,6 +427,7 @@ def encode(
     lmbda: float,
     gop: int,
     adaptive_intra: bool,
+    motion_search: str,
     model: str,
     device: str,
     size: tuple[int, int] | None,
@@ -447,7 +457,12 @@ def encode(
             "canfvc_codec.codec", "EncodeOptions", "encode_video"
         )
         options = encode_options(
-            lmbda=lmbda, gop=gop, adaptive_intra=adaptive_intra, model=model, device=device
+            lmbda=lmbda,
+            gop=gop,
+            adaptive_intra=adaptive_intra,
+            motion_search=motion_search,
+            model=model,
+            device=device,
         )
         with open_sink(output, overwrite) as sink:
             recon_writer = open_writer(recon, reader.info, overwrite=overwrite) if recon else None

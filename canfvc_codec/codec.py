@@ -31,6 +31,7 @@ from canfvc_codec.errors import BitstreamError, InputError, ModelError, UsageErr
 from canfvc_codec.io import VideoInfo, VideoReader, VideoWriter
 from canfvc_codec.io.color import rgb_to_yuv, yuv_to_rgb
 from canfvc_codec.io.frame import Frame
+from canfvc_codec.motion import DEFAULT_MOTION_SEARCH, motion_search
 from canfvc_codec.networks.video import PEAK_8BIT, References, VideoModel, to_reference
 from canfvc_codec.numerics import (
     DECODER_DTYPE,
@@ -58,6 +59,8 @@ class EncodeOptions:
     gop: int = DEFAULT_GOP  # 0 = only the first frame is intra
     # Code a P-frame as an I-frame where that costs less in rate + λ·distortion (scene cuts).
     adaptive_intra: bool = True
+    # Where the flow that the motion coder codes comes from (canfvc_codec.motion); encoder only.
+    motion_search: str = DEFAULT_MOTION_SEARCH
     model: str = "lite"
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     # Numeric type of the networks. float64 makes streams decode anywhere (docs/determinism.md);
@@ -313,6 +316,7 @@ def encode_video(
     the unpadded pixels, mean PSNR-RGB and one entry per frame (type, record bytes, psnr).
     """
     _check_options(options)
+    flow_estimator = motion_search(options.motion_search)
     info = reader.info
     device = resolve_device(options.device)
     dtype = resolve_dtype(options.dtype)
@@ -335,6 +339,7 @@ def encode_video(
     # $CANFVC_NUMERIC_PATH (tests, docs/determinism.md) changes how the networks are computed.
     path = numeric_path_from_env()
     model = prepare_model(model, path)
+    model.flow_estimator = flow_estimator
     encoder = Encoder(
         model,
         header.lmbda,

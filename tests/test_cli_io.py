@@ -42,6 +42,7 @@ class EncodeOptions:
     lmbda: float = 1024.0
     gop: int = 32
     adaptive_intra: bool = True
+    motion_search: str = "dis"
     model: str = "lite"
     device: str = "auto"
 

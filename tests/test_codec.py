@@ -37,9 +37,18 @@ def _write_clip(path: Path, width: int, height: int, count: int, start: int = 0)
     return info
 
 
-def _encode(tmp_path: Path, clip: Path, gop: int, lmbda: float = LAMBDA) -> tuple[bytes, dict]:
+def _encode(
+    tmp_path: Path, clip: Path, gop: int, lmbda: float = LAMBDA, motion_search: str = "dis"
+) -> tuple[bytes, dict]:
     # Frame types as the GOP puts them (tests/test_codec_intra.py covers the adaptive choice).
-    options = EncodeOptions(lmbda=lmbda, gop=gop, adaptive_intra=False, model=MODEL, device="cpu")
+    options = EncodeOptions(
+        lmbda=lmbda,
+        gop=gop,
+        adaptive_intra=False,
+        motion_search=motion_search,
+        model=MODEL,
+        device="cpu",
+    )
     sink = io.BytesIO()
     with open_reader(str(clip)) as reader:
         with open_writer(str(tmp_path / "recon.yuv"), reader.info) as recon:
@@ -59,16 +68,18 @@ def _decode(tmp_path: Path, data: bytes, **kwargs) -> dict:
 
 
 @pytest.mark.parametrize(
-    ("width", "height", "count", "gop", "types"),
+    ("width", "height", "count", "gop", "types", "motion_search"),
     [
-        (176, 144, 3, 0, "IPP"),  # I, first P, later P; never intra again
-        (96, 74, 5, 4, "IPPPI"),  # GOP 4, a size that is no multiple of 64 or 16
+        (176, 144, 3, 0, "IPP", "dis"),  # I, first P, later P; never intra again
+        (96, 74, 5, 4, "IPPPI", "spynet"),  # GOP 4, a size that is no multiple of 64 or 16
     ],
 )
-def test_decode_is_bit_identical_to_recon(tmp_path, width, height, count, gop, types):
+def test_decode_is_bit_identical_to_recon(
+    tmp_path, width, height, count, gop, types, motion_search
+):
     clip = tmp_path / "clip.y4m"
     _write_clip(clip, width, height, count)
-    data, summary = _encode(tmp_path, clip, gop)
+    data, summary = _encode(tmp_path, clip, gop, motion_search=motion_search)
     assert "".join(f["type"] for f in summary["per_frame"]) == types
     assert [r.frame_type for r in CvcReader(io.BytesIO(data))] == list(types)
     assert summary["frames"] == count and summary["bpp"] > 0
@@ -134,6 +145,7 @@ def test_bad_options_are_usage_errors(tmp_path):
         EncodeOptions(lmbda=-1.0, model=MODEL),
         EncodeOptions(gop=-2, model=MODEL),
         EncodeOptions(model=MODEL, device="tpu"),
+        EncodeOptions(model=MODEL, motion_search="block-matching"),
     ):
         with open_reader(str(clip)) as reader, pytest.raises(UsageError):
             encode_video(reader, io.BytesIO(), options, progress=False)

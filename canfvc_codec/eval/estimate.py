@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from canfvc_codec import motion
 from canfvc_codec.codec import INTER, INTRA, IntraSchedule, frame_cost, pad_to_multiple
 from canfvc_codec.errors import CanfvcError, InputError
 from canfvc_codec.eval import anchors
@@ -136,12 +137,14 @@ def run(
     log=print,
     sequences_wanted: tuple[str, ...] = (),
     adaptive_intra: bool = True,
+    motion_search: str = motion.DEFAULT_MOTION_SEARCH,
 ) -> dict:
     from canfvc_codec.weights import load_model
 
     config = load_config(config_path)
     model, model_id = load_model(model_name)
     model.eval()
+    model.flow_estimator = motion.motion_search(motion_search)
     x265 = anchor_points(anchor_files, max_frames)
     sequences: dict = {}
     for spec in config.sequences:
@@ -171,6 +174,7 @@ def run(
         "kind": "estimate (forward pass in eval mode, float32; not coded files)",
         "config": config.name,
         "adaptive_intra": adaptive_intra,
+        "motion_search": motion_search,
         "model_id": model_id.hex(),
         "sequences": sequences,
         "bd_rate": compute_bd_rates(sequences, [ESTIMATE]),
@@ -194,6 +198,12 @@ def main(argv: list[str] | None = None) -> None:
         action="store_false",
         help="I-frames only where the GOP puts them (canfvc encode --no-adaptive-intra)",
     )
+    parser.add_argument(
+        "--motion-search",
+        choices=motion.MOTION_SEARCHES,
+        default=motion.DEFAULT_MOTION_SEARCH,
+        help="the encoder's motion search (canfvc encode --motion-search)",
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--plots", type=Path, help="also write RD plots (PNG) under this folder")
     options = parser.parse_args(argv)
@@ -212,6 +222,7 @@ def main(argv: list[str] | None = None) -> None:
             options.frames,
             sequences_wanted=tuple(options.sequence),
             adaptive_intra=options.adaptive_intra,
+            motion_search=options.motion_search,
         )
     except (CanfvcError, OSError) as exc:
         sys.exit(f"canfvc: error: {exc}")

@@ -2,7 +2,8 @@
 
 P-frame coding (paper §3.2, Fig. 2a):
 
-1. flow f_t = SPyNet(x_t, x̂_{t-1}) (encoder only);
+1. flow f_t = SPyNet(x_t, x̂_{t-1}), or the motion search set in ``flow_estimator`` (encoder only,
+   :mod:`canfvc_codec.motion`);
 2. motion: the first P-frame of a GOP has no decoded flow to extrapolate from, so f_t is coded by
    the plain hyperprior coder; later P-frames code f_t with the conditional CANF coder given
    f_c = extrapolation(x̂_{t-3..t-1}, f̂_{t-2..t-1}), temporal prior from warp(x̂_{t-1}, f_c);
@@ -22,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from canfvc_codec.motion import FlowEstimator
 from canfvc_codec.networks.anf_coder import CoderOutput
 from canfvc_codec.networks.conditional import ConditionalCoder
 from canfvc_codec.networks.config import ModelConfig
@@ -128,6 +130,9 @@ class VideoModel(nn.Module):
             anchors=anchors,
         )
         self.spynet = SpyNet(config.spynet_levels, config.spynet_channels)
+        # The encoder's motion search when it is not SPyNet (canfvc_codec.motion): a plain
+        # callable, neither a parameter nor part of the saved weights.
+        self.flow_estimator: FlowEstimator | None = None
         self.extrapolation = FlowExtrapolation(config.extrapolation_channels)
         self.mc = MotionCompensation(config.mc_channels)
 
@@ -148,6 +153,12 @@ class VideoModel(nn.Module):
         return sum(coder.aux_loss() for coder in self.coders().values())  # type: ignore[return-value]
 
     # -- pieces shared by forward, compress and decompress ------------------------------------
+
+    def estimate_flow(self, x: Tensor, reference: Tensor) -> Tensor:
+        """f_t, the flow that backward-warps ``reference`` onto ``x`` (encoder only)."""
+        if self.flow_estimator is None:
+            return self.spynet(x, reference)
+        return self.flow_estimator(x, reference)
 
     def motion_condition(self, refs: References) -> tuple[Tensor, Tensor]:
         """(f_c, warp(x̂_{t-1}, f_c)): the condition and temporal-prior input of motion coding."""
@@ -171,7 +182,7 @@ class VideoModel(nn.Module):
     ) -> tuple[CoderOutput, Tensor, Tensor]:
         """The motion half of a P-frame: (motion coder output, estimated flow f_t, x_c)."""
         reference = refs.frames[-1]
-        flow = self.spynet(x, reference)
+        flow = self.estimate_flow(x, reference)
         if refs.first_p:
             motion = self.motion_first(flow, lmbda)
         else:
@@ -219,7 +230,7 @@ class VideoModel(nn.Module):
     ) -> tuple[list[bytes], Tensor, Tensor]:
         """(streams, x̂, f̂) for a P-frame; x̂ and f̂ are decoded from the streams."""
         reference = refs.frames[-1]
-        flow = self.spynet(x, reference)
+        flow = self.estimate_flow(x, reference)
         if refs.first_p:
             motion_streams, flow_hat = self.motion_first.compress(flow, lmbda)
         else:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import click
 
+from canfvc_codec.motion import DEFAULT_MOTION_SEARCH, MOTION_SEARCHES
+
 CONFIG_NAMES = ("tiny", "lite", "full")
 PHASE_NAMES = (
     "flow",
@@ -115,6 +117,14 @@ QUANTIZER_NAMES = ("round", "dm1", "dm2")
     help="Latent quantiser of the intra phase (with --phase intra): dm1/dm2 binarise the ANFIC "
     "latent with 1st/2nd-order differential modulation along the frames of each clip, priced by "
     "a binary entropy model. Training experiments only; exported models code with rounding.",
+)
+@click.option(
+    "--motion-search",
+    type=click.Choice(MOTION_SEARCHES),
+    default=DEFAULT_MOTION_SEARCH,
+    show_default=True,
+    help="Flows the motion coders learn to code: those of the encoder's motion search (OpenCV "
+    "DIS, or the model's SPyNet). The flow phase trains SPyNet either way.",
 )
 @click.option("--threads", type=click.IntRange(1), help="CPU threads for torch.")
 @click.option("--no-stills", is_flag=True, help="Train on the video clips only.")

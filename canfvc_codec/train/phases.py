@@ -15,10 +15,7 @@ the forward and backward passes of one step and returns the figures the trainer 
 from __future__ import annotations
 
 import contextlib
-import os
-import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from canfvc_codec import motion
 from canfvc_codec.entropy import FactorizedPrior
 from canfvc_codec.errors import UsageError
 from canfvc_codec.networks import References, VideoModel, to_reference
@@ -40,7 +38,6 @@ P_CODER_PARTS = ("motion_first", "motion", "mc", "inter")
 FIRST_P_PROBABILITY = 0.3
 # A first-P sample needs the target and one reference; a conditional one three references.
 IP_FRAMES = 4
-TEACHER_THREADS = 8  # DIS pairs computed at once
 FLOW_CHANNELS = 2
 QUANTILES = "quantiles"  # the factorised priors' tails and medians (auxiliary loss)
 
@@ -160,33 +157,8 @@ FlowTeacher = Callable[[Tensor, Tensor], Tensor]
 
 
 def dis_teacher() -> FlowTeacher | None:
-    """OpenCV's DIS optical flow as a teacher for SPyNet, when OpenCV is installed.
-
-    Pairs are computed on a thread pool (OpenCV releases the GIL), one DIS object per thread.
-    """
-    try:
-        import cv2
-    except ImportError:
-        return None
-    local = threading.local()
-    pool = ThreadPoolExecutor(max_workers=min(TEACHER_THREADS, os.cpu_count() or 1))
-
-    def flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        if not hasattr(local, "dis"):
-            local.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-        # DIS(a, b) gives f with a(p) ~ b(p + f): the flow that backward-warps b onto a.
-        return local.dis.calc(a, b, None)
-
-    def gray(x: Tensor) -> np.ndarray:
-        luma = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]) * 255.0
-        return luma.round().clamp(0, 255).to(torch.uint8).cpu().numpy()
-
-    def teach(target: Tensor, reference: Tensor) -> Tensor:
-        a, b = gray(target), gray(reference)
-        flows = list(pool.map(flow, list(a), list(b)))
-        return torch.from_numpy(np.stack(flows)).permute(0, 3, 1, 2).to(target.device)
-
-    return teach
+    """OpenCV's DIS optical flow as a teacher for SPyNet, when OpenCV is installed."""
+    return motion.dis_flow() if motion.opencv_available() else None
 
 
 def _result(figures: dict[str, Tensor], lmbda: float) -> StepResult:
@@ -205,7 +177,7 @@ def _estimated_refs(model: VideoModel, frames: Tensor, conditional: bool) -> Ref
     if not conditional:
         return References([frames[:, -1]])
     with torch.no_grad():
-        flows = [model.spynet(frames[:, k], frames[:, k - 1]).float() for k in (1, 2)]
+        flows = [model.estimate_flow(frames[:, k], frames[:, k - 1]).float() for k in (1, 2)]
     return References([frames[:, 0], frames[:, 1], frames[:, 2]], flows)
 
 
@@ -236,7 +208,7 @@ def run_step(
 
     if kind == "extrapolation":
         with torch.no_grad(), autocast():
-            flows = [model.spynet(batch[:, k], batch[:, k - 1]).float() for k in (1, 2, 3)]
+            flows = [model.estimate_flow(batch[:, k], batch[:, k - 1]).float() for k in (1, 2, 3)]
         with autocast():
             f_c = model.extrapolation([batch[:, 0], batch[:, 1], batch[:, 2]], flows[:2]).float()
         loss = losses.endpoint_error(f_c, flows[2])

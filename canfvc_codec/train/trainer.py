@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from canfvc_codec import motion
 from canfvc_codec.datasets import TRAIN_RANGES
 from canfvc_codec.entropy import FactorizedPrior, GaussianConditional
 from canfvc_codec.errors import UsageError
@@ -100,6 +101,8 @@ class TrainOptions:
     quantizer: str = "round"
     use_stills: bool = True
     progress: bool = True
+    # Whose flows the motion coders learn to code: the motion search of the encoder.
+    motion_search: str = motion.DEFAULT_MOTION_SEARCH
 
 
 @dataclass
@@ -199,6 +202,7 @@ class Trainer:
         self.config: ModelConfig = get_config(config_name)
         torch.manual_seed(options.seed)
         self.model = VideoModel(self.config).to(self.device).train()
+        self.model.flow_estimator = motion.motion_search(options.motion_search)
         if precision == "bf16":
             keep_entropy_models_fp32(self.model, kind)
         # Binary intra latents (--quantizer dm1|dm2) live beside the model, not in its weights.
@@ -332,6 +336,7 @@ class Trainer:
                 "seed": self.options.seed,
                 "precision": self.precision,
                 "quantizer": self.options.quantizer,
+                "motion_search": self.options.motion_search,
             },
             "intra_latent": self.intra_latent.state_dict() if self.intra_latent else None,
         }
@@ -686,6 +691,7 @@ def model_card(trainer: Trainer) -> dict:
             "batch": trainer.batch,
             "lambda": f"log-uniform over [{losses.LAMBDA_MIN:g}, {losses.LAMBDA_MAX:g}] per batch",
         },
+        "motion_search": trainer.options.motion_search,
         "phases": [
             {
                 "name": p.name,

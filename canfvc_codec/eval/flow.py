@@ -1,0 +1,115 @@
+"""How well the encoder's motion search predicts the next frame: warp PSNR of its flows on a clip.
+
+    python -m canfvc_codec.eval.flow bikes_dev.y4m --start 2 --frames 9 \\
+        --model models/canfvc-lite.pt
+
+For each pair of neighbouring frames, the previous frame is warped onto the next one by a flow and
+scored in PSNR-RGB: no motion at all (the previous frame as it is), the model's SPyNet, and, when
+OpenCV is installed, OpenCV's DIS flow (the encoder's default motion search, canfvc_codec.motion,
+and the teacher of SPyNet's training). The motion coder codes one of these flows; motion
+compensation and the conditional coders can only be as good as the prediction it allows, so this
+is the first thing to check when P-frames cost too much. Nothing here is coded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+import torch
+
+from canfvc_codec.codec import pad_to_multiple
+from canfvc_codec.errors import CanfvcError, InputError
+from canfvc_codec.eval.metrics import psnr_from_mse
+from canfvc_codec.io import open_reader
+from canfvc_codec.io.color import yuv_to_rgb
+from canfvc_codec.motion import FlowEstimator, dis_flow, opencv_available
+from canfvc_codec.networks import VideoModel
+from canfvc_codec.nn.layers import backward_warp
+from canfvc_codec.weights import load_model
+
+
+def warp_psnr(reference: torch.Tensor, target: torch.Tensor, flow: torch.Tensor) -> float:
+    """PSNR-RGB (peak 1) of ``reference`` warped by ``flow`` against ``target``."""
+    mse = float(((backward_warp(reference, flow) - target) ** 2).mean())
+    return psnr_from_mse(mse, 1.0)
+
+
+def spynet_estimator(model: VideoModel) -> FlowEstimator:
+    """The flow the encoder computes: SPyNet on frames padded as the codec pads them."""
+
+    def estimate(target: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        height, width = target.shape[-2:]
+        flow = model.spynet(pad_to_multiple(target), pad_to_multiple(reference))
+        return flow[..., :height, :width]
+
+    return estimate
+
+
+def zero_flow(target: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """No motion: the reference as it is."""
+    n, _, height, width = target.shape
+    return target.new_zeros(n, 2, height, width)
+
+
+@torch.no_grad()
+def warp_quality(
+    frames: Sequence[torch.Tensor], estimators: dict[str, FlowEstimator]
+) -> dict[str, list[float]]:
+    """Per estimator, the warp PSNR of each frame from the one before it (frames: (1, 3, H, W))."""
+    if len(frames) < 2:
+        raise InputError("need at least two frames to measure motion")
+    pairs = list(zip(frames[:-1], frames[1:], strict=True))
+    return {
+        name: [warp_psnr(ref, x, estimate(x, ref)) for ref, x in pairs]
+        for name, estimate in estimators.items()
+    }
+
+
+def read_rgb_frames(path: str, start: int, frames: int) -> list[torch.Tensor]:
+    """``frames`` frames of ``path`` from ``start``, as (1, 3, H, W) float32 RGB in [0, 1]."""
+    with open_reader(path, start=start, frames=frames) as reader:
+        pictures = list(reader)
+        info = reader.info
+    return [yuv_to_rgb(picture, info).float()[None] for picture in pictures]
+
+
+def summary(per_pair: dict[str, list[float]]) -> dict[str, float]:
+    return {name: round(sum(values) / len(values), 2) for name, values in per_pair.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m canfvc_codec.eval.flow", description=__doc__)
+    parser.add_argument("input", help="a video with a header (y4m, or a container ffmpeg reads)")
+    parser.add_argument("--model", default="lite")
+    parser.add_argument("--start", type=int, default=0, help="first frame")
+    parser.add_argument("--frames", type=int, default=9, help="frames to read (pairs + 1)")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch")
+    parser.add_argument("--json", action="store_true", help="print per-pair figures as JSON")
+    options = parser.parse_args(argv)
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    try:
+        model, model_id = load_model(options.model)
+        frames = read_rgb_frames(options.input, options.start, options.frames)
+        estimators: dict[str, FlowEstimator] = {
+            "no motion": zero_flow,
+            "spynet": spynet_estimator(model.float().eval()),
+        }
+        if opencv_available():
+            estimators["opencv dis"] = dis_flow()
+        per_pair = warp_quality(frames, estimators)
+    except (CanfvcError, OSError) as exc:
+        sys.exit(f"canfvc: error: {exc}")
+    if options.json:
+        print(json.dumps({"model_id": model_id.hex(), "warp_psnr_rgb": per_pair}, indent=1))
+        return
+    print(f"warp PSNR-RGB over {len(frames) - 1} frame pairs, model {model_id.hex()}:")
+    for name, value in summary(per_pair).items():
+        print(f"  {name:12s} {value:6.2f} dB")
+
+
+if __name__ == "__main__":
+    main()
