@@ -45,6 +45,16 @@ def test_every_estimator_scores_every_pair(rgb_frames) -> None:
     assert still["none"] == [100.0]  # identical frames: the metrics' PSNR cap
 
 
+def test_coded_motion_is_scored_per_pair(rgb_frames) -> None:
+    frames = list(rgb_frames(start=10, count=3, width=WIDTH, height=HEIGHT)[:, None])
+    model, _ = random_model("tiny")
+    rows = flow.coded_motion_quality(model.eval(), frames, 1024.0)
+    assert set(rows) == {"coded flow", "x_c", "motion bpp"}
+    assert all(len(values) == 2 for values in rows.values())
+    assert all(bpp > 0 for bpp in rows["motion bpp"])  # the motion always costs something
+    assert all(math.isfinite(v) for v in rows["coded flow"] + rows["x_c"])
+
+
 def test_one_frame_is_an_error(rgb_frames) -> None:
     frames = list(rgb_frames(start=10, count=1, width=WIDTH, height=HEIGHT)[:, None])
     with pytest.raises(flow.InputError, match="two frames"):
@@ -55,9 +65,10 @@ def test_command_line(tmp_path, yuv_frames, capsys) -> None:
     frames = yuv_frames(start=20, count=3, width=WIDTH, height=HEIGHT)
     clip = tmp_path / f"clip_{WIDTH}x{HEIGHT}_25fps.yuv"
     clip.write_bytes(b"".join(p.tobytes() for f in frames for p in f))
-    flow.main([str(clip), "--model", "random-tiny", "--frames", "3"])
+    flow.main([str(clip), "--model", "random-tiny", "--frames", "3", "--coded", "512"])
     out = capsys.readouterr().out
     assert "over 2 frame pairs" in out and "no motion" in out and "spynet" in out
+    assert "x_c, λ 512" in out and "motion bpp, λ 512" in out
     with pytest.raises(SystemExit) as exit_info:
         flow.main([str(tmp_path / "missing.y4m"), "--model", "random-tiny"])
     assert str(exit_info.value).startswith("canfvc: error:")

@@ -8,7 +8,10 @@ scored in PSNR-RGB: no motion at all (the previous frame as it is), the model's 
 OpenCV is installed, OpenCV's DIS flow (the encoder's default motion search, canfvc_codec.motion,
 and the teacher of SPyNet's training). The motion coder codes one of these flows; motion
 compensation and the conditional coders can only be as good as the prediction it allows, so this
-is the first thing to check when P-frames cost too much. Nothing here is coded.
+is the first thing to check when P-frames cost too much. With ``--coded LAMBDA`` the flow of
+``--motion-search`` also goes through the first-P motion coder (rate estimated, nothing written):
+the warp by the decoded flow and the motion-compensated frame x_c show what reaches the inter
+coder.
 """
 
 from __future__ import annotations
@@ -25,8 +28,15 @@ from canfvc_codec.errors import CanfvcError, InputError
 from canfvc_codec.eval.metrics import psnr_from_mse
 from canfvc_codec.io import open_reader
 from canfvc_codec.io.color import yuv_to_rgb
-from canfvc_codec.motion import FlowEstimator, dis_flow, opencv_available
-from canfvc_codec.networks import VideoModel
+from canfvc_codec.motion import (
+    DEFAULT_MOTION_SEARCH,
+    MOTION_SEARCHES,
+    FlowEstimator,
+    dis_flow,
+    motion_search,
+    opencv_available,
+)
+from canfvc_codec.networks import References, VideoModel
 from canfvc_codec.nn.layers import backward_warp
 from canfvc_codec.weights import load_model
 
@@ -68,6 +78,27 @@ def warp_quality(
     }
 
 
+@torch.no_grad()
+def coded_motion_quality(
+    model: VideoModel, frames: Sequence[torch.Tensor], lmbda: float
+) -> dict[str, list[float]]:
+    """What the first-P motion coder makes of the model's flow at ``lmbda`` (references
+    uncompressed): warp PSNR by the decoded flow, PSNR of the motion-compensated frame x_c, and
+    the motion's estimated bits per pixel."""
+    rows: dict[str, list[float]] = {"coded flow": [], "x_c": [], "motion bpp": []}
+    for reference, x in zip(frames[:-1], frames[1:], strict=True):
+        height, width = x.shape[-2:]
+        padded = pad_to_multiple(x)
+        coded, _, x_c = model.forward_motion(
+            padded, References([pad_to_multiple(reference)]), lmbda
+        )
+        flow_hat = coded.x_hat[..., :height, :width]
+        rows["coded flow"].append(warp_psnr(reference, x, flow_hat))
+        rows["x_c"].append(psnr_from_mse(float(((x_c[..., :height, :width] - x) ** 2).mean()), 1.0))
+        rows["motion bpp"].append(float(coded.bits()) / (height * width))
+    return rows
+
+
 def read_rgb_frames(path: str, start: int, frames: int) -> list[torch.Tensor]:
     """``frames`` frames of ``path`` from ``start``, as (1, 3, H, W) float32 RGB in [0, 1]."""
     with open_reader(path, start=start, frames=frames) as reader:
@@ -77,7 +108,7 @@ def read_rgb_frames(path: str, start: int, frames: int) -> list[torch.Tensor]:
 
 
 def summary(per_pair: dict[str, list[float]]) -> dict[str, float]:
-    return {name: round(sum(values) / len(values), 2) for name, values in per_pair.items()}
+    return {name: round(sum(values) / len(values), 4) for name, values in per_pair.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -86,6 +117,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="lite")
     parser.add_argument("--start", type=int, default=0, help="first frame")
     parser.add_argument("--frames", type=int, default=9, help="frames to read (pairs + 1)")
+    parser.add_argument(
+        "--coded",
+        type=float,
+        action="append",
+        default=[],
+        metavar="LAMBDA",
+        help="also code the flow of --motion-search at this λ (repeat)",
+    )
+    parser.add_argument("--motion-search", choices=MOTION_SEARCHES, default=DEFAULT_MOTION_SEARCH)
     parser.add_argument("--threads", type=int, help="CPU threads for torch")
     parser.add_argument("--json", action="store_true", help="print per-pair figures as JSON")
     options = parser.parse_args(argv)
@@ -101,6 +141,10 @@ def main(argv: list[str] | None = None) -> None:
         if opencv_available():
             estimators["opencv dis"] = dis_flow()
         per_pair = warp_quality(frames, estimators)
+        model.flow_estimator = motion_search(options.motion_search)
+        for lmbda in options.coded:
+            coded = coded_motion_quality(model, frames, lmbda)
+            per_pair.update({f"{k}, λ {lmbda:g}": v for k, v in coded.items()})
     except (CanfvcError, OSError) as exc:
         sys.exit(f"canfvc: error: {exc}")
     if options.json:
@@ -108,7 +152,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     print(f"warp PSNR-RGB over {len(frames) - 1} frame pairs, model {model_id.hex()}:")
     for name, value in summary(per_pair).items():
-        print(f"  {name:12s} {value:6.2f} dB")
+        unit = "bpp" if name.startswith("motion bpp") else "dB"
+        print(f"  {name:24s} {value:7.3f} {unit}")
 
 
 if __name__ == "__main__":
