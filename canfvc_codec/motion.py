@@ -41,14 +41,6 @@ LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # BT.601, what OpenCV's own RGB -> grey co
 LEVELS = 255.0
 
 
-def opencv_available() -> bool:
-    try:
-        import cv2  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def dis_flow() -> FlowEstimator:
     """OpenCV's DIS flow (medium preset) as a :data:`FlowEstimator`; needs ``opencv-python``."""
     import numpy as np

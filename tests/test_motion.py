@@ -54,7 +54,7 @@ def test_the_model_codes_the_flow_of_its_estimator(rgb_frames) -> None:
         )
 
 
-def test_the_search_changes_the_motion_stream_only(tmp_path) -> None:
+def test_the_search_changes_the_p_frames_motion_not_the_i_frame(tmp_path) -> None:
     clip = tmp_path / "clip.y4m"
     _write_clip(clip, 96, 64, 2, start=100)
     streams = {}

@@ -405,3 +405,15 @@ def test_a_run_from_exported_weights_carries_their_training(tmp_path) -> None:
     (origin,) = card["lineage"]
     assert origin["model_id"] == parent_id and origin["steps"] == 2
     assert origin["phase_steps"] == {"intra": 2}
+
+
+def test_a_resumed_run_keeps_its_motion_search(tmp_path) -> None:
+    first = Trainer(_options(tmp_path, phase="flow", steps=1, motion_search="spynet"), data=_data())
+    assert first.model.flow_estimator is None  # SPyNet: the model's own network
+    first.run()
+    resumed = Trainer(_options(tmp_path), data=_data())
+    assert resumed.motion_search == "spynet" and resumed.model.flow_estimator is None
+    switched = Trainer(_options(tmp_path, motion_search="dis"), data=_data())
+    assert switched.motion_search == "dis" and callable(switched.model.flow_estimator)
+    new = Trainer(_options(tmp_path / "other"), data=_data())
+    assert new.motion_search == "dis"  # canfvc_codec.motion's default

@@ -4,8 +4,8 @@
         --model models/canfvc-lite.pt
 
 For each pair of neighbouring frames, the previous frame is warped onto the next one by a flow and
-scored in PSNR-RGB: no motion at all (the previous frame as it is), the model's SPyNet, and, when
-OpenCV is installed, OpenCV's DIS flow (the encoder's default motion search, canfvc_codec.motion,
+scored in PSNR-RGB: no motion at all (the previous frame as it is), the model's SPyNet, and
+OpenCV's DIS flow (the encoder's default motion search, canfvc_codec.motion,
 and the teacher of SPyNet's training). The motion coder codes one of these flows; motion
 compensation and the conditional coders can only be as good as the prediction it allows, so this
 is the first thing to check when P-frames cost too much. With ``--coded LAMBDA`` the flow of
@@ -34,17 +34,20 @@ from canfvc_codec.motion import (
     FlowEstimator,
     dis_flow,
     motion_search,
-    opencv_available,
 )
 from canfvc_codec.networks import References, VideoModel
 from canfvc_codec.nn.layers import backward_warp
 from canfvc_codec.weights import load_model
 
 
+def picture_psnr(picture: torch.Tensor, target: torch.Tensor) -> float:
+    """PSNR-RGB of ``picture`` against ``target``, both RGB in [0, 1]."""
+    return psnr_from_mse(float(((picture - target) ** 2).mean()), 1.0)
+
+
 def warp_psnr(reference: torch.Tensor, target: torch.Tensor, flow: torch.Tensor) -> float:
-    """PSNR-RGB (peak 1) of ``reference`` warped by ``flow`` against ``target``."""
-    mse = float(((backward_warp(reference, flow) - target) ** 2).mean())
-    return psnr_from_mse(mse, 1.0)
+    """PSNR-RGB of ``reference`` warped by ``flow`` against ``target``."""
+    return picture_psnr(backward_warp(reference, flow), target)
 
 
 def spynet_estimator(model: VideoModel) -> FlowEstimator:
@@ -94,7 +97,7 @@ def coded_motion_quality(
         )
         flow_hat = coded.x_hat[..., :height, :width]
         rows["coded flow"].append(warp_psnr(reference, x, flow_hat))
-        rows["x_c"].append(psnr_from_mse(float(((x_c[..., :height, :width] - x) ** 2).mean()), 1.0))
+        rows["x_c"].append(picture_psnr(x_c[..., :height, :width], x))
         rows["motion bpp"].append(float(coded.bits()) / (height * width))
     return rows
 
@@ -138,8 +141,7 @@ def main(argv: list[str] | None = None) -> None:
             "no motion": zero_flow,
             "spynet": spynet_estimator(model.float().eval()),
         }
-        if opencv_available():
-            estimators["opencv dis"] = dis_flow()
+        estimators["opencv dis"] = dis_flow()
         per_pair = warp_quality(frames, estimators)
         model.flow_estimator = motion_search(options.motion_search)
         for lmbda in options.coded:

@@ -121,10 +121,9 @@ QUANTIZER_NAMES = ("round", "dm1", "dm2")
 @click.option(
     "--motion-search",
     type=click.Choice(MOTION_SEARCHES),
-    default=DEFAULT_MOTION_SEARCH,
-    show_default=True,
     help="Flows the motion coders learn to code: those of the encoder's motion search (OpenCV "
-    "DIS, or the model's SPyNet). The flow phase trains SPyNet either way.",
+    f"DIS, or the model's SPyNet) [default: the resumed run's, else {DEFAULT_MOTION_SEARCH}]. "
+    "The flow phase trains SPyNet either way.",
 )
 @click.option("--threads", type=click.IntRange(1), help="CPU threads for torch.")
 @click.option("--no-stills", is_flag=True, help="Train on the video clips only.")

@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from canfvc_codec import motion
 from canfvc_codec.entropy import FactorizedPrior
 from canfvc_codec.errors import UsageError
+from canfvc_codec.motion import FlowEstimator
 from canfvc_codec.networks import References, VideoModel, to_reference
 from canfvc_codec.nn.layers import backward_warp
 from canfvc_codec.quant.coder_adapter import CLIP_FRAMES, BinaryLatentAdapter
@@ -152,15 +152,6 @@ class StepResult:
     lmbda: float
 
 
-# A flow "teacher": (target frames, reference frames) -> flow, or None to learn from warping alone.
-FlowTeacher = Callable[[Tensor, Tensor], Tensor]
-
-
-def dis_teacher() -> FlowTeacher | None:
-    """OpenCV's DIS optical flow as a teacher for SPyNet, when OpenCV is installed."""
-    return motion.dis_flow() if motion.opencv_available() else None
-
-
 def _result(figures: dict[str, Tensor], lmbda: float) -> StepResult:
     value = {k: float(v.detach()) for k, v in figures.items()}
     return StepResult(value["loss"], value["bpp"], value["mse"], lmbda)
@@ -188,7 +179,7 @@ def run_step(
     lmbda: float,
     rng: np.random.Generator,
     autocast: Callable[[], object],
-    teacher: FlowTeacher | None = None,
+    teacher: FlowEstimator | None = None,
     flow_targets: tuple[Tensor, Tensor] | None = None,
     intra_latent: BinaryLatentAdapter | None = None,
 ) -> StepResult:
@@ -304,7 +295,7 @@ def _flow_step(
     batch: Tensor,
     flow_targets: tuple[Tensor, Tensor] | None,
     autocast: Callable[[], object],
-    teacher: FlowTeacher | None,
+    teacher: FlowEstimator | None,
     lmbda: float,
 ) -> StepResult:
     """SPyNet: multi-scale warping loss, plus the end-point error at every pyramid level to the

@@ -101,8 +101,9 @@ class TrainOptions:
     quantizer: str = "round"
     use_stills: bool = True
     progress: bool = True
-    # Whose flows the motion coders learn to code: the motion search of the encoder.
-    motion_search: str = motion.DEFAULT_MOTION_SEARCH
+    # Whose flows the motion coders learn to code: the motion search of the encoder. None: the
+    # resumed run's, or canfvc_codec.motion's default for a new one.
+    motion_search: str | None = None
 
 
 @dataclass
@@ -202,7 +203,6 @@ class Trainer:
         self.config: ModelConfig = get_config(config_name)
         torch.manual_seed(options.seed)
         self.model = VideoModel(self.config).to(self.device).train()
-        self.model.flow_estimator = motion.motion_search(options.motion_search)
         if precision == "bf16":
             keep_entropy_models_fp32(self.model, kind)
         # Binary intra latents (--quantizer dm1|dm2) live beside the model, not in its weights.
@@ -229,7 +229,8 @@ class Trainer:
         # The data is decoded and loaded on first use, so that exporting needs none.
         self._data = data
         self._data_state: dict | None = None
-        self.teacher = phases.dis_teacher()
+        self.teacher = motion.dis_flow()  # SPyNet's teacher in the flow phase
+        self.motion_search = options.motion_search or motion.DEFAULT_MOTION_SEARCH
         self.progress = Progress()
         self.active: phases.Phase | None = None
 
@@ -246,6 +247,7 @@ class Trainer:
                     self.progress.plan_steps = options.steps
                 else:
                     self.progress.plan_seconds = minutes * 60
+        self.model.flow_estimator = motion.motion_search(self.motion_search)
         # An explicit plan on a resumed run replaces the stored one.
         if checkpoint and options.plan_steps:
             self.progress.plan_steps, self.progress.plan_seconds = options.plan_steps, None
@@ -336,7 +338,7 @@ class Trainer:
                 "seed": self.options.seed,
                 "precision": self.precision,
                 "quantizer": self.options.quantizer,
-                "motion_search": self.options.motion_search,
+                "motion_search": self.motion_search,
             },
             "intra_latent": self.intra_latent.state_dict() if self.intra_latent else None,
         }
@@ -372,6 +374,9 @@ class Trainer:
         stored = state.get("options", {})
         self.crop = self.options.crop or stored.get("crop", self.crop)
         self.batch = self.options.batch or stored.get("batch", self.batch)
+        # Checkpoints from before the option trained the motion coders on SPyNet's flows.
+        stored_search = stored.get("motion_search", motion.SPYNET)
+        self.motion_search = self.options.motion_search or stored_search
         if "schedule_steps" not in state["progress"]:  # checkpoints from before the field
             self.progress.schedule_steps = self.progress.step
             self.progress.schedule_seconds = self.progress.seconds
@@ -691,7 +696,7 @@ def model_card(trainer: Trainer) -> dict:
             "batch": trainer.batch,
             "lambda": f"log-uniform over [{losses.LAMBDA_MIN:g}, {losses.LAMBDA_MAX:g}] per batch",
         },
-        "motion_search": trainer.options.motion_search,
+        "motion_search": trainer.motion_search,
         "phases": [
             {
                 "name": p.name,
