@@ -348,7 +348,10 @@ def cli() -> None:
     cls=GroupedCommand,
     option_groups=[
         ("Output", ["output", "recon", "overwrite"]),
-        ("Coding", ["lmbda", "gop", "adaptive_intra", "motion_search", "model", "device"]),
+        (
+            "Coding",
+            ["lmbda", "gop", "adaptive_intra", "motion_search", "refine", "model", "device"],
+        ),
         INPUT_GROUP,
         GENERAL_GROUP,
     ],
@@ -410,6 +413,16 @@ Examples:
     "Encoder only: any stream decodes the same way.",
 )
 @click.option(
+    "--refine",
+    type=int,
+    default=0,
+    show_default=True,
+    callback=_at_least(0),
+    metavar="N",
+    help="Refine what each coder sends with N gradient steps of rate + λ·distortion (about 10 "
+    "to 20; slower encoding, better quality per bit). Encoder only: 0 is off.",
+)
+@click.option(
     "--model",
     default=DEFAULT_MODEL,
     show_default=True,
@@ -428,6 +441,7 @@ def encode(
     gop: int,
     adaptive_intra: bool,
     motion_search: str,
+    refine: int,
     model: str,
     device: str,
     size: tuple[int, int] | None,
@@ -461,6 +475,7 @@ def encode(
             gop=gop,
             adaptive_intra=adaptive_intra,
             motion_search=motion_search,
+            refine=refine,
             model=model,
             device=device,
         )

@@ -41,6 +41,7 @@ from canfvc_codec.numerics import (
     prepare_model,
     resolve_tie,
 )
+from canfvc_codec.refine import DEFAULT_REFINE_STEPS, LatentRefiner, check_refine_steps
 from canfvc_codec.stripes import bound_memory, check_decode_memory
 from canfvc_codec.weights import load_model, load_model_by_id
 
@@ -61,6 +62,9 @@ class EncodeOptions:
     adaptive_intra: bool = True
     # Where the flow that the motion coder codes comes from (canfvc_codec.motion); encoder only.
     motion_search: str = DEFAULT_MOTION_SEARCH
+    # Gradient steps of encoder-side latent refinement per coder and frame (canfvc_codec.refine);
+    # 0 codes the analysis transforms' latents. Encoder only, like the motion search.
+    refine: int = DEFAULT_REFINE_STEPS
     model: str = "lite"
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     # Numeric type of the networks. float64 makes streams decode anywhere (docs/determinism.md);
@@ -292,6 +296,7 @@ class Decoder(_Engine):
 def _check_options(options: EncodeOptions) -> None:
     if not math.isfinite(options.lmbda) or options.lmbda <= 0:
         raise UsageError(f"--lambda must be a positive number, got {options.lmbda}")
+    check_refine_steps(options.refine)
     if options.gop < 0:
         raise UsageError(
             f"--gop must be 0 (only the first frame intra) or positive, got {options.gop}"
@@ -340,6 +345,8 @@ def encode_video(
     path = numeric_path_from_env()
     model = prepare_model(model, path)
     model.flow_estimator = flow_estimator
+    if options.refine:
+        model.latent_refiner = LatentRefiner(model, options.refine, device)
     encoder = Encoder(
         model,
         header.lmbda,

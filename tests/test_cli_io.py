@@ -43,6 +43,7 @@ class EncodeOptions:
     gop: int = 32
     adaptive_intra: bool = True
     motion_search: str = "dis"
+    refine: int = 0
     model: str = "lite"
     device: str = "auto"
 

@@ -103,12 +103,16 @@ class FactorizedPrior(TabledModel):
         medians = self.medians.view(1, -1, 1, 1).to(z.dtype)
         return torch.round(z - medians) + medians
 
+    def likelihood(self, z_hat: Tensor) -> Tensor:
+        """Probability of the unit bin around each value of ``z_hat`` (N, C, H, W), bounded."""
+        rows = self._to_channel_rows(z_hat)
+        likelihood = self._likelihood(rows).reshape(self.channels, z_hat.shape[0], *z_hat.shape[2:])
+        return lower_bound(likelihood.permute(1, 0, 2, 3), LIKELIHOOD_BOUND)
+
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """``(z_hat, likelihoods)``: ``z + U(-0.5, 0.5)`` in training, quantised otherwise."""
         z_hat = uniform_noise(z) if self.training else self.quantize(z)
-        rows = self._to_channel_rows(z_hat)
-        likelihood = self._likelihood(rows).reshape(self.channels, z.shape[0], *z.shape[2:])
-        return z_hat, lower_bound(likelihood.permute(1, 0, 2, 3), LIKELIHOOD_BOUND)
+        return z_hat, self.likelihood(z_hat)
 
     def _tail_points(self, medians: Tensor) -> tuple[Tensor, Tensor]:
         """Per channel, where the learned CDF leaves TAIL_MASS / 2 on each side (by bisection).

@@ -33,3 +33,9 @@ def lower_bound(x: torch.Tensor, bound: float) -> torch.Tensor:
 def uniform_noise(x: torch.Tensor) -> torch.Tensor:
     """``x + U(-0.5, 0.5)``: the training-time stand-in for rounding."""
     return x + torch.empty_like(x).uniform_(-0.5, 0.5)
+
+
+def round_straight_through(x: torch.Tensor) -> torch.Tensor:
+    """``round(x)`` in the forward pass, the identity in the backward pass: the relaxation with
+    which the encoder optimises the values it will round (``canfvc_codec.refine``)."""
+    return x + (torch.round(x) - x).detach()

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from canfvc_codec.entropy import FactorizedPrior, GaussianConditional
+from canfvc_codec.entropy.ops import round_straight_through
 from canfvc_codec.networks.config import CoderConfig
 from canfvc_codec.nn.anf import (
     AdditiveStep,
@@ -54,6 +55,16 @@ class CoderOutput:
     def bits(self) -> Tensor:
         """Estimated bits per sample, shape (N,)."""
         return sum((-torch.log2(lik)).flatten(1).sum(dim=1) for lik in self.likelihoods.values())  # type: ignore[return-value]
+
+
+@dataclass
+class Latents:
+    """The two values a coder sends, before rounding: the gained latent ``z2 · g`` and the
+    hyper-latent ``h``. The analysis transforms give them (:meth:`AnfCoder.latents`); the encoder
+    may refine them (:mod:`canfvc_codec.refine`) since the decoder only sees what is coded."""
+
+    latent: Tensor
+    hyper: Tensor
 
 
 class AnfCoder(nn.Module):
@@ -174,6 +185,41 @@ class AnfCoder(nn.Module):
 
     # -- coding -------------------------------------------------------------------------------
 
+    def latents(self, x: Tensor, lmbda: float | Tensor, cond: Tensor | None = None) -> Latents:
+        """What :meth:`compress` codes for ``x`` unless told otherwise: the analysis's values."""
+        _, z2 = self.analyse(x, cond)
+        gain, _ = self.gain.gains(lmbda, x.shape[0], x)
+        return Latents(z2 * gain, self.hyper_analysis(z2))
+
+    def relaxed_decode(
+        self,
+        latents: Latents,
+        lmbda: float | Tensor,
+        cond: Tensor | None = None,
+        prior_input: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """(estimated bits per sample (N,), reconstruction) of coding ``latents``.
+
+        The values are rounded as :meth:`compress` rounds them, so both results are what coding
+        would give (up to the range coder's table precision), and the rounding passes gradients
+        straight through: the objective of encoder-side refinement.
+        """
+        self._check_inputs(cond, prior_input)
+        batch, _, height, width = latents.latent.shape
+        gain, inv_gain = self.gain.gains(lmbda, batch, latents.latent)
+        medians = self.hyper_prior.medians.view(1, -1, 1, 1).to(latents.hyper.dtype)
+        h_hat = round_straight_through(latents.hyper - medians) + medians
+        means, scales = self._entropy_parameters(h_hat, prior_input, gain)
+        y_hat = round_straight_through(latents.latent - means) + means
+        likelihoods = (
+            self.hyper_prior.likelihood(h_hat),
+            self.latent_prior.likelihood(y_hat, scales, means),
+        )
+        bits = sum((-torch.log2(lik)).flatten(1).sum(dim=1) for lik in likelihoods)
+        size = (height * LATENT_DOWN, width * LATENT_DOWN)
+        x_hat = self._synthesise(y_hat * inv_gain, self._start(cond, latents.latent, size), cond)
+        return bits, x_hat  # type: ignore[return-value]
+
     def _decode_hyper(self, data: bytes, like: Tensor, size: tuple[int, int]) -> Tensor:
         shape = (like.shape[0], self.hyper_channels, size[0] // HYPER_DOWN, size[1] // HYPER_DOWN)
         return self.hyper_prior.decompress(data, shape).to(like.device, like.dtype)
@@ -204,17 +250,22 @@ class AnfCoder(nn.Module):
         lmbda: float | Tensor,
         cond: Tensor | None = None,
         prior_input: Tensor | None = None,
+        latents: Latents | None = None,
     ) -> tuple[list[bytes], Tensor]:
-        """(streams, reconstruction); the reconstruction is decoded from the streams."""
+        """(streams, reconstruction); the reconstruction is decoded from the streams.
+
+        ``latents``: the values to code, when the encoder chose other than :meth:`latents`.
+        """
         self._check_inputs(cond, prior_input)
         size = (x.shape[-2], x.shape[-1])
         self._check_size(size)
-        _, z2 = self.analyse(x, cond)
+        if latents is None:
+            latents = self.latents(x, lmbda, cond)
         gain, inv_gain = self.gain.gains(lmbda, x.shape[0], x)
-        hyper_data = self.hyper_prior.compress(self.hyper_analysis(z2))
+        hyper_data = self.hyper_prior.compress(latents.hyper.to(x.dtype))
         h_hat = self._decode_hyper(hyper_data, x, size)
         means, scales = self._entropy_parameters(h_hat, prior_input, gain)
-        latent_data = self.latent_prior.compress(z2 * gain, scales, means)
+        latent_data = self.latent_prior.compress(latents.latent.to(x.dtype), scales, means)
         start = self._start(cond, x, size)
         x_hat = self._reconstruct(latent_data, means, scales, inv_gain, start, cond)
         return [hyper_data, latent_data], x_hat

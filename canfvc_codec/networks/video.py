@@ -18,6 +18,7 @@ frames (x̂_0, x̂_0, x̂_1) and flows (f̂_1, f̂_1), i.e. "motion continues").
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +35,9 @@ from canfvc_codec.nn.extrapolation import FLOWS, FRAMES, FlowExtrapolation
 from canfvc_codec.nn.layers import backward_warp
 from canfvc_codec.nn.mc import MotionCompensation
 from canfvc_codec.nn.spynet import SpyNet
+
+if TYPE_CHECKING:  # the refiner holds a VideoModel of its own
+    from canfvc_codec.refine import LatentRefiner
 
 RGB = 3
 FLOW = 2
@@ -133,6 +137,9 @@ class VideoModel(nn.Module):
         # The encoder's motion search when it is not SPyNet (canfvc_codec.motion): a plain
         # callable, neither a parameter nor part of the saved weights.
         self.flow_estimator: FlowEstimator | None = None
+        # The encoder's refinement of the latents it codes (canfvc_codec.refine), when set;
+        # like the motion search, an encoder choice that is not part of the weights.
+        self.latent_refiner: LatentRefiner | None = None
         self.extrapolation = FlowExtrapolation(config.extrapolation_channels)
         self.mc = MotionCompensation(config.mc_channels)
 
@@ -216,7 +223,9 @@ class VideoModel(nn.Module):
     @torch.no_grad()
     def compress_intra(self, x: Tensor, lmbda: float) -> tuple[list[bytes], Tensor]:
         """(streams, x̂) for an I-frame; x̂ is decoded from the streams."""
-        return self.intra.compress(x, lmbda)
+        refiner = self.latent_refiner
+        latents = None if refiner is None else refiner.frame("intra", x, lmbda)
+        return self.intra.compress(x, lmbda, latents=latents)
 
     @torch.no_grad()
     def decompress_intra(self, streams: list[bytes], size: tuple[int, int], lmbda: float) -> Tensor:
@@ -231,13 +240,25 @@ class VideoModel(nn.Module):
         """(streams, x̂, f̂) for a P-frame; x̂ and f̂ are decoded from the streams."""
         reference = refs.frames[-1]
         flow = self.estimate_flow(x, reference)
+        refiner = self.latent_refiner
         if refs.first_p:
-            motion_streams, flow_hat = self.motion_first.compress(flow, lmbda)
+            latents = (
+                None
+                if refiner is None
+                else refiner.motion("motion_first", flow, lmbda, reference, x)
+            )
+            motion_streams, flow_hat = self.motion_first.compress(flow, lmbda, latents=latents)
         else:
             f_c, prior = self.motion_condition(refs)
-            motion_streams, flow_hat = self.motion.compress(flow, lmbda, f_c, prior)
+            latents = (
+                None
+                if refiner is None
+                else refiner.motion("motion", flow, lmbda, reference, x, f_c, prior)
+            )
+            motion_streams, flow_hat = self.motion.compress(flow, lmbda, f_c, prior, latents)
         x_c = self.mc(reference, flow_hat)
-        inter_streams, x_hat = self.inter.compress(x, lmbda, x_c, x_c)
+        latents = None if refiner is None else refiner.frame("inter", x, lmbda, x_c, x_c)
+        inter_streams, x_hat = self.inter.compress(x, lmbda, x_c, x_c, latents)
         return motion_streams + inter_streams, x_hat, flow_hat
 
     @torch.no_grad()

@@ -1,0 +1,99 @@
+"""Encoder-side latent refinement: the encoder optimises what it codes; the decoder is unchanged."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+from canfvc_codec.bitstream import CvcReader
+from canfvc_codec.codec import EncodeOptions, encode_video
+from canfvc_codec.errors import UsageError
+from canfvc_codec.io import open_reader
+from canfvc_codec.networks.anf_coder import Latents
+from canfvc_codec.refine import LatentRefiner, refine_latents
+from canfvc_codec.weights import load_model, random_model
+from tests.test_codec import LAMBDA, MODEL, _decode, _write_clip
+
+SIZE = 64
+STEPS = 6
+
+
+@pytest.fixture(scope="module")
+def model():
+    model, _ = random_model("tiny")
+    return model.eval().requires_grad_(False)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """The shipped model: an untrained one's latents all round to zero, whatever the step."""
+    model, _ = load_model("lite")
+    return model.eval().requires_grad_(False)
+
+
+def test_relaxed_decode_is_what_compress_codes(model, rgb_frames) -> None:
+    x = rgb_frames(start=40, count=1, width=SIZE, height=SIZE).double()
+    model = model.double()
+    try:
+        latents = model.intra.latents(x, LAMBDA)
+        streams, x_hat = model.intra.compress(x, LAMBDA)
+        bits, relaxed = model.intra.relaxed_decode(latents, LAMBDA)
+        coded_bits = 8 * sum(len(stream) for stream in streams)
+    finally:
+        model.float()
+    assert torch.allclose(relaxed, x_hat, atol=1e-9)
+    # The estimate prices the exact density; the range coder its 64 tables and whole bytes.
+    assert abs(float(bits) - coded_bits) < 0.1 * coded_bits + 64
+
+
+def test_refinement_lowers_the_cost_and_keeps_the_best(trained, rgb_frames) -> None:
+    model = trained
+    x = rgb_frames(start=50, count=1, width=SIZE, height=SIZE)
+    latents, costs = refine_latents(model.intra, x, LAMBDA, STEPS)
+    assert len(costs) == STEPS + 1
+    assert min(costs[1:]) < costs[0]  # gradient steps find cheaper latents than the analysis
+    bits, x_hat = model.intra.relaxed_decode(latents, LAMBDA)
+    kept = float(bits.sum()) / SIZE**2 + LAMBDA * float(torch.mean((x_hat - x) ** 2))
+    assert kept == pytest.approx(min(costs), rel=1e-5)
+    with pytest.raises(UsageError, match="--refine"):
+        LatentRefiner(model, -1)
+
+
+def test_motion_refinement_scores_the_prediction(trained, rgb_frames) -> None:
+    model = trained
+    reference, x = rgb_frames(start=30, count=2, width=SIZE, height=SIZE).split(1)
+    flow = torch.full((1, 2, SIZE, SIZE), 0.7)
+    refiner = LatentRefiner(model, STEPS)
+    latents = refiner.motion("motion_first", flow, LAMBDA, reference, x)
+    assert isinstance(latents, Latents) and latents.latent.dtype == torch.float32
+
+    def cost(chosen: Latents) -> float:
+        bits, flow_hat = model.motion_first.relaxed_decode(chosen, LAMBDA)
+        error = model.mc(reference, flow_hat) - x
+        return float(bits.sum()) / SIZE**2 + LAMBDA * float(torch.mean(error**2))
+
+    assert cost(latents) < cost(model.motion_first.latents(flow, LAMBDA))
+
+
+def test_refined_streams_decode_with_the_plain_decoder(tmp_path) -> None:
+    clip = tmp_path / "clip.y4m"
+    _write_clip(clip, 96, 64, 3, start=120)
+    encoded = {}
+    for steps in (0, 3):
+        options = EncodeOptions(
+            lmbda=LAMBDA, gop=0, adaptive_intra=False, refine=steps, model="lite"
+        )
+        sink = io.BytesIO()
+        with open_reader(str(clip)) as reader:
+            encoded[steps] = (encode_video(reader, sink, options, progress=False), sink.getvalue())
+    plain, refined = (
+        [r.streams for r in CvcReader(io.BytesIO(data))] for _, data in encoded.values()
+    )
+    assert len(refined) == 3 and any(a != b for a, b in zip(plain, refined, strict=True))
+    summary, data = encoded[3]
+    decoded = _decode(tmp_path, data)  # every frame's CRC is checked against the encoder's
+    assert decoded["frames"] == 3
+    with open_reader(str(clip)) as reader, pytest.raises(UsageError, match="--refine"):
+        encode_video(reader, io.BytesIO(), EncodeOptions(refine=-2, model=MODEL), progress=False)
