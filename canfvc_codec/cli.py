@@ -419,8 +419,8 @@ Examples:
     show_default=True,
     callback=_at_least(0),
     metavar="N",
-    help="Refine what each coder sends with N gradient steps of rate + λ·distortion (about 10 "
-    "to 20; slower encoding, better quality per bit). Encoder only: 0 is off.",
+    help="Refine what each coder sends with N gradient steps on rate + λ·distortion (slower "
+    "encoding; see README for its measured effect). Encoder only: 0 is off.",
 )
 @click.option(
     "--model",

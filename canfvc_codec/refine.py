@@ -99,14 +99,31 @@ class LatentRefiner:
         self.model.to(device=device, dtype=REFINE_DTYPE).eval()
         self.model.requires_grad_(False)
 
-    def _coder(self, name: str) -> AnfCoder:
-        coder = self.model.coders()[name]
-        assert isinstance(coder, AnfCoder)
-        return coder
-
     @staticmethod
     def _cast(value: Tensor | None) -> Tensor | None:
         return None if value is None else value.to(REFINE_DTYPE)
+
+    def _refine(
+        self,
+        name: str,
+        x: Tensor,
+        lmbda: float,
+        cond: Tensor | None,
+        prior_input: Tensor | None,
+        picture: Callable[[Tensor], Tensor] | None = None,
+        target: Tensor | None = None,
+    ) -> Latents:
+        latents, _ = refine_latents(
+            self.model.coders()[name],  # type: ignore[arg-type]
+            x.to(REFINE_DTYPE),
+            lmbda,
+            self.steps,
+            cond=self._cast(cond),
+            prior_input=self._cast(prior_input),
+            picture=picture,
+            target=self._cast(target),
+        )
+        return latents
 
     def frame(
         self,
@@ -117,15 +134,7 @@ class LatentRefiner:
         prior_input: Tensor | None = None,
     ) -> Latents:
         """Latents of the intra or inter coder ``name`` for the frame ``x``."""
-        latents, _ = refine_latents(
-            self._coder(name),
-            x.to(REFINE_DTYPE),
-            lmbda,
-            self.steps,
-            cond=self._cast(cond),
-            prior_input=self._cast(prior_input),
-        )
-        return latents
+        return self._refine(name, x, lmbda, cond, prior_input)
 
     def motion(
         self,
@@ -140,14 +149,12 @@ class LatentRefiner:
         """Latents of the motion coder ``name`` for ``flow``, scored by how well the motion
         compensation of ``reference`` with the decoded flow predicts ``frame``."""
         reference = reference.to(REFINE_DTYPE)
-        latents, _ = refine_latents(
-            self._coder(name),
-            flow.to(REFINE_DTYPE),
+        return self._refine(
+            name,
+            flow,
             lmbda,
-            self.steps,
-            cond=self._cast(cond),
-            prior_input=self._cast(prior_input),
+            cond,
+            prior_input,
             picture=lambda flow_hat: self.model.mc(reference, flow_hat),
-            target=frame.to(REFINE_DTYPE),
+            target=frame,
         )
-        return latents

@@ -13,17 +13,11 @@ from canfvc_codec.errors import UsageError
 from canfvc_codec.io import open_reader
 from canfvc_codec.networks.anf_coder import Latents
 from canfvc_codec.refine import LatentRefiner, refine_latents
-from canfvc_codec.weights import load_model, random_model
+from canfvc_codec.weights import load_model
 from tests.test_codec import LAMBDA, MODEL, _decode, _write_clip
 
 SIZE = 64
 STEPS = 6
-
-
-@pytest.fixture(scope="module")
-def model():
-    model, _ = random_model("tiny")
-    return model.eval().requires_grad_(False)
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +27,9 @@ def trained():
     return model.eval().requires_grad_(False)
 
 
-def test_relaxed_decode_is_what_compress_codes(model, rgb_frames) -> None:
+def test_relaxed_decode_is_what_compress_codes(trained, rgb_frames) -> None:
     x = rgb_frames(start=40, count=1, width=SIZE, height=SIZE).double()
-    model = model.double()
+    model = trained.double()
     try:
         latents = model.intra.latents(x, LAMBDA)
         streams, x_hat = model.intra.compress(x, LAMBDA)

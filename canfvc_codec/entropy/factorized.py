@@ -22,7 +22,7 @@ from canfvc_codec.entropy.coder import (
     round_to_symbols,
     tables_from_pmfs,
 )
-from canfvc_codec.entropy.ops import lower_bound, uniform_noise
+from canfvc_codec.entropy.ops import lower_bound, round_straight_through, uniform_noise
 
 LIKELIHOOD_BOUND = 1e-9
 TAIL_MASS = 1e-9
@@ -98,10 +98,12 @@ class FactorizedPrior(TabledModel):
             raise ValueError(f"expected (N, {self.channels}, H, W), got {tuple(z.shape)}")
         return z.permute(1, 0, 2, 3).reshape(self.channels, 1, -1)
 
-    def quantize(self, z: Tensor) -> Tensor:
-        """``round(z - median) + median`` per channel: what the decoder reconstructs."""
+    def quantize(self, z: Tensor, straight_through: bool = False) -> Tensor:
+        """``round(z - median) + median`` per channel: what the decoder reconstructs. With
+        ``straight_through`` the rounding passes gradients unchanged (encoder-side refinement)."""
+        rounding = round_straight_through if straight_through else torch.round
         medians = self.medians.view(1, -1, 1, 1).to(z.dtype)
-        return torch.round(z - medians) + medians
+        return rounding(z - medians) + medians
 
     def likelihood(self, z_hat: Tensor) -> Tensor:
         """Probability of the unit bin around each value of ``z_hat`` (N, C, H, W), bounded."""

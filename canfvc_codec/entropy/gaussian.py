@@ -17,7 +17,7 @@ from canfvc_codec.entropy.coder import (
     round_to_symbols,
     tables_from_pmfs,
 )
-from canfvc_codec.entropy.ops import lower_bound, uniform_noise
+from canfvc_codec.entropy.ops import lower_bound, round_straight_through, uniform_noise
 from canfvc_codec.entropy.scale_table import SCALE_MIN, SCALE_TABLE, scale_indexes
 
 LIKELIHOOD_BOUND = 1e-9
@@ -77,11 +77,13 @@ class GaussianConditional(TabledModel):
         self.set_tables(_default_gaussian_tables())
 
     @staticmethod
-    def quantize(y: Tensor, means: Tensor | None = None) -> Tensor:
-        """``round(y - means) + means``: the value the decoder reconstructs."""
+    def quantize(y: Tensor, means: Tensor | None = None, straight_through: bool = False) -> Tensor:
+        """``round(y - means) + means``: the value the decoder reconstructs. With
+        ``straight_through`` the rounding passes gradients unchanged (encoder-side refinement)."""
+        rounding = round_straight_through if straight_through else torch.round
         if means is None:
-            return torch.round(y)
-        return torch.round(y - means) + means
+            return rounding(y)
+        return rounding(y - means) + means
 
     def likelihood(self, y_hat: Tensor, scales: Tensor, means: Tensor | None = None) -> Tensor:
         """Probability of the unit bin around ``y_hat`` under N(means, scales), bounded below."""

@@ -16,13 +16,13 @@ A coder with one step and no condition is a plain mean-scale hyperprior autoenco
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from canfvc_codec.entropy import FactorizedPrior, GaussianConditional
-from canfvc_codec.entropy.ops import round_straight_through
 from canfvc_codec.networks.config import CoderConfig
 from canfvc_codec.nn.anf import (
     AdditiveStep,
@@ -36,6 +36,11 @@ from canfvc_codec.nn.gain import ANCHOR_LAMBDAS, LambdaGain
 LATENT_DOWN = 16  # latents at 1/16 of the frame
 HYPER_DOWN = 64  # hyper-latents at 1/64: frame sides must divide by this
 STREAMS = 2  # hyper-latent stream, then latent stream
+
+
+def likelihood_bits(likelihoods: Iterable[Tensor]) -> Tensor:
+    """Bits per sample, shape (N,), of values coded with these per-element probabilities."""
+    return sum((-torch.log2(lik)).flatten(1).sum(dim=1) for lik in likelihoods)  # type: ignore[return-value]
 
 
 @dataclass
@@ -54,7 +59,7 @@ class CoderOutput:
 
     def bits(self) -> Tensor:
         """Estimated bits per sample, shape (N,)."""
-        return sum((-torch.log2(lik)).flatten(1).sum(dim=1) for lik in self.likelihoods.values())  # type: ignore[return-value]
+        return likelihood_bits(self.likelihoods.values())
 
 
 @dataclass
@@ -207,18 +212,18 @@ class AnfCoder(nn.Module):
         self._check_inputs(cond, prior_input)
         batch, _, height, width = latents.latent.shape
         gain, inv_gain = self.gain.gains(lmbda, batch, latents.latent)
-        medians = self.hyper_prior.medians.view(1, -1, 1, 1).to(latents.hyper.dtype)
-        h_hat = round_straight_through(latents.hyper - medians) + medians
+        h_hat = self.hyper_prior.quantize(latents.hyper, straight_through=True)
         means, scales = self._entropy_parameters(h_hat, prior_input, gain)
-        y_hat = round_straight_through(latents.latent - means) + means
-        likelihoods = (
-            self.hyper_prior.likelihood(h_hat),
-            self.latent_prior.likelihood(y_hat, scales, means),
+        y_hat = self.latent_prior.quantize(latents.latent, means, straight_through=True)
+        bits = likelihood_bits(
+            [
+                self.hyper_prior.likelihood(h_hat),
+                self.latent_prior.likelihood(y_hat, scales, means),
+            ]
         )
-        bits = sum((-torch.log2(lik)).flatten(1).sum(dim=1) for lik in likelihoods)
         size = (height * LATENT_DOWN, width * LATENT_DOWN)
         x_hat = self._synthesise(y_hat * inv_gain, self._start(cond, latents.latent, size), cond)
-        return bits, x_hat  # type: ignore[return-value]
+        return bits, x_hat
 
     def _decode_hyper(self, data: bytes, like: Tensor, size: tuple[int, int]) -> Tensor:
         shape = (like.shape[0], self.hyper_channels, size[0] // HYPER_DOWN, size[1] // HYPER_DOWN)

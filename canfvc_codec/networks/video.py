@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from canfvc_codec.motion import FlowEstimator
-from canfvc_codec.networks.anf_coder import CoderOutput
+from canfvc_codec.networks.anf_coder import AnfCoder, CoderOutput
 from canfvc_codec.networks.conditional import ConditionalCoder
 from canfvc_codec.networks.config import ModelConfig
 from canfvc_codec.networks.intra import IntraCoder
@@ -167,6 +167,14 @@ class VideoModel(nn.Module):
             return self.spynet(x, reference)
         return self.flow_estimator(x, reference)
 
+    def motion_coder(self, refs: References) -> tuple[str, AnfCoder, Tensor | None, Tensor | None]:
+        """(name, coder, condition, temporal-prior input) of the next P-frame's flow: the plain
+        coder for the first P-frame of a GOP, else the conditional one given f_c."""
+        if refs.first_p:
+            return "motion_first", self.motion_first, None, None
+        f_c, prior = self.motion_condition(refs)
+        return "motion", self.motion, f_c, prior
+
     def motion_condition(self, refs: References) -> tuple[Tensor, Tensor]:
         """(f_c, warp(x̂_{t-1}, f_c)): the condition and temporal-prior input of motion coding."""
         frames, flows = refs.padded()
@@ -190,11 +198,8 @@ class VideoModel(nn.Module):
         """The motion half of a P-frame: (motion coder output, estimated flow f_t, x_c)."""
         reference = refs.frames[-1]
         flow = self.estimate_flow(x, reference)
-        if refs.first_p:
-            motion = self.motion_first(flow, lmbda)
-        else:
-            f_c, prior = self.motion_condition(refs)
-            motion = self.motion(flow, lmbda, f_c, prior)
+        _, coder, cond, prior = self.motion_coder(refs)
+        motion = coder(flow, lmbda, cond, prior)
         return motion, flow, self.mc(reference, motion.x_hat)
 
     def forward_inter(self, x: Tensor, refs: References, lmbda: float | Tensor) -> FrameOutput:
@@ -241,21 +246,13 @@ class VideoModel(nn.Module):
         reference = refs.frames[-1]
         flow = self.estimate_flow(x, reference)
         refiner = self.latent_refiner
-        if refs.first_p:
-            latents = (
-                None
-                if refiner is None
-                else refiner.motion("motion_first", flow, lmbda, reference, x)
-            )
-            motion_streams, flow_hat = self.motion_first.compress(flow, lmbda, latents=latents)
-        else:
-            f_c, prior = self.motion_condition(refs)
-            latents = (
-                None
-                if refiner is None
-                else refiner.motion("motion", flow, lmbda, reference, x, f_c, prior)
-            )
-            motion_streams, flow_hat = self.motion.compress(flow, lmbda, f_c, prior, latents)
+        name, coder, cond, prior = self.motion_coder(refs)
+        latents = (
+            None
+            if refiner is None
+            else refiner.motion(name, flow, lmbda, reference, x, cond, prior)
+        )
+        motion_streams, flow_hat = coder.compress(flow, lmbda, cond, prior, latents)
         x_c = self.mc(reference, flow_hat)
         latents = None if refiner is None else refiner.frame("inter", x, lmbda, x_c, x_c)
         inter_streams, x_hat = self.inter.compress(x, lmbda, x_c, x_c, latents)
@@ -270,11 +267,8 @@ class VideoModel(nn.Module):
             raise ValueError(f"a P-frame has {INTER_STREAMS} streams, got {len(streams)}")
         reference = refs.frames[-1]
         size = (reference.shape[-2], reference.shape[-1])
-        if refs.first_p:
-            flow_hat = self.motion_first.decompress(streams[:2], size, lmbda)
-        else:
-            f_c, prior = self.motion_condition(refs)
-            flow_hat = self.motion.decompress(streams[:2], size, lmbda, f_c, prior)
+        _, coder, cond, prior = self.motion_coder(refs)
+        flow_hat = coder.decompress(streams[:2], size, lmbda, cond, prior)
         x_c = self.mc(reference, flow_hat)
         x_hat = self.inter.decompress(streams[2:], size, lmbda, x_c, x_c)
         return x_hat, flow_hat
