@@ -1,4 +1,4 @@
-"""The .cvc container, version 1: a header, frame records, an end record (docs/bitstream.md).
+"""The .cvc container, version 2: a header, frame records, an end record (docs/bitstream.md).
 
 Everything is little-endian and length-prefixed with unsigned LEB128 varints; there are no marker
 bytes. A reader goes front to back and never seeks, so a pipe works. Every length is checked
@@ -20,7 +20,9 @@ from typing import BinaryIO
 from canfvc_codec.errors import BitstreamError
 
 MAGIC = b"CVC"
-VERSION = 1
+VERSION = 2
+# Version 1 lacks the header's motion lambda (its motion coders ran at lambda); still read.
+READABLE_VERSIONS = (1, 2)
 
 TYPE_END = 0
 TYPE_I = 1
@@ -65,6 +67,12 @@ class StreamHeader:
     gop: int  # 0 = only the first frame is intra
     lmbda: float
     frame_count: int  # 0 = unknown (streams)
+    # The λ the motion coders ran at; None (a version-1 file) means ``lmbda``.
+    motion_lmbda: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.motion_lmbda is None:
+            self.motion_lmbda = self.lmbda
 
     def check(self) -> None:
         """Raise ValueError unless every field is within the bounds a reader accepts."""
@@ -81,8 +89,9 @@ class StreamHeader:
             problems.append(f"colour matrix {self.matrix!r} not one of {', '.join(MATRICES)}")
         if not 0 <= self.gop <= MAX_U32:
             problems.append(f"GOP {self.gop} invalid")
-        if not (math.isfinite(self.lmbda) and self.lmbda > 0):
-            problems.append(f"lambda {self.lmbda} must be positive and finite")
+        for name, value in (("lambda", self.lmbda), ("motion lambda", self.motion_lmbda)):
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                problems.append(f"{name} {value} must be positive and finite")
         if not 0 <= self.frame_count <= MAX_U32:
             problems.append(f"frame count {self.frame_count} invalid")
         if problems:
@@ -135,6 +144,7 @@ def _header_fields(header: StreamHeader) -> bytes:
             encode_varint(header.gop),
             _F64.pack(float(header.lmbda)),
             encode_varint(header.frame_count),
+            _F64.pack(float(header.motion_lmbda)),  # type: ignore[arg-type]
         ]
     )
 
@@ -309,6 +319,12 @@ class _Fields:
             raise self._source.error(f"{self._what}: {name} {value} outside {low}..{high}")
         return value
 
+    def lmbda(self, name: str) -> float:
+        value = _F64.unpack(self.take(_F64.size, name))[0]
+        if not (math.isfinite(value) and value > 0):
+            raise self._source.error(f"{self._what}: {name} {value} is not positive and finite")
+        return value
+
     def finish(self) -> None:
         if self._pos != len(self._data):
             raise self._source.error(f"{self._what}: {len(self._data) - self._pos} stray bytes")
@@ -318,11 +334,12 @@ class CvcReader:
     """Reads a .cvc stream front to back: ``.header`` at once, then iterate for the frames.
 
     Raises :class:`BitstreamError` (``frame=k`` for damage in frame ``k``) for anything that is
-    not a well-formed version-1 stream. Reading stops at the end record.
+    not a well-formed stream of a version in ``READABLE_VERSIONS``. Reading stops at the end record.
     """
 
     def __init__(self, fileobj: BinaryIO) -> None:
         self._source = _Source(fileobj)
+        self.version = VERSION
         self.header = self._read_header()
         self.header_bytes = self._source.position
         self.frames_read = 0
@@ -339,8 +356,10 @@ class CvcReader:
         magic = source.read(len(MAGIC) + 1, "file signature")
         if magic[:3] != MAGIC:
             raise source.error("not a .cvc file (bad signature)")
-        if magic[3] != VERSION:
-            raise source.error(f"unsupported .cvc version {magic[3]} (this reader knows {VERSION})")
+        version = self.version = magic[3]
+        if version not in READABLE_VERSIONS:
+            known = ", ".join(map(str, READABLE_VERSIONS))
+            raise source.error(f"unsupported .cvc version {version} (this reader knows {known})")
         raw = bytearray(magic)
         length = source.read_varint("header length", MAX_HEADER_BYTES, raw)
         fields_bytes = source.read(length, "header")
@@ -357,10 +376,9 @@ class CvcReader:
         matrix = MATRICES[fields.byte("colour matrix", 0, len(MATRICES) - 1)]
         full_range = bool(fields.byte("range", 0, 1))
         gop = fields.varint("GOP", 0, MAX_U32)
-        lmbda = _F64.unpack(fields.take(_F64.size, "lambda"))[0]
-        if not (math.isfinite(lmbda) and lmbda > 0):
-            raise source.error(f"header: lambda {lmbda} is not positive and finite")
+        lmbda = fields.lmbda("lambda")
         frame_count = fields.varint("frame count", 0, MAX_U32)
+        motion_lmbda = fields.lmbda("motion lambda") if version > 1 else lmbda
         fields.finish()
         return StreamHeader(
             model_id,
@@ -374,6 +392,7 @@ class CvcReader:
             gop,
             lmbda,
             frame_count,
+            motion_lmbda,
         )
 
     def read_frame(self) -> FrameRecord | None:
@@ -456,7 +475,7 @@ def describe(fileobj: BinaryIO) -> dict:
         "kbps": 8 * total_bytes / seconds / 1000 if seconds else 0.0,
     }
     header = {
-        "version": VERSION,
+        "version": reader.version,
         "model_id": h.model_id.hex(),
         "width": h.width,
         "height": h.height,
@@ -467,6 +486,7 @@ def describe(fileobj: BinaryIO) -> dict:
         "full_range": h.full_range,
         "gop": h.gop,
         "lambda": h.lmbda,
+        "motion_lambda": h.motion_lmbda,
         "frame_count": h.frame_count,
     }
     return {"header": header, "frames": frames, "totals": totals}

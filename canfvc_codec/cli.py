@@ -114,6 +114,20 @@ def _positive(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     return value
 
 
+AUTO = "auto"
+
+
+def _positive_or_auto(ctx: click.Context, param: click.Parameter, value: str) -> float | None:
+    """A positive number, or None for ``auto`` (the encoder's own choice)."""
+    if value == AUTO:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise click.BadParameter(f"must be a number or {AUTO!r}, not {value!r}") from None
+    return _positive(ctx, param, number)
+
+
 # ----------------------------------------------------------------------------- help layout
 
 
@@ -350,7 +364,16 @@ def cli() -> None:
         ("Output", ["output", "recon", "overwrite"]),
         (
             "Coding",
-            ["lmbda", "gop", "adaptive_intra", "motion_search", "refine", "model", "device"],
+            [
+                "lmbda",
+                "motion_lmbda",
+                "gop",
+                "adaptive_intra",
+                "motion_search",
+                "refine",
+                "model",
+                "device",
+            ],
         ),
         INPUT_GROUP,
         GENERAL_GROUP,
@@ -387,6 +410,16 @@ Examples:
     metavar="L",
     help=f"Rate-distortion trade-off: higher is better quality, more bits [default: "
     f"{DEFAULT_LAMBDA:g}].",
+)
+@click.option(
+    "--motion-lambda",
+    "motion_lmbda",
+    default=AUTO,
+    show_default=True,
+    callback=_positive_or_auto,
+    metavar="L|auto",
+    help="Rate-distortion trade-off of the coded motion; auto: a quarter of --lambda, not below "
+    "the model's lowest trained λ (nor above --lambda).",
 )
 @click.option(
     "--gop",
@@ -438,6 +471,7 @@ def encode(
     recon: str | None,
     overwrite: bool,
     lmbda: float,
+    motion_lmbda: float | None,
     gop: int,
     adaptive_intra: bool,
     motion_search: str,
@@ -472,6 +506,7 @@ def encode(
         )
         options = encode_options(
             lmbda=lmbda,
+            motion_lmbda=motion_lmbda,
             gop=gop,
             adaptive_intra=adaptive_intra,
             motion_search=motion_search,

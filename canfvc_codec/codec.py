@@ -49,6 +49,7 @@ PAD_MULTIPLE = 64  # hyper-latents are at 1/64 of the frame
 INTRA, INTER = "I", "P"
 DEFAULT_LAMBDA = 1024.0
 DEFAULT_GOP = 32
+MOTION_LAMBDA_SHARE = 0.25  # of λ, the motion coders' default λ (auto_motion_lambda)
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 PSNR_CAP = 100.0  # PSNR of an exact reconstruction, reported instead of infinity
 T = TypeVar("T")  # a coded frame, as the encoder or the RD estimate holds it
@@ -62,6 +63,8 @@ class EncodeOptions:
     adaptive_intra: bool = True
     # Where the flow that the motion coder codes comes from (canfvc_codec.motion); encoder only.
     motion_search: str = DEFAULT_MOTION_SEARCH
+    # λ of the motion coders; None: :func:`auto_motion_lambda`. Written in the header.
+    motion_lmbda: float | None = None
     # Gradient steps of encoder-side latent refinement per coder and frame (canfvc_codec.refine);
     # 0 codes the analysis transforms' latents. Encoder only, like the motion search.
     refine: int = DEFAULT_REFINE_STEPS
@@ -70,6 +73,18 @@ class EncodeOptions:
     # Numeric type of the networks. float64 makes streams decode anywhere (docs/determinism.md);
     # a stream decodes only with the type it was encoded with.
     dtype: str = DECODER_DTYPE_NAME
+
+
+def auto_motion_lambda(
+    lmbda: float, anchors: tuple[float, ...], share: float = MOTION_LAMBDA_SHARE
+) -> float:
+    """The encoder's default λ for the motion coders: ``share`` of ``lmbda``, but never below the
+    lowest anchor λ the model was trained at (nor above ``lmbda``).
+
+    Measured on bikes' development frames (docs/internals.md), flow bits buy little picture
+    quality above that: at λ 2048 a quarter of the motion rate is worth most of the prediction.
+    """
+    return max(lmbda * share, min(lmbda, anchors[0]))
 
 
 def resolve_device(device: str) -> torch.device:
@@ -126,10 +141,12 @@ class _Engine:
         height: int,
         device: torch.device,
         dtype: torch.dtype = DECODER_DTYPE,
+        motion_lmbda: float | None = None,
     ) -> None:
         # Large frames are computed in stripes so that decoding memory stays bounded.
         self.model = bound_memory(model.to(device=device, dtype=dtype).eval())
         self.lmbda = lmbda
+        self.motion_lmbda = lmbda if motion_lmbda is None else motion_lmbda
         self.width, self.height = width, height
         self.device, self.dtype = device, dtype
         self.refs: References | None = None
@@ -226,8 +243,9 @@ class Encoder(_Engine):
         device: torch.device,
         dtype: torch.dtype = DECODER_DTYPE,
         adaptive_intra: bool = False,
+        motion_lmbda: float | None = None,
     ) -> None:
-        super().__init__(model, lmbda, width, height, device, dtype)
+        super().__init__(model, lmbda, width, height, device, dtype, motion_lmbda)
         self.schedule = IntraSchedule(gop, adaptive_intra)
 
     @torch.no_grad()
@@ -243,7 +261,9 @@ class Encoder(_Engine):
 
         frame_type, coded = self.schedule.choose(
             lambda: CodedFrame(*self.model.compress_intra(x, self.lmbda)),
-            lambda: CodedFrame(*self.model.compress_inter(x, self.refs, self.lmbda)),
+            lambda: CodedFrame(
+                *self.model.compress_inter(x, self.refs, self.lmbda, self.motion_lmbda)
+            ),
             cost,
         )
         reconstruction = self._output(frame_type, coded.x_hat, coded.flow_hat)
@@ -268,7 +288,9 @@ class Decoder(_Engine):
         elif frame_type == INTER:
             if self.refs is None:
                 raise ValueError("a P-frame before any I-frame")
-            x_hat, flow_hat = self.model.decompress_inter(streams, self.refs, self.lmbda)
+            x_hat, flow_hat = self.model.decompress_inter(
+                streams, self.refs, self.lmbda, self.motion_lmbda
+            )
         else:
             raise ValueError(f"unknown frame type {frame_type!r}")
         self._unrounded = x_hat
@@ -296,6 +318,9 @@ class Decoder(_Engine):
 def _check_options(options: EncodeOptions) -> None:
     if not math.isfinite(options.lmbda) or options.lmbda <= 0:
         raise UsageError(f"--lambda must be a positive number, got {options.lmbda}")
+    motion = options.motion_lmbda
+    if motion is not None and not (math.isfinite(motion) and motion > 0):
+        raise UsageError(f"--motion-lambda must be a positive number or 'auto', got {motion}")
     check_refine_steps(options.refine)
     if options.gop < 0:
         raise UsageError(
@@ -338,6 +363,11 @@ def encode_video(
         gop=options.gop,
         lmbda=float(options.lmbda),
         frame_count=info.frame_count or 0,
+        motion_lmbda=float(
+            auto_motion_lambda(options.lmbda, model.config.anchor_lambdas)
+            if options.motion_lmbda is None
+            else options.motion_lmbda
+        ),
     )
     writer = CvcWriter(output, header)
     # The decoder only knows λ as the header stores it, so the encoder uses that same value.
@@ -356,6 +386,7 @@ def encode_video(
         device,
         dtype,
         adaptive_intra=options.adaptive_intra,
+        motion_lmbda=header.motion_lmbda,
     )
     frames: list[dict] = []
     with numeric_path(path), _progress(info.frame_count, progress, "encode") as bar:
@@ -381,6 +412,7 @@ def encode_video(
         "bpp": 8.0 * writer.bytes_written / pixels,
         "psnr_rgb": sum(f["psnr"] for f in frames) / max(len(frames), 1),
         "lambda": header.lmbda,
+        "motion_lambda": header.motion_lmbda,
         "model_id": model_id.hex(),
         "per_frame": frames,
     }
@@ -434,7 +466,15 @@ def decode_video(
     check_decode_memory(network.config, header.width, header.height, torch_dtype)
     path = numeric_path_from_env()
     network = prepare_model(network, path)
-    decoder = Decoder(network, header.lmbda, header.width, header.height, torch_device, torch_dtype)
+    decoder = Decoder(
+        network,
+        header.lmbda,
+        header.width,
+        header.height,
+        torch_device,
+        torch_dtype,
+        header.motion_lmbda,
+    )
     count = 0
     with (
         numeric_path(path),

@@ -119,6 +119,7 @@ def sample() -> tuple[StreamHeader, list[FrameRecord], bytes]:
             lmbda=1234.5678,
             frame_count=2**32 - 1,
             model_id=b"\xff" * 8,
+            motion_lmbda=308.64195,
         ),
     ],
 )
@@ -129,6 +130,33 @@ def test_header_roundtrip(header):
     decoded, decoded_records = _read(io.BytesIO(_write(header, records)))
     assert decoded == header
     assert decoded_records == records
+
+
+def test_motion_lambda_defaults_to_lambda_and_must_be_positive():
+    assert _header(lmbda=700.0).motion_lmbda == 700.0
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="motion lambda"):
+            _header(motion_lmbda=bad).check()
+
+
+def _version_1(data: bytes) -> bytes:
+    """A version-2 file rewritten as version 1: the same header without the motion λ (its
+    last field), under a new header length and CRC."""
+    length = data[4]  # a header this small has a one-byte length
+    fields = data[5 : 5 + length - 8]
+    head = b"CVC\x01" + encode_varint(len(fields)) + fields
+    return head + zlib.crc32(head).to_bytes(4, "little") + data[5 + length + 4 :]
+
+
+def test_version_1_files_are_read_with_the_motion_lambda_equal_to_lambda(sample):
+    header, records, data = sample
+    assert data[3] == 2
+    old = _version_1(_write(_header(frame_count=5, motion_lmbda=256.0), records))
+    reader = CvcReader(io.BytesIO(old))
+    assert reader.version == 1
+    assert reader.header.motion_lmbda == reader.header.lmbda == header.lmbda
+    assert list(reader) == records
+    assert describe(io.BytesIO(old))["header"]["version"] == 1
 
 
 def test_records_roundtrip_from_file_and_pipe(sample, tmp_path):
@@ -247,7 +275,7 @@ def test_huge_lengths_are_rejected_before_allocating(sample):
     [
         (b"", "truncated"),
         (b"RIFF1234", "not a .cvc file"),
-        (b"CVC\x02", "unsupported .cvc version 2"),
+        (b"CVC\x03", "unsupported .cvc version 3"),
     ],
 )
 def test_clear_messages(data, message):

@@ -40,6 +40,7 @@ INTERRUPT = os.environ.get("FAKE_INTERRUPT") == "1"
 @dataclass
 class EncodeOptions:
     lmbda: float = 1024.0
+    motion_lmbda: float | None = None
     gop: int = 32
     adaptive_intra: bool = True
     motion_search: str = "dis"
@@ -64,7 +65,7 @@ def encode_video(reader, output, options, *, recon=None, progress=True):
         if recon is not None:
             recon.write(frame)
         count += 1
-    return {"frames": count, "lambda": options.lmbda}
+    return {"frames": count, "lambda": options.lmbda, "motion_lambda": options.motion_lmbda}
 
 
 def decode_video(source, open_output, *, device="auto", model=None, progress=True):
@@ -249,6 +250,21 @@ def test_usage_errors_exit_2(capsys, clip):
     assert code == 2 and "Invalid value for '--size'" in err
     code, _, err = run_main(capsys, "info")
     assert code == 2 and "missing FILE" in err
+    for value in ("fast", "-3", "0"):
+        code, _, err = run_main(
+            capsys, "encode", str(clip), "-o", "x.cvc", "--motion-lambda", value
+        )
+        assert code == 2 and "Invalid value for '--motion-lambda'" in err
+    assert not Path("x.cvc").exists()
+
+
+def test_motion_lambda_reaches_the_encoder(tmp_path, capsys, fake_engine, clip):
+    for value, expected in (("auto", "None"), ("300", "300")):
+        out = tmp_path / f"{value}.cvc"
+        code, _, err = run_main(
+            capsys, "encode", str(clip), "-o", str(out), "--motion-lambda", value
+        )
+        assert code == 0 and f"motion_lambda={expected}" in err
 
 
 # ----------------------------------------------------------------------------- round trips

@@ -11,9 +11,11 @@ import torch
 
 from canfvc_codec.bitstream import CvcReader, CvcWriter, FrameRecord
 from canfvc_codec.codec import (
+    MOTION_LAMBDA_SHARE,
     Decoder,
     EncodeOptions,
     Encoder,
+    auto_motion_lambda,
     decode_video,
     encode_video,
     frame_crc,
@@ -38,11 +40,17 @@ def _write_clip(path: Path, width: int, height: int, count: int, start: int = 0)
 
 
 def _encode(
-    tmp_path: Path, clip: Path, gop: int, lmbda: float = LAMBDA, motion_search: str = "dis"
+    tmp_path: Path,
+    clip: Path,
+    gop: int,
+    lmbda: float = LAMBDA,
+    motion_search: str = "dis",
+    motion_lmbda: float | None = None,
 ) -> tuple[bytes, dict]:
     # Frame types as the GOP puts them (tests/test_codec_intra.py covers the adaptive choice).
     options = EncodeOptions(
         lmbda=lmbda,
+        motion_lmbda=motion_lmbda,
         gop=gop,
         adaptive_intra=False,
         motion_search=motion_search,
@@ -88,6 +96,35 @@ def test_decode_is_bit_identical_to_recon(
     recon = (tmp_path / "recon.yuv").read_bytes()
     assert len(recon) == count * width * height * 3 // 2
     assert (tmp_path / "decoded.yuv").read_bytes() == recon
+
+
+def test_auto_motion_lambda_is_a_share_of_lambda_within_the_trained_range():
+    anchors = (256.0, 512.0, 1024.0, 2048.0)
+    assert auto_motion_lambda(2048.0, anchors) == 2048.0 * MOTION_LAMBDA_SHARE
+    assert auto_motion_lambda(512.0, anchors) == 256.0  # not below the lowest anchor
+    assert auto_motion_lambda(100.0, anchors) == 100.0  # nor above λ
+    assert auto_motion_lambda(2048.0, anchors, share=1.0) == 2048.0
+
+
+def test_motion_lambda_is_in_the_header_and_codes_the_motion(tmp_path):
+    """The motion coders run at the header's motion λ: another value changes the motion
+    streams of the P-frames, and each stream decodes bit-exactly."""
+    clip = tmp_path / "clip.y4m"
+    _write_clip(clip, 64, 64, 3)
+    coded = {}
+    for motion_lmbda in (300.0, 1800.0):
+        folder = tmp_path / f"motion_{motion_lmbda:g}"
+        folder.mkdir()
+        data, summary = _encode(folder, clip, gop=0, motion_lmbda=motion_lmbda)
+        reader = CvcReader(io.BytesIO(data))
+        assert reader.header.motion_lmbda == motion_lmbda == summary["motion_lambda"]
+        assert reader.header.lmbda == LAMBDA
+        coded[motion_lmbda] = list(reader)
+        _decode(folder, data)
+        assert (folder / "decoded.yuv").read_bytes() == (folder / "recon.yuv").read_bytes()
+    low, high = coded[300.0], coded[1800.0]
+    assert low[0].streams == high[0].streams  # the I-frame has no motion
+    assert low[1].streams[:2] != high[1].streams[:2]
 
 
 def test_recon_is_close_to_the_input_at_high_rate_only_for_trained_models(tmp_path):
@@ -146,6 +183,8 @@ def test_bad_options_are_usage_errors(tmp_path):
         EncodeOptions(gop=-2, model=MODEL),
         EncodeOptions(model=MODEL, device="tpu"),
         EncodeOptions(model=MODEL, motion_search="block-matching"),
+        EncodeOptions(model=MODEL, motion_lmbda=0.0),
+        EncodeOptions(model=MODEL, motion_lmbda=float("inf")),
     ):
         with open_reader(str(clip)) as reader, pytest.raises(UsageError):
             encode_video(reader, io.BytesIO(), options, progress=False)

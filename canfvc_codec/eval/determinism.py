@@ -179,6 +179,7 @@ def _decode_one(
             h.height,
             resolve_device(device),
             resolve_dtype(dtype),
+            h.motion_lmbda,
         )
         with open_writer(str(output), info, overwrite=True) as writer:
             try:

@@ -26,7 +26,15 @@ from pathlib import Path
 import torch
 
 from canfvc_codec import motion
-from canfvc_codec.codec import INTER, INTRA, IntraSchedule, frame_cost, pad_to_multiple
+from canfvc_codec.codec import (
+    INTER,
+    INTRA,
+    MOTION_LAMBDA_SHARE,
+    IntraSchedule,
+    auto_motion_lambda,
+    frame_cost,
+    pad_to_multiple,
+)
 from canfvc_codec.errors import CanfvcError, InputError
 from canfvc_codec.eval import anchors
 from canfvc_codec.eval.config import SequenceSpec, load_config
@@ -67,8 +75,10 @@ def estimate_sequence(
     gop: int,
     lmbda: float,
     adaptive_intra: bool = True,
+    motion_lmbda: float | None = None,
 ) -> dict:
-    """One RD point of ``pictures`` at ``lmbda``: mean metrics, bpp, and a row per frame.
+    """One RD point of ``pictures`` at ``lmbda`` (motion at ``motion_lmbda``, default ``lmbda``):
+    mean metrics, bpp, and a row per frame.
 
     Frame types are chosen as the encoder chooses them (:class:`~canfvc_codec.codec.Encoder`),
     from estimated bits instead of coded ones."""
@@ -81,7 +91,7 @@ def estimate_sequence(
         x = pad_to_multiple(yuv_to_rgb(frame, info).float()[None])
         frame_type, out = schedule.choose(
             partial(model, x, lmbda),
-            partial(model, x, lmbda, refs),
+            partial(model.forward_inter, x, refs, lmbda, motion_lmbda),
             partial(_estimated_cost, x=x, lmbda=lmbda, size=size),
         )
         x_hat = to_reference(out.x_hat)
@@ -93,6 +103,7 @@ def estimate_sequence(
         row.update(frame_metrics(frame, decoded, info))
         rows.append(row)
     point = {"codec": ESTIMATE, "param": "lambda", "value": lmbda, "frames": rows}
+    point["motion_lambda"] = lmbda if motion_lmbda is None else motion_lmbda
     point["bpp"] = sum(r["bpp"] for r in rows) / len(rows)
     point.update(mean_metrics(rows, QUALITY_KEYS))
     for kind in (INTRA, INTER):
@@ -138,6 +149,7 @@ def run(
     sequences_wanted: tuple[str, ...] = (),
     adaptive_intra: bool = True,
     motion_search: str = motion.DEFAULT_MOTION_SEARCH,
+    motion_lambda_share: float = MOTION_LAMBDA_SHARE,
 ) -> dict:
     from canfvc_codec.weights import load_model
 
@@ -154,7 +166,12 @@ def run(
         points = []
         for lmbda in lambdas:
             started = time.monotonic()
-            point = estimate_sequence(model, info, pictures, spec.gop, lmbda, adaptive_intra)
+            motion_lmbda = auto_motion_lambda(
+                lmbda, model.config.anchor_lambdas, motion_lambda_share
+            )
+            point = estimate_sequence(
+                model, info, pictures, spec.gop, lmbda, adaptive_intra, motion_lmbda
+            )
             points.append(point)
             p_over_i = (
                 f"{point['bpp-P'] / point['bpp-I']:.2f}" if point["bpp-P"] is not None else "-"
@@ -175,6 +192,7 @@ def run(
         "config": config.name,
         "adaptive_intra": adaptive_intra,
         "motion_search": motion_search,
+        "motion_lambda_share": motion_lambda_share,
         "model_id": model_id.hex(),
         "sequences": sequences,
         "bd_rate": compute_bd_rates(sequences, [ESTIMATE]),
@@ -204,6 +222,13 @@ def main(argv: list[str] | None = None) -> None:
         default=motion.DEFAULT_MOTION_SEARCH,
         help="the encoder's motion search (canfvc encode --motion-search)",
     )
+    parser.add_argument(
+        "--motion-lambda-share",
+        type=float,
+        default=MOTION_LAMBDA_SHARE,
+        help="motion coders' λ as a share of λ, as canfvc encode's --motion-lambda auto takes "
+        "it (1: the same λ)",
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--plots", type=Path, help="also write RD plots (PNG) under this folder")
     options = parser.parse_args(argv)
@@ -223,6 +248,7 @@ def main(argv: list[str] | None = None) -> None:
             sequences_wanted=tuple(options.sequence),
             adaptive_intra=options.adaptive_intra,
             motion_search=options.motion_search,
+            motion_lambda_share=options.motion_lambda_share,
         )
     except (CanfvcError, OSError) as exc:
         sys.exit(f"canfvc: error: {exc}")

@@ -202,8 +202,15 @@ class VideoModel(nn.Module):
         motion = coder(flow, lmbda, cond, prior)
         return motion, flow, self.mc(reference, motion.x_hat)
 
-    def forward_inter(self, x: Tensor, refs: References, lmbda: float | Tensor) -> FrameOutput:
-        motion, flow, x_c = self.forward_motion(x, refs, lmbda)
+    def forward_inter(
+        self,
+        x: Tensor,
+        refs: References,
+        lmbda: float | Tensor,
+        motion_lmbda: float | Tensor | None = None,
+    ) -> FrameOutput:
+        motion_lmbda = lmbda if motion_lmbda is None else motion_lmbda
+        motion, flow, x_c = self.forward_motion(x, refs, motion_lmbda)
         inter = self.inter(x, lmbda, x_c, x_c)
         likelihoods = {f"motion.{k}": v for k, v in motion.likelihoods.items()}
         likelihoods.update({f"inter.{k}": v for k, v in inter.likelihoods.items()})
@@ -240,9 +247,11 @@ class VideoModel(nn.Module):
 
     @torch.no_grad()
     def compress_inter(
-        self, x: Tensor, refs: References, lmbda: float
+        self, x: Tensor, refs: References, lmbda: float, motion_lmbda: float | None = None
     ) -> tuple[list[bytes], Tensor, Tensor]:
-        """(streams, x̂, f̂) for a P-frame; x̂ and f̂ are decoded from the streams."""
+        """(streams, x̂, f̂) for a P-frame; x̂ and f̂ are decoded from the streams. The motion
+        coders run at ``motion_lmbda`` (default ``lmbda``), the inter coder at ``lmbda``."""
+        motion_lmbda = lmbda if motion_lmbda is None else motion_lmbda
         reference = refs.frames[-1]
         flow = self.estimate_flow(x, reference)
         refiner = self.latent_refiner
@@ -250,9 +259,9 @@ class VideoModel(nn.Module):
         latents = (
             None
             if refiner is None
-            else refiner.motion(name, flow, lmbda, reference, x, cond, prior)
+            else refiner.motion(name, flow, motion_lmbda, reference, x, cond, prior)
         )
-        motion_streams, flow_hat = coder.compress(flow, lmbda, cond, prior, latents)
+        motion_streams, flow_hat = coder.compress(flow, motion_lmbda, cond, prior, latents)
         x_c = self.mc(reference, flow_hat)
         latents = None if refiner is None else refiner.frame("inter", x, lmbda, x_c, x_c)
         inter_streams, x_hat = self.inter.compress(x, lmbda, x_c, x_c, latents)
@@ -260,15 +269,20 @@ class VideoModel(nn.Module):
 
     @torch.no_grad()
     def decompress_inter(
-        self, streams: list[bytes], refs: References, lmbda: float
+        self,
+        streams: list[bytes],
+        refs: References,
+        lmbda: float,
+        motion_lmbda: float | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """(x̂, f̂) of a P-frame from :meth:`compress_inter`'s streams."""
+        """(x̂, f̂) of a P-frame from :meth:`compress_inter`'s streams (and λ values)."""
         if len(streams) != INTER_STREAMS:
             raise ValueError(f"a P-frame has {INTER_STREAMS} streams, got {len(streams)}")
+        motion_lmbda = lmbda if motion_lmbda is None else motion_lmbda
         reference = refs.frames[-1]
         size = (reference.shape[-2], reference.shape[-1])
         _, coder, cond, prior = self.motion_coder(refs)
-        flow_hat = coder.decompress(streams[:2], size, lmbda, cond, prior)
+        flow_hat = coder.decompress(streams[:2], size, motion_lmbda, cond, prior)
         x_c = self.mc(reference, flow_hat)
         x_hat = self.inter.decompress(streams[2:], size, lmbda, x_c, x_c)
         return x_hat, flow_hat
