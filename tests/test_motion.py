@@ -59,7 +59,10 @@ def test_the_search_changes_the_p_frames_motion_not_the_i_frame(tmp_path) -> Non
     _write_clip(clip, 96, 64, 2, start=100)
     streams = {}
     for name in motion.MOTION_SEARCHES:
-        options = EncodeOptions(gop=0, adaptive_intra=False, motion_search=name, model=MODEL)
+        # A high motion λ, where the random tiny motion coder sends more than zeros.
+        options = EncodeOptions(
+            gop=0, adaptive_intra=False, motion_search=name, model=MODEL, motion_lmbda=2048.0
+        )
         sink = io.BytesIO()
         with open_reader(str(clip)) as reader:
             encode_video(reader, sink, options, progress=False)
