@@ -418,7 +418,7 @@ Examples:
     show_default=True,
     callback=_positive_or_auto,
     metavar="L|auto",
-    help="Rate-distortion trade-off of the coded motion; auto: a quarter of --lambda, not below "
+    help="Rate-distortion trade-off of the coded motion; auto: an eighth of --lambda, not below "
     "the model's lowest trained λ (nor above --lambda).",
 )
 @click.option(

@@ -49,7 +49,7 @@ PAD_MULTIPLE = 64  # hyper-latents are at 1/64 of the frame
 INTRA, INTER = "I", "P"
 DEFAULT_LAMBDA = 1024.0
 DEFAULT_GOP = 32
-MOTION_LAMBDA_SHARE = 0.25  # of λ, the motion coders' default λ (auto_motion_lambda)
+MOTION_LAMBDA_SHARE = 0.125  # of λ, the motion coders' default λ (auto_motion_lambda)
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 PSNR_CAP = 100.0  # PSNR of an exact reconstruction, reported instead of infinity
 T = TypeVar("T")  # a coded frame, as the encoder or the RD estimate holds it
@@ -81,8 +81,9 @@ def auto_motion_lambda(
     """The encoder's default λ for the motion coders: ``share`` of ``lmbda``, but never below the
     lowest anchor λ the model was trained at (nor above ``lmbda``).
 
-    Measured on bikes' development frames (docs/internals.md), flow bits buy little picture
-    quality above that: at λ 2048 a quarter of the motion rate is worth most of the prediction.
+    Flow bits are worth only the inter-frame bits they save, and the published motion coders'
+    extra bits above the lowest anchor save fewer than they cost: on bikes' development frames
+    (README) 256 beat 512, which beat 2048, as the motion λ at λ 2048.
     """
     return max(lmbda * share, min(lmbda, anchors[0]))
 
