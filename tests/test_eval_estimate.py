@@ -63,6 +63,8 @@ def test_estimate_matches_the_coded_stream(tmp_path, clip_config, capsys) -> Non
         open_reader(recon_path) as decoded,
     ):
         real_quality = [frame_metrics(a, b, info) for a, b in zip(source, decoded, strict=True)]
+    # The estimate runs the motion coders at the λ the encoder writes in the header.
+    assert point["motion_lambda"] == coded["motion_lambda"] < LAMBDA
     pixels = WIDTH * HEIGHT
     for row, real, quality in zip(rows, coded["per_frame"], real_quality, strict=True):
         assert row["type"] == real["type"]
