@@ -90,7 +90,7 @@ class StreamHeader:
         if not 0 <= self.gop <= MAX_U32:
             problems.append(f"GOP {self.gop} invalid")
         for name, value in (("lambda", self.lmbda), ("motion lambda", self.motion_lmbda)):
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+            if not (math.isfinite(value) and value > 0):  # type: ignore[arg-type]
                 problems.append(f"{name} {value} must be positive and finite")
         if not 0 <= self.frame_count <= MAX_U32:
             problems.append(f"frame count {self.frame_count} invalid")

@@ -317,11 +317,9 @@ class Decoder(_Engine):
 
 
 def _check_options(options: EncodeOptions) -> None:
-    if not math.isfinite(options.lmbda) or options.lmbda <= 0:
-        raise UsageError(f"--lambda must be a positive number, got {options.lmbda}")
-    motion = options.motion_lmbda
-    if motion is not None and not (math.isfinite(motion) and motion > 0):
-        raise UsageError(f"--motion-lambda must be a positive number or 'auto', got {motion}")
+    for option, value in (("--lambda", options.lmbda), ("--motion-lambda", options.motion_lmbda)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise UsageError(f"{option} must be a positive number, got {value}")
     check_refine_steps(options.refine)
     if options.gop < 0:
         raise UsageError(
