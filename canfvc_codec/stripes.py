@@ -32,8 +32,11 @@ from canfvc_codec.errors import InputError
 from canfvc_codec.networks.config import ModelConfig
 
 GIB = 1 << 30
-# Largest unfolded (im2col) buffer one convolution call may build.
-UNFOLD_BUDGET_BYTES = 192 << 20
+# Largest unfolded (im2col) buffer one convolution call may build. Small enough for the C
+# allocator to reuse freed buffers (glibc maps blocks above 32 MiB afresh for every call, and the
+# kernel's zeroing of their pages took half of a 640x272 decode's CPU time at 192 MiB), large
+# enough that the matrix products stay efficient (a few rows of a 1080p frame per call).
+UNFOLD_BUDGET_BYTES = 16 << 20
 # Full-resolution networks run on stripes of at most this many pixels (plus halos) ...
 STRIPE_PIXELS = 256 * 1920
 # ... whose heights are multiples of this (the U-Nets halve the size twice).
