@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from canfvc_codec.errors import BitstreamError
+from canfvc_codec.io.frame import VideoInfo
 
 MAGIC = b"CVC"
 VERSION = 2
@@ -73,6 +74,40 @@ class StreamHeader:
     def __post_init__(self) -> None:
         if self.motion_lmbda is None:
             self.motion_lmbda = self.lmbda
+
+    @classmethod
+    def for_video(
+        cls, info: VideoInfo, *, model_id: bytes, gop: int, lmbda: float, motion_lmbda: float
+    ) -> StreamHeader:
+        """The header of a stream coding the video ``info`` describes."""
+        return cls(
+            model_id=model_id,
+            width=info.width,
+            height=info.height,
+            fps_num=info.fps_num,
+            fps_den=info.fps_den,
+            bit_depth=info.bit_depth,
+            matrix=info.matrix,
+            full_range=info.full_range,
+            gop=gop,
+            lmbda=lmbda,
+            frame_count=info.frame_count or 0,
+            motion_lmbda=motion_lmbda,
+        )
+
+    @property
+    def video_info(self) -> VideoInfo:
+        """The decoded video as readers and writers describe it."""
+        return VideoInfo(
+            width=self.width,
+            height=self.height,
+            fps_num=self.fps_num,
+            fps_den=self.fps_den,
+            bit_depth=self.bit_depth,
+            matrix=self.matrix,
+            full_range=self.full_range,
+            frame_count=self.frame_count or None,
+        )
 
     def check(self) -> None:
         """Raise ValueError unless every field is within the bounds a reader accepts."""

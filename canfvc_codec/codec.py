@@ -350,18 +350,11 @@ def encode_video(
     device = resolve_device(options.device)
     dtype = resolve_dtype(options.dtype)
     model, model_id = load_model(options.model, "cpu")
-    header = StreamHeader(
+    header = StreamHeader.for_video(
+        info,
         model_id=model_id,
-        width=info.width,
-        height=info.height,
-        fps_num=info.fps_num,
-        fps_den=info.fps_den,
-        bit_depth=info.bit_depth,
-        matrix=info.matrix,
-        full_range=info.full_range,
         gop=options.gop,
         lmbda=float(options.lmbda),
-        frame_count=info.frame_count or 0,
         motion_lmbda=float(
             auto_motion_lambda(options.lmbda, model.config.anchor_lambdas)
             if options.motion_lmbda is None
@@ -452,16 +445,7 @@ def decode_video(
                 f"the file was encoded with model {header.model_id.hex()}, "
                 f"but {model!r} is model {model_id.hex()}"
             )
-    info = VideoInfo(
-        width=header.width,
-        height=header.height,
-        fps_num=header.fps_num,
-        fps_den=header.fps_den,
-        bit_depth=header.bit_depth,
-        matrix=header.matrix,
-        full_range=header.full_range,
-        frame_count=header.frame_count or None,
-    )
+    info = header.video_info
     check_decode_memory(network.config, header.width, header.height, torch_dtype)
     path = numeric_path_from_env()
     network = prepare_model(network, path)

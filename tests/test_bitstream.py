@@ -27,6 +27,7 @@ from canfvc_codec.bitstream import (
 )
 from canfvc_codec.entropy import GaussianConditional
 from canfvc_codec.errors import BitstreamError
+from canfvc_codec.io import VideoInfo
 
 MUTATIONS = 10_000
 MAX_DECODE_SECONDS = 10.0
@@ -130,6 +131,30 @@ def test_header_roundtrip(header):
     decoded, decoded_records = _read(io.BytesIO(_write(header, records)))
     assert decoded == header
     assert decoded_records == records
+
+
+@pytest.mark.parametrize("frame_count", [None, 5])
+def test_header_describes_the_video_it_was_made_for(frame_count):
+    info = VideoInfo(
+        width=352,
+        height=288,
+        fps_num=25,
+        fps_den=1,
+        bit_depth=10,
+        matrix="bt601",
+        full_range=True,
+        frame_count=frame_count,
+    )
+    header = StreamHeader.for_video(
+        info, model_id=bytes(8), gop=16, lmbda=512.0, motion_lmbda=256.0
+    )
+    header.check()
+    assert header.frame_count == (frame_count or 0)  # 0: unknown, as a pipe's
+    assert (header.gop, header.lmbda, header.motion_lmbda) == (16, 512.0, 256.0)
+    decoded, _ = _read(
+        io.BytesIO(_write(header, [FrameRecord("I", [b"x"], 0)] * (frame_count or 1)))
+    )
+    assert decoded.video_info == info
 
 
 def test_motion_lambda_defaults_to_lambda_and_must_be_positive():

@@ -133,12 +133,77 @@ def test_anchor_points_keep_one_point_per_qp(tmp_path) -> None:
     assert [p["value"] for p in found["clip"]] == [22, 27, 37, 42]
 
 
+def _curve_point(codec: str, value: float, bpp: float, psnr: float) -> dict:
+    metrics = {"psnr-rgb": psnr, "psnr-yuv": psnr + 4.0, "ms-ssim-rgb": 1.0 - 0.1 / psnr}
+    return {"codec": codec, "value": value, "bpp": bpp, "frames": []} | metrics
+
+
+def _estimate_record(tmp_path: Path, name: str, lambdas: list[float], **changes) -> Path:
+    """An estimate record of one sequence at ``lambdas``, x265 beside it, as run() writes one."""
+    points = [_curve_point(estimate.ESTIMATE, v, v / 4096, 25 + v / 256) for v in lambdas]
+    x265 = [
+        _curve_point("x265", qp, 2.0 ** ((30 - qp) / 5), 45 - qp / 2) for qp in (22, 27, 32, 37)
+    ]
+    codecs = {estimate.ESTIMATE: points, "x265": x265}
+    record = {
+        "kind": "estimate",
+        "config": "dev",
+        "adaptive_intra": True,
+        "motion_search": "dis",
+        "motion_lambda_share": 0.125,
+        "model_id": "00",
+        "sequences": {"clip": {"start": 10, "frames": 4, "codecs": codecs}},
+    } | changes
+    path = tmp_path / name
+    path.write_text(json.dumps(record))
+    return path
+
+
+def test_estimates_of_single_lambdas_merge_into_one_curve(tmp_path) -> None:
+    parts = [
+        _estimate_record(tmp_path, "a.json", [2048.0, 256.0]),
+        _estimate_record(tmp_path, "b.json", [512.0, 256.0]),
+        _estimate_record(tmp_path, "c.json", [1024.0]),
+    ]
+    out = tmp_path / "merged.json"
+    estimate.main(["--merge", *map(str, parts), "--out", str(out)])
+    merged = json.loads(out.read_text())
+    points = merged["sequences"]["clip"]["codecs"][estimate.ESTIMATE]
+    assert [p["value"] for p in points] == [256.0, 512.0, 1024.0, 2048.0]
+    assert len(merged["sequences"]["clip"]["codecs"]["x265"]) == 4
+    assert merged["model_id"] == "00" and merged["sequences"]["clip"]["frames"] == 4
+    # Four points make a curve: BD-rate is a number where a single λ gave none.
+    bd = merged["bd_rate"]["psnr-rgb"][estimate.ESTIMATE]["clip"]
+    assert isinstance(bd, float), bd
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"model_id": "01"}, "different model_id"),
+        ({"motion_lambda_share": 1.0}, "different motion_lambda_share"),
+    ],
+)
+def test_estimates_of_different_encoders_do_not_merge(tmp_path, capsys, changes, message) -> None:
+    parts = [
+        _estimate_record(tmp_path, "a.json", [256.0]),
+        _estimate_record(tmp_path, "b.json", [512.0], **changes),
+    ]
+    out = tmp_path / "merged.json"
+    with pytest.raises(SystemExit) as exit_info:
+        estimate.main(["--merge", *map(str, parts), "--out", str(out)])
+    assert message in str(exit_info.value.code)
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     "args, status, message",
     [
         (["--config", "missing.json"], 1, "does not exist"),
         (["--config", "clip.json", "--model", "nosuch"], 1, "not found"),
         (["--config", "clip.json", "--lambdas", "x"], 2, "--lambdas"),
+        (["--lambdas", "256"], 2, "--config is required"),
+        (["--merge", "missing.json"], 1, "cannot read"),
     ],
 )
 def test_bad_input_is_one_error_line(tmp_path, clip_config, capsys, args, status, message):

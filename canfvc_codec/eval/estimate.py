@@ -4,6 +4,7 @@
         --model models/canfvc-lite.pt --lambdas 256,512,1024,2048 \\
         --anchors bench/results/anchors/dev_qp22-37/results.json \\
         --anchors bench/results/anchors/dev_qp37-51/results.json --out estimate.json
+    python -m canfvc_codec.eval.estimate --merge l256.json l1024.json --out estimate.json
 
 ``canfvc eval`` measures real files through the command line; on a 2-core CPU the lite model
 needs about 80 s per 640x272 frame that way (float64 decoder path, entropy coding). This
@@ -12,6 +13,9 @@ rounds them), with the same GOP structure and the same decoded references: the r
 entropy models' estimate (within about 2 % of the coded size, tests/test_codec.py) and the
 reconstruction is the coder's up to float32 rounding. Quality is scored exactly as ``canfvc eval``
 scores a decoded file. Results are labelled "canfvc-estimate" and never mixed with measured points.
+
+One process per λ uses every core of a small machine; ``--merge`` joins their records (same model,
+encoder settings and frames) into one, with the BD-rates recomputed over all the points.
 """
 
 from __future__ import annotations
@@ -199,11 +203,67 @@ def run(
     }
 
 
+# What the records merged into one must share: the same model and encoder on the same frames.
+MERGE_KEYS = (
+    "kind",
+    "config",
+    "adaptive_intra",
+    "motion_search",
+    "motion_lambda_share",
+    "model_id",
+)
+
+
+def merge_estimates(records: list[dict]) -> dict:
+    """One record from several :func:`run` records of the same model, encoder settings and
+    frames, e.g. one per λ: the union of their points (a later record's point replaces an
+    earlier one's at the same λ), ordered by λ, with the BD-rates recomputed."""
+    if not records:
+        raise InputError("nothing to merge")
+    first = records[0]
+    sequences: dict = {}
+    for record in records:
+        for key in MERGE_KEYS:
+            if record.get(key) != first.get(key):
+                raise InputError(
+                    f"cannot merge estimates with different {key}: "
+                    f"{first.get(key)!r} and {record.get(key)!r}"
+                )
+        for name, seq in record["sequences"].items():
+            merged = sequences.setdefault(
+                name, {"start": seq["start"], "frames": seq["frames"], "codecs": {}}
+            )
+            if (merged["start"], merged["frames"]) != (seq["start"], seq["frames"]):
+                raise InputError(
+                    f"cannot merge estimates of different frames of {name}: "
+                    f"{merged['frames']} from {merged['start']} and "
+                    f"{seq['frames']} from {seq['start']}"
+                )
+            for codec, points in seq["codecs"].items():
+                by_value = {p["value"]: p for p in merged["codecs"].get(codec, [])}
+                by_value.update({p["value"]: p for p in points})
+                merged["codecs"][codec] = [by_value[v] for v in sorted(by_value)]
+    result = {key: first[key] for key in MERGE_KEYS if key in first}
+    result["sequences"] = sequences
+    result["bd_rate"] = compute_bd_rates(sequences, [ESTIMATE])
+    return result
+
+
+def _read_record(path: Path) -> dict:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read {path}: {exc}") from None
+    if not isinstance(record, dict) or not isinstance(record.get("sequences"), dict):
+        raise InputError(f"{path} is not an estimate record")
+    return record
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m canfvc_codec.eval.estimate", description=__doc__
     )
-    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--config", type=Path, help="the clips to estimate (see bench/configs)")
     parser.add_argument("--model", default="lite")
     parser.add_argument("--lambdas", default=",".join(f"{v:g}" for v in DEFAULT_LAMBDAS))
     parser.add_argument("--anchors", type=Path, action="append", default=[])
@@ -229,6 +289,13 @@ def main(argv: list[str] | None = None) -> None:
         help="motion coders' λ as a share of λ, as canfvc encode's --motion-lambda auto takes "
         "it (1: the same λ)",
     )
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        metavar="ESTIMATE",
+        help="merge these estimate records into --out instead of estimating",
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--plots", type=Path, help="also write RD plots (PNG) under this folder")
     options = parser.parse_args(argv)
@@ -238,18 +305,23 @@ def main(argv: list[str] | None = None) -> None:
         lambdas = tuple(float(v) for v in options.lambdas.split(",") if v)
     except ValueError:
         parser.error(f"--lambdas: not a comma-separated list of numbers: {options.lambdas!r}")
+    if options.merge is None and options.config is None:
+        parser.error("--config is required (or --merge)")
     try:
-        record = run(
-            options.config,
-            options.model,
-            lambdas,
-            options.anchors,
-            options.frames,
-            sequences_wanted=tuple(options.sequence),
-            adaptive_intra=options.adaptive_intra,
-            motion_search=options.motion_search,
-            motion_lambda_share=options.motion_lambda_share,
-        )
+        if options.merge is not None:
+            record = merge_estimates([_read_record(path) for path in options.merge])
+        else:
+            record = run(
+                options.config,
+                options.model,
+                lambdas,
+                options.anchors,
+                options.frames,
+                sequences_wanted=tuple(options.sequence),
+                adaptive_intra=options.adaptive_intra,
+                motion_search=options.motion_search,
+                motion_lambda_share=options.motion_lambda_share,
+            )
     except (CanfvcError, OSError) as exc:
         sys.exit(f"canfvc: error: {exc}")
     options.out.parent.mkdir(parents=True, exist_ok=True)
