@@ -138,7 +138,9 @@ def _curve_point(codec: str, value: float, bpp: float, psnr: float) -> dict:
     return {"codec": codec, "value": value, "bpp": bpp, "frames": []} | metrics
 
 
-def _estimate_record(tmp_path: Path, name: str, lambdas: list[float], **changes) -> Path:
+def _estimate_record(
+    tmp_path: Path, name: str, lambdas: list[float], frames: int = 4, **changes
+) -> Path:
     """An estimate record of one sequence at ``lambdas``, x265 beside it, as run() writes one."""
     points = [_curve_point(estimate.ESTIMATE, v, v / 4096, 25 + v / 256) for v in lambdas]
     x265 = [
@@ -152,7 +154,7 @@ def _estimate_record(tmp_path: Path, name: str, lambdas: list[float], **changes)
         "motion_search": "dis",
         "motion_lambda_share": 0.125,
         "model_id": "00",
-        "sequences": {"clip": {"start": 10, "frames": 4, "codecs": codecs}},
+        "sequences": {"clip": {"start": 10, "frames": frames, "gop": 32, "codecs": codecs}},
     } | changes
     path = tmp_path / name
     path.write_text(json.dumps(record))
@@ -182,6 +184,7 @@ def test_estimates_of_single_lambdas_merge_into_one_curve(tmp_path) -> None:
     [
         ({"model_id": "01"}, "different model_id"),
         ({"motion_lambda_share": 1.0}, "different motion_lambda_share"),
+        ({"frames": 8}, "different frames of clip"),
     ],
 )
 def test_estimates_of_different_encoders_do_not_merge(tmp_path, capsys, changes, message) -> None:

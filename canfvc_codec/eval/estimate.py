@@ -190,7 +190,12 @@ def run(
         if spec.name in x265:
             codecs[anchors.REFERENCE_ANCHOR] = x265[spec.name]
         frames = len(points[0]["frames"])
-        sequences[spec.name] = {"start": spec.start, "frames": frames, "codecs": codecs}
+        sequences[spec.name] = {
+            "start": spec.start,
+            "frames": frames,
+            "gop": spec.gop,
+            "codecs": codecs,
+        }
     return {
         "kind": "estimate (forward pass in eval mode, float32; not coded files)",
         "config": config.name,
@@ -212,6 +217,7 @@ MERGE_KEYS = (
     "motion_lambda_share",
     "model_id",
 )
+SEQUENCE_KEYS = ("start", "frames", "gop")
 
 
 def merge_estimates(records: list[dict]) -> dict:
@@ -230,14 +236,15 @@ def merge_estimates(records: list[dict]) -> dict:
                     f"{first.get(key)!r} and {record.get(key)!r}"
                 )
         for name, seq in record["sequences"].items():
-            merged = sequences.setdefault(
-                name, {"start": seq["start"], "frames": seq["frames"], "codecs": {}}
-            )
-            if (merged["start"], merged["frames"]) != (seq["start"], seq["frames"]):
+            shape = {key: seq.get(key) for key in SEQUENCE_KEYS}
+            merged = sequences.setdefault(name, shape | {"codecs": {}})
+            if any(merged[key] != shape[key] for key in SEQUENCE_KEYS):
                 raise InputError(
                     f"cannot merge estimates of different frames of {name}: "
-                    f"{merged['frames']} from {merged['start']} and "
-                    f"{seq['frames']} from {seq['start']}"
+                    + " and ".join(
+                        ", ".join(f"{key} {part[key]}" for key in SEQUENCE_KEYS)
+                        for part in (merged, shape)
+                    )
                 )
             for codec, points in seq["codecs"].items():
                 by_value = {p["value"]: p for p in merged["codecs"].get(codec, [])}
@@ -249,7 +256,7 @@ def merge_estimates(records: list[dict]) -> dict:
     return result
 
 
-def _read_record(path: Path) -> dict:
+def read_record(path: Path) -> dict:
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -309,7 +316,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--config is required (or --merge)")
     try:
         if options.merge is not None:
-            record = merge_estimates([_read_record(path) for path in options.merge])
+            record = merge_estimates([read_record(path) for path in options.merge])
         else:
             record = run(
                 options.config,
