@@ -80,6 +80,17 @@ def test_estimate_matches_the_coded_stream(tmp_path, clip_config, capsys) -> Non
     assert record["bd_rate"]["psnr-rgb"][estimate.ESTIMATE]["clip"].startswith("n/a")
 
 
+@pytest.mark.parametrize("quiet", [False, True])
+def test_progress_goes_to_stderr_unless_quiet(tmp_path, clip_config, capsys, quiet) -> None:
+    out = tmp_path / "estimate.json"
+    args = ["--config", str(clip_config), "--model", MODEL, "--lambdas", "512", "--out", str(out)]
+    estimate.main(args + (["--quiet"] if quiet else []))
+    captured = capsys.readouterr()
+    assert f"{FRAMES}/{FRAMES}" not in captured.out  # stdout has the summary lines only
+    assert (f"{FRAMES}/{FRAMES}" in captured.err) != quiet
+    assert json.loads(out.read_text())["sequences"]["clip"]["frames"] == FRAMES
+
+
 def test_estimate_chooses_frame_types_as_the_encoder_does(clip_config, monkeypatch):
     """Both sides under one cost that prefers fewer, then more bits: the estimate's frame types
     are the encoder's each time, and the two preferences choose differently at frame 1."""

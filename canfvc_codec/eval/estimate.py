@@ -28,6 +28,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from canfvc_codec import motion
 from canfvc_codec.codec import (
@@ -80,9 +81,10 @@ def estimate_sequence(
     lmbda: float,
     adaptive_intra: bool = True,
     motion_lmbda: float | None = None,
+    progress: bool = False,
 ) -> dict:
     """One RD point of ``pictures`` at ``lmbda`` (motion at ``motion_lmbda``, default ``lmbda``):
-    mean metrics, bpp, and a row per frame.
+    mean metrics, bpp, and a row per frame; ``progress`` shows a bar on stderr.
 
     Frame types are chosen as the encoder chooses them (:class:`~canfvc_codec.codec.Encoder`),
     from estimated bits instead of coded ones."""
@@ -91,7 +93,8 @@ def estimate_sequence(
     rows: list[dict] = []
     refs: References | None = None
     schedule = IntraSchedule(gop, adaptive_intra)
-    for index, frame in enumerate(pictures):
+    bar = tqdm(pictures, desc=f"λ {lmbda:g}", unit="frame", file=sys.stderr, disable=not progress)
+    for index, frame in enumerate(bar):
         x = pad_to_multiple(yuv_to_rgb(frame, info).float()[None])
         frame_type, out = schedule.choose(
             partial(model, x, lmbda),
@@ -154,6 +157,7 @@ def run(
     adaptive_intra: bool = True,
     motion_search: str = motion.DEFAULT_MOTION_SEARCH,
     motion_lambda_share: float = MOTION_LAMBDA_SHARE,
+    progress: bool = False,
 ) -> dict:
     from canfvc_codec.weights import load_model
 
@@ -174,7 +178,7 @@ def run(
                 lmbda, model.config.anchor_lambdas, motion_lambda_share
             )
             point = estimate_sequence(
-                model, info, pictures, spec.gop, lmbda, adaptive_intra, motion_lmbda
+                model, info, pictures, spec.gop, lmbda, adaptive_intra, motion_lmbda, progress
             )
             points.append(point)
             p_over_i = (
@@ -305,6 +309,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--plots", type=Path, help="also write RD plots (PNG) under this folder")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     options = parser.parse_args(argv)
     if options.threads:
         torch.set_num_threads(options.threads)
@@ -328,6 +333,7 @@ def main(argv: list[str] | None = None) -> None:
                 adaptive_intra=options.adaptive_intra,
                 motion_search=options.motion_search,
                 motion_lambda_share=options.motion_lambda_share,
+                progress=not options.quiet,
             )
     except (CanfvcError, OSError) as exc:
         sys.exit(f"canfvc: error: {exc}")
