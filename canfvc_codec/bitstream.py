@@ -32,6 +32,8 @@ _TYPE_CODES = {"I": TYPE_I, "P": TYPE_P}
 _TYPE_NAMES = {code: name for name, code in _TYPE_CODES.items()}
 
 MATRICES = ("bt709", "bt601")  # code = position
+# What a header says of the pictures, under the names VideoInfo gives them.
+VIDEO_FIELDS = ("width", "height", "fps_num", "fps_den", "bit_depth", "matrix", "full_range")
 
 MODEL_ID_BYTES = 8
 MAX_DIMENSION = 16384
@@ -80,15 +82,10 @@ class StreamHeader:
         cls, info: VideoInfo, *, model_id: bytes, gop: int, lmbda: float, motion_lmbda: float
     ) -> StreamHeader:
         """The header of a stream coding the video ``info`` describes."""
+        picture = {name: getattr(info, name) for name in VIDEO_FIELDS}
         return cls(
             model_id=model_id,
-            width=info.width,
-            height=info.height,
-            fps_num=info.fps_num,
-            fps_den=info.fps_den,
-            bit_depth=info.bit_depth,
-            matrix=info.matrix,
-            full_range=info.full_range,
+            **picture,
             gop=gop,
             lmbda=lmbda,
             frame_count=info.frame_count or 0,
@@ -98,16 +95,8 @@ class StreamHeader:
     @property
     def video_info(self) -> VideoInfo:
         """The decoded video as readers and writers describe it."""
-        return VideoInfo(
-            width=self.width,
-            height=self.height,
-            fps_num=self.fps_num,
-            fps_den=self.fps_den,
-            bit_depth=self.bit_depth,
-            matrix=self.matrix,
-            full_range=self.full_range,
-            frame_count=self.frame_count or None,
-        )
+        picture = {name: getattr(self, name) for name in VIDEO_FIELDS}
+        return VideoInfo(**picture, frame_count=self.frame_count or None)
 
     def check(self) -> None:
         """Raise ValueError unless every field is within the bounds a reader accepts."""
