@@ -12,9 +12,13 @@ from canfvc_codec.eval.estimate import ESTIMATE
 
 
 def _record(frames_per_point: list[list[dict]], lambdas: list[float]) -> dict:
-    points = [
-        {"value": v, "frames": frames} for v, frames in zip(lambdas, frames_per_point, strict=True)
-    ]
+    points = []
+    for value, frames in zip(lambdas, frames_per_point, strict=True):
+        point = {"value": value, "frames": frames}
+        for kind in ("I", "P"):  # as estimate_sequence writes them
+            rates = [f["bpp"] for f in frames if f["type"] == kind]
+            point[f"bpp-{kind}"] = sum(rates) / len(rates) if rates else None
+        points.append(point)
     return {"sequences": {"clip": {"codecs": {ESTIMATE: points}}}}
 
 

@@ -20,10 +20,10 @@ from pathlib import Path
 
 from canfvc_codec.errors import CanfvcError, InputError
 from canfvc_codec.eval.estimate import ESTIMATE, read_record
+from canfvc_codec.eval.runner import BD_METRICS
 
 DIGITS = 4  # the card's precision: far below what separates two measurements
 CARD_INDENT = 2  # as the trainer writes cards
-BD_METRICS = ("psnr-yuv", "psnr-rgb", "ms-ssim-rgb")
 
 
 def _mean(values: list[float]) -> float | None:
@@ -93,7 +93,7 @@ def update_card(card: dict, records: list[dict], gop: int | None = None) -> dict
             )
     updated = dict(card)
     updated["rd_points"] = [point for record in records for point in rd_points(record, gop)]
-    bd = {key: value for key, value in card.get("bd_rate_vs_x265", {}).items()}
+    bd = dict(card.get("bd_rate_vs_x265", {}))
     for metric in BD_METRICS:
         bd[metric] = {}
     for record in records:

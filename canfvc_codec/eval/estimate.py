@@ -317,8 +317,8 @@ def main(argv: list[str] | None = None) -> None:
         lambdas = tuple(float(v) for v in options.lambdas.split(",") if v)
     except ValueError:
         parser.error(f"--lambdas: not a comma-separated list of numbers: {options.lambdas!r}")
-    if options.merge is None and options.config is None:
-        parser.error("--config is required (or --merge)")
+    if (options.merge is None) == (options.config is None):
+        parser.error("give --config to estimate, or --merge to join estimates (not both)")
     try:
         if options.merge is not None:
             record = merge_estimates([read_record(path) for path in options.merge])

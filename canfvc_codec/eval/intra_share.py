@@ -46,10 +46,9 @@ def intra_share(all_intra: dict, record: dict, sequence: str) -> list[dict]:
         raise InputError(f"both records need estimates of {sequence}") from None
     rows = []
     for point in points:
+        if point.get("bpp-P") is None or point.get("bpp-I") is None:
+            continue  # no P-frame (or no I-frame) to compare
         inter = [f for f in point["frames"] if f["type"] == "P"]
-        intra = [f for f in point["frames"] if f["type"] == "I"]
-        if not inter or not intra:
-            continue
         same_quality = 0.0
         for frame in inter:
             k = frame["frame"]
@@ -62,7 +61,7 @@ def intra_share(all_intra: dict, record: dict, sequence: str) -> list[dict]:
             {
                 "lambda": point["value"],
                 "p_frames": len(inter),
-                "p_over_i": (p_bits / len(inter)) / (sum(f["bpp"] for f in intra) / len(intra)),
+                "p_over_i": point["bpp-P"] / point["bpp-I"],
                 "p_over_same_intra": p_bits / same_quality,
             }
         )
