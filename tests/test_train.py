@@ -185,7 +185,14 @@ def test_factorised_priors_train_in_every_phase() -> None:
             if id(param) in density or name.endswith(phases.QUANTILES):
                 assert param.requires_grad, (phase.name, name)
             else:
-                assert param.requires_grad == (name.split(".")[0] in phase.parts), name
+                assert param.requires_grad == _trained_by(phase, name), (phase.name, name)
+
+
+def _trained_by(phase: phases.Phase, name: str) -> bool:
+    """Whether ``phase`` trains parameter ``name`` (factorised priors aside)."""
+    if phases.ENTROPY in phase.parts and name.split(".")[1] in phases.ENTROPY_PARTS:
+        return True
+    return name.split(".")[0] in phase.parts
 
 
 def test_priors_phase_lowers_the_hyper_rate_and_changes_nothing_else() -> None:
@@ -209,6 +216,47 @@ def test_priors_phase_lowers_the_hyper_rate_and_changes_nothing_else() -> None:
     for name, param in model.named_parameters():
         if name in fixed:
             assert torch.equal(param, fixed[name]), name
+
+
+def _coded_bits(model: VideoModel, batch: torch.Tensor, lmbda: float) -> float:
+    """Bits of every latent of an IPPPP pass over ``batch``, with rounding."""
+    model.eval()
+    with torch.no_grad():
+        out = model(batch[:, 0], lmbda)
+        refs = References([to_reference(out.x_hat)])
+        bits = float(out.bits().sum())
+        for t in range(1, batch.shape[1]):
+            out = model(batch[:, t], lmbda, refs)
+            refs = refs.push(to_reference(out.x_hat), out.flow_hat)
+            bits += float(out.bits().sum())
+    model.train()
+    return bits
+
+
+def test_entropy_phase_lowers_the_rate_and_leaves_the_transforms() -> None:
+    torch.manual_seed(0)
+    model = VideoModel(get_config("tiny")).train()
+    phase = phases.get_phase("entropy")
+    phases.set_trainable(model, phase.parts)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    assert len(trained) > len(phases.prior_density_parameters(model))
+    batch = _data(seed=0).sequences(2, phase.frames)
+    lmbda = 1024.0
+    fixed = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    optimizer = torch.optim.Adam(trained, lr=1e-3)
+    before = _coded_bits(model, batch, lmbda)
+    for _ in range(20):
+        optimizer.zero_grad(set_to_none=True)
+        phases.run_step(
+            model, phase, batch, lmbda, np.random.default_rng(0), contextlib.nullcontext
+        )
+        optimizer.step()
+    assert _coded_bits(model, batch, lmbda) < 0.97 * before
+    for name, param in model.named_parameters():
+        if name in fixed:
+            assert torch.equal(param, fixed[name]), name
+        else:
+            assert name.split(".")[1] in (*phases.ENTROPY_PARTS, "hyper_prior"), name
 
 
 def _options(tmp_path, **overrides) -> TrainOptions:

@@ -24,6 +24,7 @@ PHASE_NAMES = (
     "ipppp",
     "finetune",
     "priors",
+    "entropy",
 )
 # Kept in step with canfvc_codec.quant (not imported here: that would import torch).
 QUANTIZER_NAMES = ("round", "dm1", "dm2")

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from canfvc_codec.entropy import FactorizedPrior
 from canfvc_codec.errors import UsageError
 from canfvc_codec.motion import FlowEstimator
-from canfvc_codec.networks import References, VideoModel, to_reference
+from canfvc_codec.networks import AnfCoder, References, VideoModel, to_reference
 from canfvc_codec.nn.layers import backward_warp
 from canfvc_codec.quant.coder_adapter import CLIP_FRAMES, BinaryLatentAdapter
 from canfvc_codec.train import losses
@@ -40,6 +40,11 @@ FIRST_P_PROBABILITY = 0.3
 IP_FRAMES = 4
 FLOW_CHANNELS = 2
 QUANTILES = "quantiles"  # the factorised priors' tails and medians (auxiliary loss)
+# What prices a coder's latents and nothing else: the hyper-transforms and the temporal prior give
+# the latents' means and scales. With noise in place of rounding they change no reconstruction,
+# so training them alone trades no distortion (the ``entropy`` phase).
+ENTROPY_PARTS = ("hyper_analysis", "hyper_synthesis", "temporal_prior", "fusion")
+ENTROPY = "entropy"  # in a phase's parts: the ENTROPY_PARTS of every coder
 
 
 @dataclass(frozen=True)
@@ -86,8 +91,15 @@ SCHEDULE: tuple[Phase, ...] = (
 PRIORS = Phase("priors", "priors", (), frames=5, lr=1e-3, share=0.0,
                description="factorised priors only, fitted to the hyper-latents of IPPPP "
                "sequences with every network frozen")
+# Outside the schedule (``--phase entropy``): every coder's entropy model (hyper-transforms,
+# temporal prior, factorised prior) refitted to the latents its frozen transforms produce on IPPPP
+# sequences: the rate falls, no reconstruction changes.
+ENTROPY_PHASE = Phase("entropy", "priors", (ENTROPY,), frames=5, lr=1e-4, share=0.0,
+                      description="entropy models of every coder (hyper-transforms, temporal "
+                      "prior, factorised prior), fitted on IPPPP sequences with the transforms "
+                      "frozen")
 # fmt: on
-PHASES = {p.name: p for p in (*SCHEDULE, PRIORS)}
+PHASES = {p.name: p for p in (*SCHEDULE, PRIORS, ENTROPY_PHASE)}
 
 
 def get_phase(name: str) -> Phase:
@@ -132,6 +144,11 @@ def set_trainable(model: VideoModel, parts: tuple[str, ...]) -> None:
     for module in model.modules():
         if isinstance(module, FactorizedPrior):
             module.requires_grad_(True)
+        if ENTROPY in parts and isinstance(module, AnfCoder):
+            for name in ENTROPY_PARTS:
+                part = getattr(module, name)
+                if part is not None:
+                    part.requires_grad_(True)
 
 
 def clip_frames(phase: Phase, intra_latent: BinaryLatentAdapter | None = None) -> int:
