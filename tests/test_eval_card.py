@@ -68,6 +68,17 @@ def test_card_is_updated_and_keeps_what_it_said(tmp_path) -> None:
     assert "clip 3 dev frames from 7" in bd["canfvc_points"]
 
 
+def test_card_averages_the_sequences_bd_rates() -> None:
+    other = _record(512.0, "IP")
+    other["sequences"] = {"park": other["sequences"]["clip"]}
+    other["bd_rate"] = {metric: {ESTIMATE: {"park": 50.0}} for metric in card.BD_METRICS}
+    bd = card.update_card({"model_id": MODEL_ID}, [_record(256.0, "IPP"), other])["bd_rate_vs_x265"]
+    assert bd["psnr-rgb"] == {"clip_3_frames": 100.256, "park_2_frames": 50.0, "average": 75.128}
+    other["bd_rate"]["psnr-rgb"][ESTIMATE]["park"] = "n/a (test has 2 usable points, 3 needed)"
+    bd = card.update_card({"model_id": MODEL_ID}, [_record(256.0, "IPP"), other])["bd_rate_vs_x265"]
+    assert bd["psnr-rgb"]["average"].startswith("n/a")
+
+
 def test_estimates_of_another_model_are_refused(tmp_path, capsys) -> None:
     path = tmp_path / "model.json"
     path.write_text(json.dumps({"model_id": "ffff"}))

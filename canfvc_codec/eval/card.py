@@ -7,8 +7,9 @@
 Replaces the card's ``rd_points`` with one point per sequence and λ of the records
 (:mod:`canfvc_codec.eval.estimate`, merged per λ with ``--merge``): rate, quality, and the split
 between I- and P-frames that shows what conditional coding saves; and the per-sequence figures of
-``bd_rate_vs_x265``, keeping the card's words about the anchor. The records must be of the card's
-model. Everything else in the card (data, phases, lineage, notes) is left as it is.
+``bd_rate_vs_x265`` and their average, keeping the card's words about the anchor. The records must
+be of the card's model. Everything else in the card (data, phases, lineage, notes) is left as it
+is.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 from pathlib import Path
 
 from canfvc_codec.errors import CanfvcError, InputError
+from canfvc_codec.eval import bdrate
 from canfvc_codec.eval.estimate import ESTIMATE, read_record
 from canfvc_codec.eval.runner import BD_METRICS
 
@@ -83,6 +85,11 @@ def bd_rates(record: dict) -> dict[str, dict[str, float | str]]:
     return table
 
 
+def _bd_value(value: float | str) -> bdrate.BDRate:
+    """A record's BD-rate back from its JSON form (a number, or "n/a (reason)")."""
+    return bdrate.BDRate(value) if isinstance(value, int | float) else bdrate.BDRate(None, value)
+
+
 def update_card(card: dict, records: list[dict], gop: int | None = None) -> dict:
     """``card`` with its measured RD points and BD-rates taken from ``records``."""
     for record in records:
@@ -99,6 +106,11 @@ def update_card(card: dict, records: list[dict], gop: int | None = None) -> dict
     for record in records:
         for metric, row in bd_rates(record).items():
             bd[metric].update(row)
+    for metric in BD_METRICS:
+        if len(bd[metric]) > 1:
+            bd[metric]["average"] = bdrate.average(
+                [_bd_value(value) for value in bd[metric].values()]
+            ).to_json()
     bd["canfvc_points"] = (
         "estimated (rd_points): "
         + ", ".join(
