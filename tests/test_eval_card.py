@@ -91,3 +91,75 @@ def test_estimates_of_another_model_are_refused(tmp_path, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         card.main(["--card", str(tmp_path / "missing.json"), str(estimate)])
     assert "cannot read" in str(exit_info.value.code)
+
+
+def _real_run(tmp_path, lmbda: float, types: str, *, rows_typed: bool, model: str = MODEL_ID):
+    """A canfvc eval folder: results.json, and info.json unless the rows carry the types."""
+    rows = [
+        {"frame": i, "bpp": 0.4 if t == "I" else 0.1, "psnr-rgb": 33.0 if t == "I" else 32.0}
+        | ({"type": t} if rows_typed else {})
+        for i, t in enumerate(types)
+    ]
+    point = {
+        "codec": card.CANFVC,
+        "value": lmbda,
+        "bpp": sum(r["bpp"] for r in rows) / len(rows),
+        "psnr-rgb": 32.5,
+        "psnr-yuv": 36.0,
+        "ms-ssim-rgb": 0.97,
+        "encode_s_per_frame": 46.38,
+        "decode_s_per_frame": 23.89,
+        "frames": rows,
+    }
+    sequence = {"start": 186, "frames": len(types), "gop": 32, "codecs": {card.CANFVC: [point]}}
+    folder = tmp_path / f"run_{lmbda:g}"
+    folder.mkdir()
+    results = {"canfvc": {"model_id": model}, "sequences": {"bikes": sequence}}
+    (folder / "results.json").write_text(json.dumps(results))
+    if not rows_typed:
+        info = {"header": {"motion_lambda": 256.0}, "frames": [{"type": t} for t in types]}
+        (folder / "info.json").write_text(json.dumps(info))
+    return folder
+
+
+def test_real_file_runs_replace_their_points_and_keep_the_others(tmp_path) -> None:
+    old = {"sequence": "bikes", "frames": "4 (dev range from 186)", "lambda": 2048.0, "bpp": 9.9}
+    other = {"sequence": "bigbuckbunny", "frames": "4 (dev range from 100)", "lambda": 2048.0}
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps({"model_id": MODEL_ID, "rd_points_real_files": [old, other]}))
+    estimate = tmp_path / "e.json"
+    estimate.write_text(json.dumps(_record(256.0, "IP")))
+    runs = [
+        _real_run(tmp_path, 2048.0, "IPIP", rows_typed=False),
+        _real_run(tmp_path, 256.0, "IPPP", rows_typed=True),
+    ]
+    card.main(["--card", str(path), str(estimate), *[f"--real={run}" for run in runs]])
+    real = json.loads(path.read_text())["rd_points_real_files"]
+    assert [(p["sequence"], p["lambda"]) for p in real] == [
+        ("bikes", 2048.0),  # replaced where it stood
+        ("bigbuckbunny", 2048.0),  # kept
+        ("bikes", 256.0),  # added
+    ]
+    replaced, _, added = real
+    assert replaced["bpp"] == 0.25 and replaced["i_frames"] == 2 and replaced["p_over_i"] == 0.25
+    assert replaced["motion_lambda"] == 256.0 and replaced["encode_s_per_frame"] == 46.4
+    assert added["i_frames"] == 1 and added["p_psnr_rgb"] == 32.0
+    assert "p_motion_bpp" not in added  # real files do not split the P-frames' bits
+
+
+def test_real_file_runs_of_another_model_or_malformed_are_refused(tmp_path) -> None:
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps({"model_id": MODEL_ID}))
+    estimate = tmp_path / "e.json"
+    estimate.write_text(json.dumps(_record(256.0, "IP")))
+    foreign = _real_run(tmp_path, 256.0, "IP", rows_typed=True, model="ffff")
+    with pytest.raises(SystemExit) as exit_info:
+        card.main(["--card", str(path), str(estimate), "--real", str(foreign)])
+    assert "real-file run is of model ffff" in str(exit_info.value.code)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "results.json").write_text("[1, 2]")
+    with pytest.raises(SystemExit) as exit_info:
+        card.main(["--card", str(path), str(estimate), "--real", str(broken)])
+    assert "not a canfvc eval record" in str(exit_info.value.code)
+    assert json.loads(path.read_text()) == {"model_id": MODEL_ID}  # left as it was

@@ -25,17 +25,23 @@ FRAMES = 2
 QPS = (22, 30, 37)
 
 # A stand-in for `python -m canfvc_codec`: "encodes" by copying the Y4M (so the rate is known and
-# the reconstruction exact) and "decodes" by stripping the Y4M headers to raw 4:2:0.
+# the reconstruction exact), "decodes" by stripping the Y4M headers to raw 4:2:0, and describes a
+# stream as an I-frame followed by P-frames.
 FAKE_CLI = """#!{python}
+import json
 import sys
 args = sys.argv[1:]
 assert args[:2] == ["-m", "canfvc_codec"], args
 command, rest = args[2], args[3:]
 if "--help" in rest:
     sys.exit(0)
-source, output = rest[0], rest[rest.index("-o") + 1]
+source = rest[0]
 data = open(source, "rb").read()
-if command == "encode":
+output = rest[rest.index("-o") + 1] if "-o" in rest else None
+if command == "info":
+    frames = data.count(b"FRAME\\n")
+    print(json.dumps({{"frames": [{{"type": "P" if i else "I"}} for i in range(frames)]}}))
+elif command == "encode":
     open(output, "wb").write(data)
 elif command == "decode":
     header, _, body = data.partition(b"\\n")
@@ -111,6 +117,7 @@ def test_anchors_and_canfvc_end_to_end(tmp_path, tiny_config):
         assert point["psnr-rgb"] == 100.0 and point["ms-ssim-rgb"] == pytest.approx(1.0)
         y4m_bytes = (work / "tiny" / "reference.y4m").stat().st_size
         assert point["bytes"] == y4m_bytes
+        assert [f["type"] for f in point["frames"]] == ["I", "P"]  # from canfvc info
 
     bd = results["bd_rate"]["psnr-yuv"]
     assert isinstance(bd["x264"]["tiny"], float) and isinstance(bd["x264"]["average"], float)

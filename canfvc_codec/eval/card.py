@@ -2,7 +2,8 @@
 
     python -m canfvc_codec.eval.card --card models/canfvc-lite.json \\
         bench/results/estimate/<model id>/dev_bikes.json \\
-        bench/results/estimate/<model id>/dev_bigbuckbunny.json
+        bench/results/estimate/<model id>/dev_bigbuckbunny.json \\
+        [--real bench/results/real/<run>/ ...]
 
 Replaces the card's ``rd_points`` with one point per sequence and λ of the records
 (:mod:`canfvc_codec.eval.estimate`, merged per λ with ``--merge``): rate, quality, and the split
@@ -10,6 +11,11 @@ between I- and P-frames that shows what conditional coding saves; and the per-se
 ``bd_rate_vs_x265`` and their average, keeping the card's words about the anchor. The records must
 be of the card's model. Everything else in the card (data, phases, lineage, notes) is left as it
 is.
+
+``--real DIR`` adds the points of real files: ``DIR/results.json`` is a ``canfvc eval`` record,
+and the frame types come from its rows or, for records written before the rows held them, from
+``DIR/info.json`` (``canfvc info --json`` of the stream). They replace the card's
+``rd_points_real_files`` of the same sequence, frames and λ, and keep the others.
 """
 
 from __future__ import annotations
@@ -18,11 +24,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 from canfvc_codec.errors import CanfvcError, InputError
 from canfvc_codec.eval import bdrate
 from canfvc_codec.eval.estimate import ESTIMATE, read_record
-from canfvc_codec.eval.runner import BD_METRICS
+from canfvc_codec.eval.runner import BD_METRICS, CANFVC
 
 DIGITS = 4  # the card's precision: far below what separates two measurements
 CARD_INDENT = 2  # as the trainer writes cards
@@ -33,7 +40,8 @@ def _mean(values: list[float]) -> float | None:
 
 
 def frame_type_split(frames: list[dict]) -> dict:
-    """How many frames are I-frames, and the mean rate and PSNR-RGB of each type."""
+    """How many frames are I-frames, and the mean rate and PSNR-RGB of each type (and the motion
+    rate of P-frames, where the rows give it)."""
     intra = [f for f in frames if f["type"] == "I"]
     inter = [f for f in frames if f["type"] == "P"]
     split = {
@@ -46,7 +54,8 @@ def frame_type_split(frames: list[dict]) -> dict:
     )
     split["i_psnr_rgb"] = _mean([f["psnr-rgb"] for f in intra])
     split["p_psnr_rgb"] = _mean([f["psnr-rgb"] for f in inter])
-    split["p_motion_bpp"] = _mean([f["bpp-motion"] for f in inter])
+    if all("bpp-motion" in f for f in inter):
+        split["p_motion_bpp"] = _mean([f["bpp-motion"] for f in inter])
     return split
 
 
@@ -74,6 +83,69 @@ def rd_points(record: dict, gop: int | None = None) -> list[dict]:
     return points
 
 
+def real_points(results: dict, info: dict | None = None) -> list[dict]:
+    """The card's points of real files from a ``canfvc eval`` record; ``info`` (``canfvc info
+    --json`` of its one stream) gives the frame types where the record's rows lack them."""
+    types = [f["type"] for f in info["frames"]] if info else None
+    points = []
+    for name, seq in results["sequences"].items():
+        for point in seq["codecs"].get(CANFVC, []):
+            frames = point["frames"]
+            if types is not None and not all("type" in f for f in frames):
+                if len(types) != len(frames):
+                    raise InputError(
+                        f"{name}: the stream holds {len(types)} frames, the record {len(frames)}"
+                    )
+                frames = [f | {"type": t} for f, t in zip(frames, types, strict=True)]
+            header = (info or {}).get("header", {})
+            entry = {
+                "sequence": name,
+                "frames": f"{seq['frames']} (dev range from {seq['start']})",
+                "gop": seq.get("gop"),
+                "adaptive_intra": True,  # canfvc eval codes with the encoder's defaults
+                "lambda": point["value"],
+                "motion_lambda": header.get("motion_lambda"),
+                "bpp": round(point["bpp"], DIGITS),
+                "psnr_rgb": round(point["psnr-rgb"], DIGITS),
+                "psnr_yuv": round(point["psnr-yuv"], DIGITS),
+                "ms_ssim_rgb": round(point["ms-ssim-rgb"], DIGITS),
+            }
+            if all("type" in f for f in frames):
+                entry |= frame_type_split(frames)
+            entry["encode_s_per_frame"] = round(point["encode_s_per_frame"], 1)
+            entry["decode_s_per_frame"] = round(point["decode_s_per_frame"], 1)
+            points.append(entry)
+    return points
+
+
+def _point_key(point: dict) -> tuple:
+    return point["sequence"], point["frames"], point["lambda"]
+
+
+class RealRun(NamedTuple):
+    """A ``canfvc eval`` record and, maybe, ``canfvc info --json`` of its stream."""
+
+    results: dict
+    info: dict | None = None
+
+    @property
+    def model_id(self) -> str | None:
+        return self.results.get("canfvc", {}).get("model_id")
+
+
+def read_real_run(folder: Path) -> RealRun:
+    """The run in ``folder``: ``results.json``, and ``info.json`` where there is one."""
+    try:
+        results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+        info_path = folder / "info.json"
+        info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.exists() else None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{folder}: cannot read the run ({exc})") from None
+    if not isinstance(results, dict) or not isinstance(results.get("sequences"), dict):
+        raise InputError(f"{folder}/results.json is not a canfvc eval record")
+    return RealRun(results, info)
+
+
 def bd_rates(record: dict) -> dict[str, dict[str, float | str]]:
     """{metric: {"<sequence>_<N>_frames": BD-rate against x265}} from one estimate record."""
     table: dict[str, dict[str, float | str]] = {}
@@ -90,13 +162,17 @@ def _bd_value(value: float | str) -> bdrate.BDRate:
     return bdrate.BDRate(value) if isinstance(value, int | float) else bdrate.BDRate(None, value)
 
 
-def update_card(card: dict, records: list[dict], gop: int | None = None) -> dict:
-    """``card`` with its measured RD points and BD-rates taken from ``records``."""
-    for record in records:
-        if record.get("model_id") != card.get("model_id"):
+def update_card(
+    card: dict, records: list[dict], gop: int | None = None, real_runs: list[RealRun] = ()
+) -> dict:
+    """``card`` with its measured RD points and BD-rates taken from ``records``, and the points
+    of ``real_runs`` in place of its real-file points of the same sequence, frames and λ."""
+    measured = [("estimate", r.get("model_id")) for r in records]
+    measured += [("real-file run", run.model_id) for run in real_runs]
+    for what, model_id in measured:
+        if model_id != card.get("model_id"):
             raise InputError(
-                f"the estimate is of model {record.get('model_id')}, "
-                f"the card of model {card.get('model_id')}"
+                f"the {what} is of model {model_id}, the card of model {card.get('model_id')}"
             )
     updated = dict(card)
     updated["rd_points"] = [point for record in records for point in rd_points(record, gop)]
@@ -121,6 +197,17 @@ def update_card(card: dict, records: list[dict], gop: int | None = None) -> dict
         + "; x265 scored on the same frames"
     )
     updated["bd_rate_vs_x265"] = bd
+    try:
+        real = [point for run in real_runs for point in real_points(run.results, run.info)]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(
+            f"a real-file run lacks what a canfvc eval record holds ({exc!r})"
+        ) from None
+    if real:
+        fresh = {_point_key(point): point for point in real}
+        updated["rd_points_real_files"] = [
+            fresh.pop(_point_key(point), point) for point in card.get("rd_points_real_files", [])
+        ] + list(fresh.values())
     return updated
 
 
@@ -131,13 +218,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--gop", type=int, help="the intra period of records that do not store theirs"
     )
+    parser.add_argument(
+        "--real",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a canfvc eval run of the card's model (results.json, maybe info.json)",
+    )
     options = parser.parse_args(argv)
     try:
         card = json.loads(options.card.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         sys.exit(f"canfvc: error: cannot read {options.card}: {exc}")
     try:
-        updated = update_card(card, [read_record(path) for path in options.estimates], options.gop)
+        records = [read_record(path) for path in options.estimates]
+        real_runs = [read_real_run(folder) for folder in options.real]
+        updated = update_card(card, records, options.gop, real_runs)
     except CanfvcError as exc:
         sys.exit(f"canfvc: error: {exc}")
     options.card.write_text(json.dumps(updated, indent=CARD_INDENT, ensure_ascii=False) + "\n")

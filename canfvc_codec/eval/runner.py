@@ -154,12 +154,20 @@ def read_raw(path: Path, info: VideoInfo, frames: int) -> Iterator[Frame]:
 
 
 def score(
-    prepared: PreparedSequence, decoded: Path, total_bytes: int, frame_bytes: list[int] | None
+    prepared: PreparedSequence,
+    decoded: Path,
+    total_bytes: int,
+    frame_bytes: list[int] | None,
+    frame_types: list[str] | None = None,
 ) -> tuple[dict[str, float], list[dict]]:
-    """Sequence means and per-frame rows of every quality metric, plus bpp."""
+    """Sequence means and per-frame rows of every quality metric, plus bpp (and the frame type,
+    where the stream tells it)."""
     info = prepared.info
+    # A listing that does not line up is worse than none.
     if frame_bytes is not None and len(frame_bytes) != prepared.frames:
-        frame_bytes = None  # a listing that does not line up is worse than none
+        frame_bytes = None
+    if frame_types is not None and len(frame_types) != prepared.frames:
+        frame_types = None
     rows = []
     pairs = zip(
         read_raw(prepared.raw_path, info, prepared.frames),
@@ -168,6 +176,8 @@ def score(
     )
     for index, (ref, dec) in enumerate(pairs):
         row: dict = {"frame": index}
+        if frame_types is not None:
+            row["type"] = frame_types[index]
         if frame_bytes is not None:
             row["bytes"] = frame_bytes[index]
             row["bpp"] = bits_per_pixel(frame_bytes[index], info.width, info.height)
@@ -305,6 +315,15 @@ def _info_frame_bytes(info: dict) -> list[int] | None:
     return sizes
 
 
+def _info_frame_types(info: dict) -> list[str] | None:
+    """Per-frame types ("I" / "P") from ``canfvc info --json``."""
+    frames = info.get("frames")
+    if not isinstance(frames, list):
+        return None
+    types = [record.get("type") if isinstance(record, dict) else None for record in frames]
+    return types if all(isinstance(t, str) for t in types) else None  # type: ignore[return-value]
+
+
 def _info_model_id(info: dict) -> str | None:
     header = info.get("header", info)
     model_id = header.get("model_id") if isinstance(header, dict) else None
@@ -323,7 +342,9 @@ def run_canfvc(
     info = canfvc.info(stream)
     try:
         total = stream.stat().st_size
-        summary, rows = score(prepared, decoded, total, _info_frame_bytes(info))
+        summary, rows = score(
+            prepared, decoded, total, _info_frame_bytes(info), _info_frame_types(info)
+        )
     except InputError as exc:
         raise CanfvcUnavailable(f"decoded output unusable: {exc}") from None
     finally:
