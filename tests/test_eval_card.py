@@ -162,4 +162,9 @@ def test_real_file_runs_of_another_model_or_malformed_are_refused(tmp_path) -> N
     with pytest.raises(SystemExit) as exit_info:
         card.main(["--card", str(path), str(estimate), "--real", str(broken)])
     assert "not a canfvc eval record" in str(exit_info.value.code)
+    short = _real_run(tmp_path, 512.0, "IPP", rows_typed=False)
+    (short / "info.json").write_text(json.dumps({"frames": [{"type": "I"}]}))
+    with pytest.raises(SystemExit) as exit_info:
+        card.main(["--card", str(path), str(estimate), "--real", str(short)])
+    assert "the stream holds 1 frames, the record 3" in str(exit_info.value.code)
     assert json.loads(path.read_text()) == {"model_id": MODEL_ID}  # left as it was
