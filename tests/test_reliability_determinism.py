@@ -71,18 +71,22 @@ def test_96_frames_decode_identically_under_every_other_path(tmp_path):
         assert run["index_flips"] == 0 and run["sigma_max_rel_dev"] < FLOAT32_ULP
 
 
-@pytest.mark.parametrize("name", ["mkldnn-off", "channels-last"])
-def test_each_path_really_changes_float32_results(name):
-    """A path that computed the same floats as the default would make the harness vacuous."""
+def test_the_other_paths_really_change_float32_results():
+    """Paths that all computed the same floats as the default would make the harness vacuous.
+    Which ones differ depends on the CPU (with AVX-512, oneDNN may compute a channels-last
+    convolution exactly as the default one), so at least one must, and each only by rounding."""
     model, _ = random_model("tiny")
     analysis = model.intra.steps[0].analysis
     frame = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    outputs = {}
     with torch.no_grad():
         reference = analysis(frame)
-        with numeric_path(get_numeric_path(name)) as prepare:
-            other = prepare(copy.deepcopy(analysis))(frame)
-    assert not torch.equal(reference, other)
-    assert torch.allclose(reference, other, rtol=0, atol=1e-5)
+        for name in ("mkldnn-off", "channels-last"):
+            with numeric_path(get_numeric_path(name)) as prepare:
+                outputs[name] = prepare(copy.deepcopy(analysis))(frame)
+    assert any(not torch.equal(reference, other) for other in outputs.values())
+    for other in outputs.values():
+        assert torch.allclose(reference, other, rtol=0, atol=1e-5)
 
 
 def test_numeric_path_restores_the_process_switches():
