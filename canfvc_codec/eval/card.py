@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -59,28 +60,38 @@ def frame_type_split(frames: list[dict]) -> dict:
     return split
 
 
+def _card_point(
+    name: str,
+    seq: dict,
+    point: dict,
+    gop: int | None,
+    adaptive_intra: bool | None,
+    motion_lambda: float | None,
+) -> dict:
+    """What a card says of every RD point: where, how coded, rate and quality."""
+    return {
+        "sequence": name,
+        "frames": f"{seq['frames']} (dev range from {seq['start']})",
+        "gop": seq.get("gop", gop),
+        "adaptive_intra": adaptive_intra,
+        "lambda": point["value"],
+        "motion_lambda": motion_lambda,
+        "bpp": round(point["bpp"], DIGITS),
+        "psnr_rgb": round(point["psnr-rgb"], DIGITS),
+        "psnr_yuv": round(point["psnr-yuv"], DIGITS),
+        "ms_ssim_rgb": round(point["ms-ssim-rgb"], DIGITS),
+    }
+
+
 def rd_points(record: dict, gop: int | None = None) -> list[dict]:
     """The card's ``rd_points`` from one estimate record; ``gop`` stands in for a record's own
     (records written before they stored it)."""
-    points = []
-    for name, seq in record["sequences"].items():
-        for point in seq["codecs"].get(ESTIMATE, []):
-            points.append(
-                {
-                    "sequence": name,
-                    "frames": f"{seq['frames']} (dev range from {seq['start']})",
-                    "gop": seq.get("gop", gop),
-                    "adaptive_intra": record.get("adaptive_intra"),
-                    "lambda": point["value"],
-                    "motion_lambda": point.get("motion_lambda"),
-                    "bpp": round(point["bpp"], DIGITS),
-                    "psnr_rgb": round(point["psnr-rgb"], DIGITS),
-                    "psnr_yuv": round(point["psnr-yuv"], DIGITS),
-                    "ms_ssim_rgb": round(point["ms-ssim-rgb"], DIGITS),
-                }
-                | frame_type_split(point["frames"])
-            )
-    return points
+    return [
+        _card_point(name, seq, point, gop, record.get("adaptive_intra"), point.get("motion_lambda"))
+        | frame_type_split(point["frames"])
+        for name, seq in record["sequences"].items()
+        for point in seq["codecs"].get(ESTIMATE, [])
+    ]
 
 
 def real_points(results: dict, info: dict | None = None) -> list[dict]:
@@ -98,18 +109,8 @@ def real_points(results: dict, info: dict | None = None) -> list[dict]:
                     )
                 frames = [f | {"type": t} for f, t in zip(frames, types, strict=True)]
             header = (info or {}).get("header", {})
-            entry = {
-                "sequence": name,
-                "frames": f"{seq['frames']} (dev range from {seq['start']})",
-                "gop": seq.get("gop"),
-                "adaptive_intra": True,  # canfvc eval codes with the encoder's defaults
-                "lambda": point["value"],
-                "motion_lambda": header.get("motion_lambda"),
-                "bpp": round(point["bpp"], DIGITS),
-                "psnr_rgb": round(point["psnr-rgb"], DIGITS),
-                "psnr_yuv": round(point["psnr-yuv"], DIGITS),
-                "ms_ssim_rgb": round(point["ms-ssim-rgb"], DIGITS),
-            }
+            # canfvc eval codes with the encoder's defaults: adaptive intra.
+            entry = _card_point(name, seq, point, None, True, header.get("motion_lambda"))
             if all("type" in f for f in frames):
                 entry |= frame_type_split(frames)
             entry["encode_s_per_frame"] = round(point["encode_s_per_frame"], 1)
@@ -163,7 +164,7 @@ def _bd_value(value: float | str) -> bdrate.BDRate:
 
 
 def update_card(
-    card: dict, records: list[dict], gop: int | None = None, real_runs: list[RealRun] = ()
+    card: dict, records: list[dict], gop: int | None = None, real_runs: Sequence[RealRun] = ()
 ) -> dict:
     """``card`` with its measured RD points and BD-rates taken from ``records``, and the points
     of ``real_runs`` in place of its real-file points of the same sequence, frames and λ."""
