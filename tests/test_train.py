@@ -154,8 +154,8 @@ def test_training_steps_lower_the_loss_on_a_fixed_batch(name: str) -> None:
     assert after < 0.9 * before
 
 
-def _hyper_bits(model: VideoModel, batch: torch.Tensor, lmbda: float) -> float:
-    """Bits of every hyper-latent of an IPPPP pass over ``batch``, with rounding."""
+def _ipppp_pass(model: VideoModel, batch: torch.Tensor, lmbda: float) -> list:
+    """The frame outputs of an IPPPP pass over ``batch``, with rounding."""
     model.eval()
     with torch.no_grad():
         out = model(batch[:, 0], lmbda)
@@ -166,12 +166,32 @@ def _hyper_bits(model: VideoModel, batch: torch.Tensor, lmbda: float) -> float:
             refs = refs.push(to_reference(out.x_hat), out.flow_hat)
             outputs.append(out)
     model.train()
+    return outputs
+
+
+def _hyper_bits(model: VideoModel, batch: torch.Tensor, lmbda: float) -> float:
+    """Bits of every hyper-latent of an IPPPP pass over ``batch``."""
     return sum(
         float(-torch.log2(lik).sum())
-        for out in outputs
+        for out in _ipppp_pass(model, batch, lmbda)
         for key, lik in out.likelihoods.items()
         if key.endswith(".hyper")
     )
+
+
+def _coded_bits(model: VideoModel, batch: torch.Tensor, lmbda: float) -> float:
+    """Bits of every latent of an IPPPP pass over ``batch``."""
+    return sum(float(out.bits().sum()) for out in _ipppp_pass(model, batch, lmbda))
+
+
+def _fit(model: VideoModel, phase, batch: torch.Tensor, lmbda: float, optimizer, steps: int):
+    """``steps`` optimiser steps of ``phase`` on the one ``batch``."""
+    for _ in range(steps):
+        optimizer.zero_grad(set_to_none=True)
+        phases.run_step(
+            model, phase, batch, lmbda, np.random.default_rng(0), contextlib.nullcontext
+        )
+        optimizer.step()
 
 
 def test_factorised_priors_train_in_every_phase() -> None:
@@ -205,32 +225,12 @@ def test_priors_phase_lowers_the_hyper_rate_and_changes_nothing_else() -> None:
     fixed = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
     optimizer = torch.optim.Adam(phases.prior_density_parameters(model), lr=1e-2)
     before = _hyper_bits(model, batch, lmbda)
-    for _ in range(30):
-        optimizer.zero_grad(set_to_none=True)
-        phases.run_step(
-            model, phase, batch, lmbda, np.random.default_rng(0), contextlib.nullcontext
-        )
-        optimizer.step()
+    _fit(model, phase, batch, lmbda, optimizer, steps=30)
     after = _hyper_bits(model, batch, lmbda)
     assert after < 0.7 * before, (before, after)
     for name, param in model.named_parameters():
         if name in fixed:
             assert torch.equal(param, fixed[name]), name
-
-
-def _coded_bits(model: VideoModel, batch: torch.Tensor, lmbda: float) -> float:
-    """Bits of every latent of an IPPPP pass over ``batch``, with rounding."""
-    model.eval()
-    with torch.no_grad():
-        out = model(batch[:, 0], lmbda)
-        refs = References([to_reference(out.x_hat)])
-        bits = float(out.bits().sum())
-        for t in range(1, batch.shape[1]):
-            out = model(batch[:, t], lmbda, refs)
-            refs = refs.push(to_reference(out.x_hat), out.flow_hat)
-            bits += float(out.bits().sum())
-    model.train()
-    return bits
 
 
 def test_entropy_phase_lowers_the_rate_and_leaves_the_transforms() -> None:
@@ -245,12 +245,7 @@ def test_entropy_phase_lowers_the_rate_and_leaves_the_transforms() -> None:
     fixed = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
     optimizer = torch.optim.Adam(trained, lr=1e-3)
     before = _coded_bits(model, batch, lmbda)
-    for _ in range(20):
-        optimizer.zero_grad(set_to_none=True)
-        phases.run_step(
-            model, phase, batch, lmbda, np.random.default_rng(0), contextlib.nullcontext
-        )
-        optimizer.step()
+    _fit(model, phase, batch, lmbda, optimizer, steps=20)
     assert _coded_bits(model, batch, lmbda) < 0.97 * before
     for name, param in model.named_parameters():
         if name in fixed:
