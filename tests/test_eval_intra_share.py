@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from canfvc_codec.errors import InputError
 from canfvc_codec.eval import intra_share
 from canfvc_codec.eval.estimate import ESTIMATE
 
@@ -32,6 +33,12 @@ def test_intra_curve_is_log_linear_and_extends_from_its_ends() -> None:
     assert intra_share.intra_bpp(curve, 32.0) == pytest.approx(0.2)
     assert intra_share.intra_bpp(curve, 36.0) == pytest.approx(0.8)  # past the last point
     assert intra_share.intra_bpp(curve, 28.0) == pytest.approx(0.05)  # before the first
+
+
+@pytest.mark.parametrize("curve", [[(30.0, 0.1), (30.0, 0.2)], [(30.0, 0.0), (32.0, 0.2)]])
+def test_a_degenerate_intra_curve_is_refused(curve) -> None:
+    with pytest.raises(InputError, match="rising PSNR and positive rates"):
+        intra_share.intra_bpp(curve, 31.0)
 
 
 def test_p_frames_are_priced_at_their_own_quality(tmp_path, capsys) -> None:

@@ -32,6 +32,8 @@ def intra_bpp(curve: list[tuple[float, float]], psnr: float) -> float:
     last = len(curve) - 2
     k = next((k for k in range(last) if psnr <= curve[k + 1][0]), last)
     (q0, r0), (q1, r1) = curve[k], curve[k + 1]
+    if q1 <= q0 or min(r0, r1) <= 0:
+        raise InputError("an intra curve needs rising PSNR and positive rates at every λ")
     t = (psnr - q0) / (q1 - q0)
     return math.exp(math.log(r0) + t * (math.log(r1) - math.log(r0)))
 

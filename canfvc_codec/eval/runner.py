@@ -301,27 +301,17 @@ class CanfvcCommand:
         return data if isinstance(data, dict) else {}
 
 
-def _info_frame_bytes(info: dict) -> list[int] | None:
-    """Per-frame sizes from ``canfvc info --json`` (a ``frames`` list of records with ``bytes``)."""
+def _info_frame_field(info: dict, names: tuple[str, ...], kind: type) -> list | None:
+    """One field of every record in the ``frames`` list of ``canfvc info --json`` (the first of
+    ``names`` a record has), or None unless every record has one of type ``kind``."""
     frames = info.get("frames")
     if not isinstance(frames, list):
         return None
-    sizes = []
-    for record in frames:
-        size = record.get("bytes", record.get("size")) if isinstance(record, dict) else None
-        if not isinstance(size, int):
-            return None
-        sizes.append(size)
-    return sizes
-
-
-def _info_frame_types(info: dict) -> list[str] | None:
-    """Per-frame types ("I" / "P") from ``canfvc info --json``."""
-    frames = info.get("frames")
-    if not isinstance(frames, list):
-        return None
-    types = [record.get("type") if isinstance(record, dict) else None for record in frames]
-    return types if all(isinstance(t, str) for t in types) else None  # type: ignore[return-value]
+    values = [
+        next((record[n] for n in names if n in record), None) if isinstance(record, dict) else None
+        for record in frames
+    ]
+    return values if all(isinstance(v, kind) for v in values) else None
 
 
 def _info_model_id(info: dict) -> str | None:
@@ -342,9 +332,9 @@ def run_canfvc(
     info = canfvc.info(stream)
     try:
         total = stream.stat().st_size
-        summary, rows = score(
-            prepared, decoded, total, _info_frame_bytes(info), _info_frame_types(info)
-        )
+        frame_bytes = _info_frame_field(info, ("bytes", "size"), int)
+        frame_types = _info_frame_field(info, ("type",), str)
+        summary, rows = score(prepared, decoded, total, frame_bytes, frame_types)
     except InputError as exc:
         raise CanfvcUnavailable(f"decoded output unusable: {exc}") from None
     finally:

@@ -41,8 +41,9 @@ IP_FRAMES = 4
 FLOW_CHANNELS = 2
 QUANTILES = "quantiles"  # the factorised priors' tails and medians (auxiliary loss)
 # What prices a coder's latents and nothing else: the hyper-transforms and the temporal prior give
-# the latents' means and scales. With noise in place of rounding they change no reconstruction,
-# so training them alone trades no distortion (the ``entropy`` phase).
+# the latents' means and scales. With noise in place of rounding no reconstruction depends on
+# them, so training them alone trades no distortion (the ``entropy`` phase); in coding, latents
+# are rounded around those means, so reconstructions move a little.
 ENTROPY_PARTS = ("hyper_analysis", "hyper_synthesis", "temporal_prior", "fusion")
 ENTROPY = "entropy"  # in a phase's parts: the ENTROPY_PARTS of every coder
 
@@ -93,7 +94,7 @@ PRIORS = Phase("priors", "priors", (), frames=5, lr=1e-3, share=0.0,
                "sequences with every network frozen")
 # Outside the schedule (``--phase entropy``): every coder's entropy model (hyper-transforms,
 # temporal prior, factorised prior) refitted to the latents its frozen transforms produce on IPPPP
-# sequences: the rate falls, no reconstruction changes.
+# sequences: a rate-only objective.
 ENTROPY_PHASE = Phase("entropy", "priors", (ENTROPY,), frames=5, lr=1e-4, share=0.0,
                       description="entropy models of every coder (hyper-transforms, temporal "
                       "prior, factorised prior), fitted on IPPPP sequences with the transforms "
