@@ -41,7 +41,12 @@ from canfvc_codec.numerics import (
     prepare_model,
     resolve_tie,
 )
-from canfvc_codec.refine import DEFAULT_REFINE_STEPS, LatentRefiner, check_refine_steps
+from canfvc_codec.refine import (
+    DEFAULT_REFINE_STEPS,
+    REFINE_DTYPE,
+    LatentRefiner,
+    check_refine_steps,
+)
 from canfvc_codec.stripes import bound_memory, check_decode_memory
 from canfvc_codec.weights import load_model, load_model_by_id
 
@@ -190,16 +195,22 @@ class IntraSchedule:
         code_intra: Callable[[], T],
         code_inter: Callable[[], T],
         cost: Callable[[T], float],
+        trial_intra: Callable[[], T] | None = None,
     ) -> tuple[str, T]:
-        """(type, coded frame) of the next frame; the coders run only where needed."""
+        """(type, coded frame) of the next frame; the coders run only where needed.
+
+        ``trial_intra``, when given, prices the adaptive choice's I-frame instead of
+        ``code_intra``: a cheaper coding of the same frame with the same cost up to rounding.
+        ``code_intra`` then runs only for the I-frames kept.
+        """
         if self.intra_due():
             frame_type, coded = INTRA, code_intra()
         else:
             frame_type, coded = INTER, code_inter()
             if self.adaptive:
-                intra = code_intra()
+                intra = (trial_intra or code_intra)()
                 if cost(intra) < cost(coded):
-                    frame_type, coded = INTRA, intra
+                    frame_type, coded = INTRA, intra if trial_intra is None else code_intra()
         self.coded(frame_type)
         return frame_type, coded
 
@@ -232,6 +243,11 @@ class Encoder(_Engine):
     (``EncodeOptions.adaptive_intra``). A learned inter coder is no better than intra coding after
     a scene cut, where the reference holds nothing of the new picture, and a poor P-frame there is
     the reference of every later one.
+
+    ``trial_model``, a float32 copy of the networks when the encoder runs in float64, prices that
+    candidate I-frame (streams and reconstruction in float32: the same cost to ~1e-7), and the
+    float64 networks code it only when it is kept. The candidate is coded for every P-frame, and
+    float64 is several times slower on a CPU.
     """
 
     def __init__(
@@ -245,9 +261,11 @@ class Encoder(_Engine):
         dtype: torch.dtype = DECODER_DTYPE,
         adaptive_intra: bool = False,
         motion_lmbda: float | None = None,
+        trial_model: VideoModel | None = None,
     ) -> None:
         super().__init__(model, lmbda, width, height, device, dtype, motion_lmbda)
         self.schedule = IntraSchedule(gop, adaptive_intra)
+        self.trial_model = trial_model
 
     @torch.no_grad()
     def encode(self, rgb: torch.Tensor) -> tuple[str, list[bytes], torch.Tensor]:
@@ -260,12 +278,19 @@ class Encoder(_Engine):
             bits = 8 * sum(len(stream) for stream in coded.streams)
             return frame_cost(bits, x, coded.x_hat, self.lmbda, (self.height, self.width))
 
+        def trial_intra() -> CodedFrame:
+            assert self.trial_model is not None
+            trial_dtype = next(self.trial_model.parameters()).dtype
+            streams, x_hat = self.trial_model.compress_intra(x.to(trial_dtype), self.lmbda)
+            return CodedFrame(streams, x_hat.to(self.dtype))
+
         frame_type, coded = self.schedule.choose(
             lambda: CodedFrame(*self.model.compress_intra(x, self.lmbda)),
             lambda: CodedFrame(
                 *self.model.compress_inter(x, self.refs, self.lmbda, self.motion_lmbda)
             ),
             cost,
+            trial_intra=None if self.trial_model is None else trial_intra,
         )
         reconstruction = self._output(frame_type, coded.x_hat, coded.flow_hat)
         return frame_type, coded.streams, reconstruction
@@ -331,6 +356,15 @@ def _progress(total: int | None, enabled: bool, desc: str) -> tqdm:
     return tqdm(total=total, file=sys.stderr, disable=not enabled, unit="frame", desc=desc)
 
 
+def float32_flow(networks: VideoModel) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """SPyNet of the float32 ``networks`` as the motion search of a model of another type."""
+
+    def estimate(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        return networks.spynet(x.to(REFINE_DTYPE), reference.to(REFINE_DTYPE)).to(x.dtype)
+
+    return estimate
+
+
 def encode_video(
     reader: VideoReader,
     output: BinaryIO,
@@ -367,8 +401,16 @@ def encode_video(
     path = numeric_path_from_env()
     model = prepare_model(model, path)
     model.flow_estimator = flow_estimator
-    if options.refine:
+    # What only the encoder computes (the analysis transforms' latents, their refinement, the
+    # candidate I-frames of the adaptive choice) runs on a float32 copy: the decoder sees only
+    # the integers and the frame types it is given.
+    trial_model = None
+    if options.refine or dtype != REFINE_DTYPE:
         model.latent_refiner = LatentRefiner(model, options.refine, device)
+    if dtype != REFINE_DTYPE:
+        trial_model = model.latent_refiner.model
+        if flow_estimator is None:  # SPyNet, the model's own
+            model.flow_estimator = float32_flow(trial_model)
     encoder = Encoder(
         model,
         header.lmbda,
@@ -379,6 +421,7 @@ def encode_video(
         dtype,
         adaptive_intra=options.adaptive_intra,
         motion_lmbda=header.motion_lmbda,
+        trial_model=trial_model,
     )
     frames: list[dict] = []
     with numeric_path(path), _progress(info.frame_count, progress, "encode") as bar:

@@ -16,8 +16,12 @@ true rounding and the best latents seen are kept, the analysis's included, so re
 raises the estimated cost of a frame.
 
 The refiner works on a float32 copy of the networks: the float64 ones still code and reconstruct
-(``numerics.DECODER_DTYPE``), and refinement only chooses what they code. Its memory grows with
-the picture, as training's does (no stripes).
+(``numerics.DECODER_DTYPE``), and refinement only chooses what they code. With 0 steps it gives
+the analysis transforms' latents, computed on that copy: the encoder's analysis needs no float64,
+since the decoder sees only the integers, and runs several times faster in float32 on a CPU
+(oneDNN). The copy computes large frames in stripes as the decoder does
+(:func:`~canfvc_codec.stripes.bound_memory`); refinement's gradients still hold memory that grows
+with the picture, as training's do.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from torch import Tensor
 from canfvc_codec.errors import UsageError
 from canfvc_codec.networks.anf_coder import AnfCoder, Latents
 from canfvc_codec.networks.video import VideoModel
+from canfvc_codec.stripes import bound_memory
 
 DEFAULT_REFINE_STEPS = 0
 # Adam's step size, in quantisation bins of the gained latents. Larger steps move many values
@@ -87,8 +92,9 @@ def refine_latents(
 
 
 class LatentRefiner:
-    """Refines the latents of every coder of a :class:`VideoModel` for its ``compress_*``
-    methods (set as ``VideoModel.latent_refiner``), on a float32 copy of its networks."""
+    """Chooses the latents of every coder of a :class:`VideoModel` for its ``compress_*``
+    methods (set as ``VideoModel.latent_refiner``) on a float32 copy of its networks,
+    :attr:`model`: the analysis transforms' latents, refined by ``steps`` gradient steps."""
 
     def __init__(self, model: VideoModel, steps: int, device: torch.device | None = None) -> None:
         check_refine_steps(steps)
@@ -96,7 +102,7 @@ class LatentRefiner:
         self.model = VideoModel(model.config)
         self.model.load_state_dict(model.state_dict())
         device = device or next(model.parameters()).device
-        self.model.to(device=device, dtype=REFINE_DTYPE).eval()
+        bound_memory(self.model.to(device=device, dtype=REFINE_DTYPE).eval())
         self.model.requires_grad_(False)
 
     @staticmethod
@@ -113,8 +119,12 @@ class LatentRefiner:
         picture: Callable[[Tensor], Tensor] | None = None,
         target: Tensor | None = None,
     ) -> Latents:
+        coder: AnfCoder = self.model.coders()[name]  # type: ignore[assignment]
+        if not self.steps:
+            with torch.no_grad():
+                return coder.latents(x.to(REFINE_DTYPE), lmbda, self._cast(cond))
         latents, _ = refine_latents(
-            self.model.coders()[name],  # type: ignore[arg-type]
+            coder,
             x.to(REFINE_DTYPE),
             lmbda,
             self.steps,

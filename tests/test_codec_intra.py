@@ -20,17 +20,21 @@ from canfvc_codec.codec import (
     frame_cost,
 )
 from canfvc_codec.io import Frame, VideoInfo, open_reader, open_writer
+from canfvc_codec.refine import LatentRefiner
 from canfvc_codec.weights import load_model
 from tests.conftest import real_rgb_frames, real_yuv_frames
 
 CPU = torch.device("cpu")
 
 
+TRIAL = "trial I"
+
+
 def _types(
-    schedule: IntraSchedule, frames: int, chosen_intra: tuple[int, ...] = ()
+    schedule: IntraSchedule, frames: int, chosen_intra: tuple[int, ...] = (), trial: bool = False
 ) -> tuple[str, int]:
     """The types ``schedule.choose`` gives, with a cost that prefers I at ``chosen_intra`` and P
-    elsewhere; and how many intra codings it ran."""
+    elsewhere; and how many intra codings it ran (trial codings with ``trial``, not counted)."""
     types, intra_runs = "", 0
     for index in range(frames):
 
@@ -40,9 +44,12 @@ def _types(
             return INTRA
 
         def cost(frame_type: str, index=index) -> float:
-            return float((frame_type == INTRA) != (index in chosen_intra))
+            return float((frame_type != INTER) != (index in chosen_intra))
 
-        types += schedule.choose(code_intra, lambda: INTER, cost)[0]
+        trial_intra = (lambda: TRIAL) if trial else None
+        frame_type, coded = schedule.choose(code_intra, lambda: INTER, cost, trial_intra)
+        assert coded == frame_type  # a trial coding is never what is kept
+        types += frame_type
     return types, intra_runs
 
 
@@ -55,6 +62,9 @@ def test_schedule_is_an_intra_period_restarted_by_every_i_frame() -> None:
     # Adaptive: every P-frame is also coded as I, and a chosen I restarts the period.
     assert _types(IntraSchedule(3, adaptive=True), 7, chosen_intra=(2,)) == ("IPIPPIP", 7)
     assert _types(IntraSchedule(0, adaptive=True), 5, chosen_intra=(3,)) == ("IPPIP", 5)
+    # With a trial coding to price the candidates, the intra coder runs only for the I-frames.
+    schedule = IntraSchedule(3, adaptive=True)
+    assert _types(schedule, 7, chosen_intra=(2,), trial=True) == ("IPIPPIP", 3)
 
 
 def test_frame_cost_is_bits_per_pixel_plus_lambda_mse_over_the_picture() -> None:
@@ -79,18 +89,22 @@ def test_chosen_i_frames_restart_the_period_and_decode_bit_exactly(tmp_path, mon
     calls = itertools.count()
     choose = IntraSchedule.choose
 
-    def prefer_intra_at_frame_2(self, code_intra, code_inter, cost):
+    def prefer_intra_at_frame_2(self, code_intra, code_inter, cost, trial_intra=None):
         index = next(calls)
         intra = []
 
-        def run_intra():
-            intra.append(code_intra())
-            return intra[-1]
+        def recorded(code):
+            def run():
+                intra.append(code())
+                return intra[-1]
+
+            return run
 
         def preference(coded) -> float:
-            return float((coded is intra[-1]) != (index == 2))
+            return float(any(coded is i for i in intra) != (index == 2))
 
-        return choose(self, run_intra, code_inter, preference)
+        trial = None if trial_intra is None else recorded(trial_intra)
+        return choose(self, recorded(code_intra), code_inter, preference, trial)
 
     monkeypatch.setattr(IntraSchedule, "choose", prefer_intra_at_frame_2)
     clip = tmp_path / "clip.y4m"
@@ -111,14 +125,15 @@ def test_chosen_i_frames_restart_the_period_and_decode_bit_exactly(tmp_path, mon
     assert (tmp_path / "d.yuv").read_bytes() == (tmp_path / "r.yuv").read_bytes()
 
 
-def _encode_frames(model, frames: torch.Tensor, lmbda: float, adaptive: bool):
-    encoder = Encoder(model, lmbda, 0, 128, 128, CPU, adaptive_intra=adaptive)
-    types, cost = "", 0.0
+def _encode_frames(model, frames: torch.Tensor, lmbda: float, adaptive: bool, trial=None):
+    encoder = Encoder(model, lmbda, 0, 128, 128, CPU, adaptive_intra=adaptive, trial_model=trial)
+    types, cost, streams = "", 0.0, []
     for frame in frames:
-        frame_type, streams, recon = encoder.encode(frame)
+        frame_type, coded, recon = encoder.encode(frame)
         types += frame_type
-        cost += frame_cost(8 * sum(map(len, streams)), frame.double(), recon, lmbda, (128, 128))
-    return types, cost
+        streams.append(coded)
+        cost += frame_cost(8 * sum(map(len, coded)), frame.double(), recon, lmbda, (128, 128))
+    return types, cost, streams
 
 
 def test_trained_model_codes_a_scene_cut_as_intra_and_the_scene_as_inter():
@@ -132,8 +147,13 @@ def test_trained_model_codes_a_scene_cut_as_intra_and_the_scene_as_inter():
         ]
     )
     lmbda = 256.0
-    adaptive_types, adaptive_cost = _encode_frames(model, cut, lmbda, adaptive=True)
-    fixed_types, fixed_cost = _encode_frames(model, cut, lmbda, adaptive=False)
+    trial = LatentRefiner(model, 0).model  # float32, as encode_video prices candidate I-frames
+    adaptive_types, adaptive_cost, adaptive_streams = _encode_frames(model, cut, lmbda, True)
+    fixed_types, fixed_cost, _ = _encode_frames(model, cut, lmbda, adaptive=False)
     assert fixed_types == "IPP"
     assert adaptive_types == "IIP"
     assert adaptive_cost < fixed_cost
+    # Priced in float32, the choice is the same, and the kept frames are coded in float64.
+    trial_types, trial_cost, trial_streams = _encode_frames(model, cut, lmbda, True, trial)
+    assert trial_types == "IIP" and trial_streams == adaptive_streams
+    assert trial_cost == adaptive_cost

@@ -55,6 +55,15 @@ def test_refinement_lowers_the_cost_and_keeps_the_best(trained, rgb_frames) -> N
         LatentRefiner(model, -1)
 
 
+def test_without_steps_the_latents_are_the_float32_analysis(trained, rgb_frames) -> None:
+    x = rgb_frames(start=60, count=1, width=SIZE, height=SIZE)
+    latents = LatentRefiner(trained, 0).frame("intra", x.double(), LAMBDA)
+    analysis = trained.intra.latents(x, LAMBDA)
+    assert latents.latent.dtype == torch.float32
+    assert torch.equal(latents.latent, analysis.latent)
+    assert torch.equal(latents.hyper, analysis.hyper)
+
+
 def test_motion_refinement_scores_the_prediction(trained, rgb_frames) -> None:
     model = trained
     reference, x = rgb_frames(start=30, count=2, width=SIZE, height=SIZE).split(1)
