@@ -92,6 +92,8 @@ def test_chosen_i_frames_restart_the_period_and_decode_bit_exactly(tmp_path, mon
     def prefer_intra_at_frame_2(self, code_intra, code_inter, cost, trial_intra=None):
         index = next(calls)
         intra = []
+        # encode_video codes in float64 and prices candidate I-frames on its float32 copy.
+        assert trial_intra is not None
 
         def recorded(code):
             def run():
