@@ -266,6 +266,7 @@ class Encoder(_Engine):
         super().__init__(model, lmbda, width, height, device, dtype, motion_lmbda)
         self.schedule = IntraSchedule(gop, adaptive_intra)
         self.trial_model = trial_model
+        self.trial_dtype = None if trial_model is None else next(trial_model.parameters()).dtype
 
     @torch.no_grad()
     def encode(self, rgb: torch.Tensor) -> tuple[str, list[bytes], torch.Tensor]:
@@ -280,8 +281,7 @@ class Encoder(_Engine):
 
         def trial_intra() -> CodedFrame:
             assert self.trial_model is not None
-            trial_dtype = next(self.trial_model.parameters()).dtype
-            streams, x_hat = self.trial_model.compress_intra(x.to(trial_dtype), self.lmbda)
+            streams, x_hat = self.trial_model.compress_intra(x.to(self.trial_dtype), self.lmbda)
             return CodedFrame(streams, x_hat.to(self.dtype))
 
         frame_type, coded = self.schedule.choose(
@@ -356,15 +356,6 @@ def _progress(total: int | None, enabled: bool, desc: str) -> tqdm:
     return tqdm(total=total, file=sys.stderr, disable=not enabled, unit="frame", desc=desc)
 
 
-def float32_flow(networks: VideoModel) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """SPyNet of the float32 ``networks`` as the motion search of a model of another type."""
-
-    def estimate(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-        return networks.spynet(x.to(REFINE_DTYPE), reference.to(REFINE_DTYPE)).to(x.dtype)
-
-    return estimate
-
-
 def encode_video(
     reader: VideoReader,
     output: BinaryIO,
@@ -406,11 +397,10 @@ def encode_video(
     # the integers and the frame types it is given.
     trial_model = None
     if options.refine or dtype != REFINE_DTYPE:
-        model.latent_refiner = LatentRefiner(model, options.refine, device)
-    if dtype != REFINE_DTYPE:
-        trial_model = model.latent_refiner.model
-        if flow_estimator is None:  # SPyNet, the model's own
-            model.flow_estimator = float32_flow(trial_model)
+        refiner = model.latent_refiner = LatentRefiner(model, options.refine, device)
+        if dtype != REFINE_DTYPE:
+            trial_model = refiner.model
+            model.flow_estimator = flow_estimator or refiner.estimate_flow
     encoder = Encoder(
         model,
         header.lmbda,

@@ -146,6 +146,12 @@ class LatentRefiner:
         """Latents of the intra or inter coder ``name`` for the frame ``x``."""
         return self._refine(name, x, lmbda, cond, prior_input)
 
+    def estimate_flow(self, x: Tensor, reference: Tensor) -> Tensor:
+        """SPyNet's flow on the float32 copy, in the type of ``x``: the encoder's motion search
+        when it is the model's own network (only the encoder estimates motion)."""
+        flow = self.model.spynet(x.to(REFINE_DTYPE), reference.to(REFINE_DTYPE))
+        return flow.to(x.dtype)
+
     def motion(
         self,
         name: str,
