@@ -408,8 +408,8 @@ Examples:
     default=DEFAULT_LAMBDA,
     callback=_positive,
     metavar="L",
-    help=f"Rate-distortion trade-off: higher is better quality, more bits [default: "
-    f"{DEFAULT_LAMBDA:g}].",
+    help=f"Rate-distortion trade-off: higher is better quality, more bits; the model is trained "
+    f"over 256..2048 [default: {DEFAULT_LAMBDA:g}].",
 )
 @click.option(
     "--motion-lambda",

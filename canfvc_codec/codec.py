@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from canfvc_codec.bitstream import CvcReader, CvcWriter, FrameRecord, StreamHeader
-from canfvc_codec.errors import BitstreamError, InputError, ModelError, UsageError
+from canfvc_codec.errors import BitstreamError, InputError, ModelError, UsageError, warn
 from canfvc_codec.io import VideoInfo, VideoReader, VideoWriter
 from canfvc_codec.io.color import rgb_to_yuv, yuv_to_rgb
 from canfvc_codec.io.frame import Frame
@@ -91,6 +91,22 @@ def auto_motion_lambda(
     (README) 256 beat 512, which beat 2048, as the motion λ at λ 2048.
     """
     return max(lmbda * share, min(lmbda, anchors[0]))
+
+
+def warn_untrained_lambdas(options: EncodeOptions, anchors: tuple[float, ...]) -> None:
+    """Warn about each λ the user set outside the model's trained range.
+
+    The latent gains clamp λ to the anchors (canfvc_codec/nn/gain.py), so past them rate and
+    quality stop moving; a user asking for ``--lambda 8192`` should know it codes as 2048.
+    """
+    lowest, highest = anchors[0], anchors[-1]
+    for flag, value in (("--lambda", options.lmbda), ("--motion-lambda", options.motion_lmbda)):
+        if value is not None and not lowest <= value <= highest:
+            nearest = min(max(value, lowest), highest)
+            warn(
+                f"{flag} {value:g} is outside the model's trained range {lowest:g}..{highest:g}: "
+                f"its latents are quantised as at {nearest:g}"
+            )
 
 
 def resolve_device(device: str) -> torch.device:
@@ -375,6 +391,7 @@ def encode_video(
     device = resolve_device(options.device)
     dtype = resolve_dtype(options.dtype)
     model, model_id = load_model(options.model, "cpu")
+    warn_untrained_lambdas(options, model.config.anchor_lambdas)
     header = StreamHeader.for_video(
         info,
         model_id=model_id,

@@ -1,10 +1,13 @@
-"""User-facing errors. The CLI prints ``canfvc: <message>`` and exits with ``exit_code``.
+"""User-facing errors and warnings. The CLI prints ``canfvc: <message>`` and exits with
+``exit_code``; a warning is one ``canfvc: warning: <message>`` line on stderr and the work goes on.
 
 Every failure a user can cause (bad input, bad file, existing output, corrupt bitstream) raises a
 subclass of :class:`CanfvcError`; anything else reaching the CLI is a bug.
 """
 
 from __future__ import annotations
+
+import sys
 
 
 class CanfvcError(Exception):
@@ -37,3 +40,8 @@ class BitstreamError(CanfvcError):
 
 class ModelError(CanfvcError):
     """A model cannot be found or loaded, or does not match the bitstream."""
+
+
+def warn(message: str) -> None:
+    """Tell the user, on one stderr line, about something that works but not as they may expect."""
+    print(f"canfvc: warning: {message}", file=sys.stderr)

@@ -22,12 +22,11 @@ import hashlib
 import io
 import json
 import os
-import sys
 from pathlib import Path
 
 import torch
 
-from canfvc_codec.errors import ModelError
+from canfvc_codec.errors import ModelError, warn
 from canfvc_codec.networks.config import CONFIGS, ModelConfig, get_config
 from canfvc_codec.networks.video import VideoModel
 
@@ -51,7 +50,7 @@ def models_dir() -> Path:
 
 
 def _warn_untrained(name: str) -> None:
-    print(f"canfvc: warning: {name}: {UNTRAINED_WARNING}", file=sys.stderr)
+    warn(f"{name}: {UNTRAINED_WARNING}")
 
 
 def _stored_state(model: VideoModel) -> dict[str, torch.Tensor]:

@@ -21,6 +21,7 @@ from canfvc_codec.codec import (
     frame_crc,
     pad_to_multiple,
     resolve_device,
+    warn_untrained_lambdas,
 )
 from canfvc_codec.errors import BitstreamError, UsageError
 from canfvc_codec.io import Frame, VideoInfo, open_reader, open_writer
@@ -104,6 +105,41 @@ def test_auto_motion_lambda_is_a_share_of_lambda_within_the_trained_range():
     assert auto_motion_lambda(512.0, anchors) == 256.0  # not below the lowest anchor
     assert auto_motion_lambda(100.0, anchors) == 100.0  # nor above λ
     assert auto_motion_lambda(2048.0, anchors, share=1.0) == 2048.0
+
+
+@pytest.mark.parametrize(
+    ("lmbda", "motion_lmbda", "warned"),
+    [
+        (1024.0, None, []),
+        (256.0, 2048.0, []),
+        (
+            5000.0,
+            None,
+            [
+                "--lambda 5000 is outside the model's trained range 256..2048: "
+                "its latents are quantised as at 2048"
+            ],
+        ),
+        (
+            100.0,
+            None,
+            [
+                "--lambda 100 is outside the model's trained range 256..2048: "
+                "its latents are quantised as at 256"
+            ],
+        ),
+        (1024.0, 64.0, ["--motion-lambda 64 is outside"]),
+    ],
+)
+def test_a_lambda_outside_the_trained_range_is_warned_about(capsys, lmbda, motion_lmbda, warned):
+    """The gains clamp λ to the anchors, so a λ past them is said to code as the nearest one;
+    the automatic motion λ, which the user did not set, is not warned about."""
+    options = EncodeOptions(lmbda=lmbda, motion_lmbda=motion_lmbda)
+    warn_untrained_lambdas(options, (256.0, 512.0, 1024.0, 2048.0))
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == len(warned)
+    for line, expected in zip(lines, warned, strict=True):
+        assert line.startswith("canfvc: warning: " + expected)
 
 
 def test_motion_lambda_is_in_the_header_and_codes_the_motion(tmp_path):
