@@ -282,6 +282,15 @@ _device_option = click.option(
     show_default=True,
     help="Where the networks run (auto: cuda when available).",
 )
+_threads_option = click.option(
+    "--threads",
+    type=int,
+    default=0,
+    show_default=True,
+    callback=_at_least(0),
+    metavar="N",
+    help="CPU threads for the networks; 0: one per core.",
+)
 
 
 def _echo_summary(title: str, summary: Any) -> None:
@@ -373,6 +382,7 @@ def cli() -> None:
                 "refine",
                 "model",
                 "device",
+                "threads",
             ],
         ),
         INPUT_GROUP,
@@ -463,6 +473,7 @@ Examples:
     help="Model name (lite, full) or path to a weights file.",
 )
 @_device_option
+@_threads_option
 @_input_options(with_range=True)
 @_quiet_option
 def encode(
@@ -478,6 +489,7 @@ def encode(
     refine: int,
     model: str,
     device: str,
+    threads: int,
     size: tuple[int, int] | None,
     fps: Fraction | None,
     bit_depth: str | None,
@@ -501,9 +513,10 @@ def encode(
         check_video_output(recon, overwrite)
     reader_options = _reader_options(size, fps, bit_depth, matrix, full_range)
     with open_reader(input_path, start=start, frames=frames, **reader_options) as reader:
-        encode_options, encode_video = _import_engine(
-            "canfvc_codec.codec", "EncodeOptions", "encode_video"
+        encode_options, encode_video, set_cpu_threads = _import_engine(
+            "canfvc_codec.codec", "EncodeOptions", "encode_video", "set_cpu_threads"
         )
+        set_cpu_threads(threads)
         options = encode_options(
             lmbda=lmbda,
             motion_lmbda=motion_lmbda,
@@ -528,7 +541,7 @@ def encode(
     cls=GroupedCommand,
     option_groups=[
         ("Output", ["output", "overwrite"]),
-        ("Decoding", ["device", "model"]),
+        ("Decoding", ["device", "threads", "model"]),
         GENERAL_GROUP,
     ],
     short_help="Decode a .cvc bitstream into a video.",
@@ -548,6 +561,7 @@ Examples:
 @click.option("-o", "--output", required=True, metavar="OUT", help="Video to write (- for stdout).")
 @_overwrite_option
 @_device_option
+@_threads_option
 @click.option(
     "--model",
     metavar="M",
@@ -555,13 +569,22 @@ Examples:
 )
 @_quiet_option
 def decode(
-    input_path: str, output: str, overwrite: bool, device: str, model: str | None, quiet: bool
+    input_path: str,
+    output: str,
+    overwrite: bool,
+    device: str,
+    threads: int,
+    model: str | None,
+    quiet: bool,
 ) -> None:
     """Decode the bitstream IN.cvc (- for stdin) into the video OUT."""
     _check_stdout(output)
     check_video_output(output, overwrite)
     with _binary_input(input_path) as source:
-        (decode_video,) = _import_engine("canfvc_codec.codec", "decode_video")
+        decode_video, set_cpu_threads = _import_engine(
+            "canfvc_codec.codec", "decode_video", "set_cpu_threads"
+        )
+        set_cpu_threads(threads)
         writers: list[VideoWriter] = []
 
         def open_output(info: VideoInfo) -> VideoWriter:

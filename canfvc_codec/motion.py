@@ -16,7 +16,6 @@ The motion coders are trained on the flows of the estimator the encoder will use
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -54,7 +53,8 @@ def dis_flow() -> FlowEstimator:
             "--motion-search spynet needs nothing more"
         ) from None
     local = threading.local()
-    pool = ThreadPoolExecutor(max_workers=min(DIS_THREADS, os.cpu_count() or 1))
+    # As many workers as torch has threads, so that --threads bounds the motion search too.
+    pool = ThreadPoolExecutor(max_workers=min(DIS_THREADS, torch.get_num_threads()))
 
     def one_pair(target: np.ndarray, reference: np.ndarray) -> np.ndarray:
         if not hasattr(local, "dis"):

@@ -33,6 +33,7 @@ from canfvc_codec.io.frame import frame_to_bytes
 from canfvc_codec.io.y4m import Y4MReader, format_header
 
 MAGIC = b"CVC-FAKE\\n"
+THREADS = []  # every set_cpu_threads call, for the tests to read
 FAIL_AFTER = int(os.environ.get("FAKE_FAIL_AFTER", "-1"))
 INTERRUPT = os.environ.get("FAKE_INTERRUPT") == "1"
 
@@ -47,6 +48,10 @@ class EncodeOptions:
     refine: int = 0
     model: str = "lite"
     device: str = "auto"
+
+
+def set_cpu_threads(threads):
+    THREADS.append(threads)
 
 
 def _maybe_fail(count):
@@ -265,6 +270,15 @@ def test_motion_lambda_reaches_the_encoder(tmp_path, capsys, fake_engine, clip):
             capsys, "encode", str(clip), "-o", str(out), "--motion-lambda", value
         )
         assert code == 0 and f"motion_lambda={expected}" in err
+
+
+def test_threads_reach_the_engine(tmp_path, capsys, fake_engine, clip):
+    stream = tmp_path / "clip.cvc"
+    assert run_main(capsys, "encode", str(clip), "-o", str(stream), "--threads", "3")[0] == 0
+    assert run_main(capsys, "decode", str(stream), "-o", str(tmp_path / "d.y4m"))[0] == 0
+    assert fake_engine.THREADS == [3, 0]  # 0: torch's default
+    code, _, err = run_main(capsys, "decode", str(stream), "-o", "x.y4m", "--threads", "-1")
+    assert code == 2 and "Invalid value for '--threads'" in err
 
 
 # ----------------------------------------------------------------------------- round trips

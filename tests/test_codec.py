@@ -21,6 +21,7 @@ from canfvc_codec.codec import (
     frame_crc,
     pad_to_multiple,
     resolve_device,
+    set_cpu_threads,
     warn_untrained_lambdas,
 )
 from canfvc_codec.errors import BitstreamError, UsageError
@@ -140,6 +141,18 @@ def test_a_lambda_outside_the_trained_range_is_warned_about(capsys, lmbda, motio
     assert len(lines) == len(warned)
     for line, expected in zip(lines, warned, strict=True):
         assert line.startswith("canfvc: warning: " + expected)
+
+
+def test_set_cpu_threads_sets_torchs_threads_and_0_keeps_them():
+    before = torch.get_num_threads()
+    other = 2 if before == 1 else 1
+    try:
+        set_cpu_threads(other)
+        assert torch.get_num_threads() == other
+        set_cpu_threads(0)
+        assert torch.get_num_threads() == other
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_motion_lambda_is_in_the_header_and_codes_the_motion(tmp_path):

@@ -135,6 +135,12 @@ def test_anchors_and_canfvc_end_to_end(tmp_path, tiny_config):
     assert "| x264 | psnr-yuv |" in summary and "qp 22" in summary
 
 
+def test_canfvc_commands_carry_the_evaluations_options():
+    command = CanfvcCommand("python", model="lite", device="cpu", threads=1)
+    assert command._common() == ["--model", "lite", "--device", "cpu", "--threads", "1"]
+    assert CanfvcCommand("python")._common() == []
+
+
 def test_missing_canfvc_is_skipped_with_a_reason(tmp_path, tiny_config):
     broken = _script(tmp_path / "broken_python", BROKEN_CLI)
     with pytest.raises(CanfvcUnavailable, match="No module named"):

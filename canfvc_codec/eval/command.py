@@ -35,6 +35,7 @@ def evaluate(
     anchor_names: str = "x265,x264",
     model: str | None = None,
     device: str | None = None,
+    threads: int | None = None,
     max_frames: int | None = None,
     skip_canfvc: bool = False,
     work_dir: str | None = None,
@@ -50,6 +51,7 @@ def evaluate(
         anchors=tuple(anchors.parse_anchor_names(anchor_names)),
         model=model,
         device=device,
+        threads=threads,
         run_canfvc=not skip_canfvc,
         max_frames=max_frames,
     )
@@ -97,6 +99,12 @@ def evaluate(
 @click.option("--model", default=None, help="canfvc model name or path [default: canfvc's].")
 @click.option("--device", default=None, help="Device for canfvc (cpu, cuda, auto).")
 @click.option(
+    "--threads",
+    type=click.IntRange(min=0),
+    default=None,
+    help="CPU threads of each canfvc encode and decode [default: canfvc's, one per core].",
+)
+@click.option(
     "--max-frames",
     type=int,
     default=None,
@@ -117,6 +125,7 @@ def eval_command(
     anchor_names: str,
     model: str | None,
     device: str | None,
+    threads: int | None,
     max_frames: int | None,
     skip_canfvc: bool,
     work_dir: str | None,
@@ -130,6 +139,7 @@ def eval_command(
         anchor_names=anchor_names,
         model=model,
         device=device,
+        threads=threads,
         max_frames=max_frames,
         skip_canfvc=skip_canfvc,
         work_dir=work_dir,

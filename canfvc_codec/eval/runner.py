@@ -49,6 +49,7 @@ class EvalOptions:
     anchors: tuple[str, ...] = ("x265", "x264")
     model: str | None = None
     device: str | None = None
+    threads: int | None = None  # CPU threads of each canfvc command; None: its default
     run_canfvc: bool = True
     max_frames: int | None = None
     python: str = sys.executable
@@ -250,6 +251,7 @@ class CanfvcCommand:
     model: str | None = None
     device: str | None = None
     timeout_s: float | None = None  # per encode or decode command
+    threads: int | None = None
 
     def _base(self, command: str) -> list[str]:
         return [self.python, "-m", "canfvc_codec", command]
@@ -260,6 +262,8 @@ class CanfvcCommand:
             args += ["--model", self.model]
         if self.device is not None:
             args += ["--device", self.device]
+        if self.threads is not None:
+            args += ["--threads", str(self.threads)]
         return args
 
     def check(self) -> None:
@@ -422,7 +426,7 @@ def run_evaluation(
     """Run everything and return the results record (see :mod:`canfvc_codec.eval.report`)."""
     codecs = [anchors.ANCHORS[name] for name in options.anchors]
     ffmpeg = anchors.find_ffmpeg(tuple(c.encoder for c in codecs)) if codecs else None
-    canfvc = CanfvcCommand(options.python, options.model, options.device)
+    canfvc = CanfvcCommand(options.python, options.model, options.device, threads=options.threads)
     canfvc_status: dict = {"status": "not run", "reason": "disabled by the options"}
     if options.run_canfvc:
         try:
