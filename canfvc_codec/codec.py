@@ -122,7 +122,8 @@ def resolve_device(device: str) -> torch.device:
 
 def set_cpu_threads(threads: int) -> None:
     """Run the networks (and the DIS motion search) on ``threads`` CPU threads; 0 keeps torch's
-    default of one per core. Streams do not depend on it (docs/determinism.md)."""
+    default of one per core. What a stream decodes to does not depend on it
+    (docs/determinism.md)."""
     if threads:
         torch.set_num_threads(threads)
 
