@@ -193,6 +193,36 @@ class CanfvcGroup(click.Group):
 # ----------------------------------------------------------------------------- shared options
 
 
+def _range_options(
+    start_help: str, frames_help: str
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--start K and --frames N: the part of a video a command works on."""
+    options = [
+        click.option(
+            "--start",
+            type=int,
+            default=0,
+            callback=_at_least(0),
+            metavar="K",
+            help=start_help,
+        ),
+        click.option(
+            "--frames",
+            type=int,
+            callback=_at_least(1),
+            metavar="N",
+            help=f"{frames_help} [default: all].",
+        ),
+    ]
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
 def _input_options(with_range: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Options that say how to read a video (raw files need the first ones)."""
 
@@ -226,23 +256,7 @@ def _input_options(with_range: bool) -> Callable[[Callable[..., Any]], Callable[
             ),
         ]
         if with_range:
-            options += [
-                click.option(
-                    "--start",
-                    type=int,
-                    default=0,
-                    callback=_at_least(0),
-                    metavar="K",
-                    help="Skip the first K frames.",
-                ),
-                click.option(
-                    "--frames",
-                    type=int,
-                    callback=_at_least(1),
-                    metavar="N",
-                    help="Code at most N frames [default: all].",
-                ),
-            ]
+            func = _range_options("Skip the first K frames.", "Code at most N frames")(func)
         for option in reversed(options):
             func = option(func)
         return func
@@ -541,7 +555,7 @@ def encode(
     cls=GroupedCommand,
     option_groups=[
         ("Output", ["output", "overwrite"]),
-        ("Decoding", ["device", "threads", "model"]),
+        ("Decoding", ["start", "frames", "device", "threads", "model"]),
         GENERAL_GROUP,
     ],
     short_help="Decode a .cvc bitstream into a video.",
@@ -560,6 +574,10 @@ Examples:
 @click.argument("input_path", metavar="IN.cvc")
 @click.option("-o", "--output", required=True, metavar="OUT", help="Video to write (- for stdout).")
 @_overwrite_option
+@_range_options(
+    "Write from frame K on (decoding starts at the I-frame at or before it).",
+    "Write at most N frames",
+)
 @_device_option
 @_threads_option
 @click.option(
@@ -572,6 +590,8 @@ def decode(
     input_path: str,
     output: str,
     overwrite: bool,
+    start: int,
+    frames: int | None,
     device: str,
     threads: int,
     model: str | None,
@@ -594,7 +614,13 @@ def decode(
 
         try:
             summary = decode_video(
-                source, open_output, device=device, model=model, progress=not quiet
+                source,
+                open_output,
+                device=device,
+                model=model,
+                progress=not quiet,
+                start=start,
+                frames=frames,
             )
         except BaseException:
             for writer in writers:

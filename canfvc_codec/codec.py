@@ -19,7 +19,7 @@ import math
 import sys
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import BinaryIO, NamedTuple, TypeVar
 
 import torch
@@ -473,6 +473,10 @@ def _matches_crc(info: VideoInfo, crc: int) -> Callable[[torch.Tensor], bool]:
     return lambda rgb: frame_crc(rgb_to_yuv(rgb, info)) == crc
 
 
+def _past_the_end(start: int, frame_count: int) -> str:
+    return f"--start {start} is past the end ({frame_count} frames)"
+
+
 def decode_video(
     source: BinaryIO,
     open_output: Callable[[VideoInfo], VideoWriter],
@@ -481,14 +485,20 @@ def decode_video(
     model: str | None = None,
     progress: bool = True,
     dtype: str = DECODER_DTYPE_NAME,
+    start: int = 0,
+    frames: int | None = None,
 ) -> dict:
     """Decode a .cvc stream into the writer ``open_output(info)`` returns.
 
     Without ``model`` the header's model id is looked up in ``models/``. Every frame's
-    reconstruction is checked against the CRC the encoder stored.
+    reconstruction is checked against the CRC the encoder stored. ``start`` and ``frames`` pick
+    the frames written: decoding begins at the last I-frame at or before ``start`` (an I-frame
+    resets the references), and the records after the range are not read.
     """
     reader = CvcReader(source)
     header = reader.header
+    if header.frame_count and start >= header.frame_count:
+        raise UsageError(_past_the_end(start, header.frame_count))
     if header.width % 2 or header.height % 2:
         # The container allows any size; 4:2:0 video (all canfvc codes) needs even ones.
         raise BitstreamError(f"header: frame size {header.width}x{header.height} is not even")
@@ -504,6 +514,9 @@ def decode_video(
                 f"but {model!r} is model {model_id.hex()}"
             )
     info = header.video_info
+    if header.frame_count:
+        remaining = header.frame_count - start
+        info = replace(info, frame_count=min(remaining, frames or remaining))
     check_decode_memory(network.config, header.width, header.height, torch_dtype)
     path = numeric_path_from_env()
     network = prepare_model(network, path)
@@ -516,33 +529,58 @@ def decode_video(
         torch_dtype,
         header.motion_lmbda,
     )
-    count = 0
+
+    def decode_record(index: int, record: FrameRecord) -> Frame:
+        try:
+            rgb_hat = decoder.decode(record.frame_type, record.streams)
+        except BitstreamError as exc:
+            if exc.frame is not None:
+                raise
+            raise BitstreamError(str(exc), frame=index) from None
+        except (ValueError, RuntimeError, IndexError, OverflowError) as exc:
+            raise BitstreamError(f"cannot decode: {exc}", frame=index) from None
+        decoded = rgb_to_yuv(rgb_hat, info)
+        if frame_crc(decoded) != record.recon_crc:
+            rgb_hat = decoder.resolve_tie(_matches_crc(info, record.recon_crc))
+            decoded = rgb_to_yuv(rgb_hat, info) if rgb_hat is not None else None
+        if decoded is None:
+            raise BitstreamError(
+                "reconstruction does not match the encoder's (CRC mismatch): "
+                "different model, device or platform numerics",
+                frame=index,
+            )
+        return decoded
+
+    count = records = lead_in_frames = 0
+    lead_in: list[tuple[int, FrameRecord]] = []  # from the last I-frame before ``start``
     with (
         numeric_path(path),
         open_output(info) as writer,
         _progress(info.frame_count, progress, "decode") as bar,
     ):
         for index, record in enumerate(reader):
-            try:
-                rgb_hat = decoder.decode(record.frame_type, record.streams)
-            except BitstreamError as exc:
-                if exc.frame is not None:
-                    raise
-                raise BitstreamError(str(exc), frame=index) from None
-            except (ValueError, RuntimeError, IndexError, OverflowError) as exc:
-                raise BitstreamError(f"cannot decode: {exc}", frame=index) from None
-            decoded = rgb_to_yuv(rgb_hat, info)
-            if frame_crc(decoded) != record.recon_crc:
-                rgb_hat = decoder.resolve_tie(_matches_crc(info, record.recon_crc))
-                decoded = rgb_to_yuv(rgb_hat, info) if rgb_hat is not None else None
-            if decoded is None:
-                raise BitstreamError(
-                    "reconstruction does not match the encoder's (CRC mismatch): "
-                    "different model, device or platform numerics",
-                    frame=index,
-                )
-            writer.write(decoded)
+            records += 1
+            if record.frame_type == INTRA:
+                lead_in.clear()
+            if index < start:
+                lead_in.append((index, record))
+                continue
+            for earlier, earlier_record in lead_in:
+                decode_record(earlier, earlier_record)
+            lead_in_frames += len(lead_in)
+            lead_in.clear()
+            writer.write(decode_record(index, record))
             count += 1
             bar.set_postfix_str(f"{record.frame_type}", refresh=False)
             bar.update()
-    return {"frames": count, "width": header.width, "height": header.height, "lambda": header.lmbda}
+            if count == frames:
+                break
+    if start and not count:  # a stream written to a pipe does not know its length in advance
+        raise UsageError(_past_the_end(start, records))
+    return {
+        "frames": count,
+        "lead_in_frames": lead_in_frames,
+        "width": header.width,
+        "height": header.height,
+        "lambda": header.lmbda,
+    }

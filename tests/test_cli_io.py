@@ -73,13 +73,17 @@ def encode_video(reader, output, options, *, recon=None, progress=True):
     return {"frames": count, "lambda": options.lmbda, "motion_lambda": options.motion_lmbda}
 
 
-def decode_video(source, open_output, *, device="auto", model=None, progress=True):
+def decode_video(
+    source, open_output, *, device="auto", model=None, progress=True, start=0, frames=None
+):
     if source.read(len(MAGIC)) != MAGIC:
         raise CanfvcError("not a stand-in stream")
     reader = Y4MReader(source, "stream", owns_stream=False)
     count = 0
     with open_output(reader.info) as writer:
-        for frame in reader:
+        for index, frame in enumerate(reader):
+            if index < start or count == frames:
+                continue
             _maybe_fail(count)
             writer.write(frame)
             count += 1
@@ -303,6 +307,15 @@ def test_encode_decode_round_trip_to_every_format(tmp_path, clip):
         f"dec_0{k}.png" for k in (1, 2, 3, 4)
     ]
     assert not list(tmp_path.glob(".*.part"))
+
+
+def test_decode_a_range(tmp_path, clip):
+    stream = tmp_path / "clip.cvc"
+    assert canfvc("encode", str(clip), "-o", str(stream), "-q").returncode == 0
+    result = canfvc("decode", str(stream), "-o", str(tmp_path / "d.y4m"), "--start", "1",
+                    "--frames", "2")  # fmt: skip
+    assert result.returncode == 0 and "frames=2" in result.stderr.decode()
+    assert all(map(same, frames_of(clip)[1:3], frames_of(tmp_path / "d.y4m")))
 
 
 def test_pipes_in_and_out(tmp_path, clip):

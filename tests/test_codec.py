@@ -100,6 +100,40 @@ def test_decode_is_bit_identical_to_recon(
     assert (tmp_path / "decoded.yuv").read_bytes() == recon
 
 
+@pytest.mark.parametrize(
+    ("start", "frames", "written", "lead_in"),
+    [
+        (3, 2, [3, 4], 1),  # from the I-frame at 2: frame 2 decoded, not written
+        (4, None, [4, 5], 0),  # an I-frame: nothing before it is decoded
+        (1, 1, [1], 1),
+        (0, 2, [0, 1], 0),
+    ],
+)
+def test_decode_a_range_starts_at_the_last_i_frame(tmp_path, start, frames, written, lead_in):
+    """Types I P I P I P: a range decodes from the I-frame at or before its start, its frames
+    equal the whole decode's, and nothing past it is written."""
+    width, height, count = 64, 64, 6
+    clip = tmp_path / "clip.y4m"
+    _write_clip(clip, width, height, count)
+    data, summary = _encode(tmp_path, clip, gop=2)
+    assert "".join(f["type"] for f in summary["per_frame"]) == "IPIPIP"
+    frame_bytes = width * height * 3 // 2
+    recon = (tmp_path / "recon.yuv").read_bytes()
+    decoded = _decode(tmp_path, data, start=start, frames=frames)
+    assert decoded["frames"] == len(written) and decoded["lead_in_frames"] == lead_in
+    expected = b"".join(recon[k * frame_bytes : (k + 1) * frame_bytes] for k in written)
+    assert (tmp_path / "decoded.yuv").read_bytes() == expected
+
+
+def test_decode_refuses_a_start_past_the_end(tmp_path):
+    clip = tmp_path / "clip.y4m"
+    _write_clip(clip, 64, 64, 2)
+    data, _ = _encode(tmp_path, clip, gop=0)
+    with pytest.raises(UsageError, match="--start 2 is past the end \\(2 frames\\)"):
+        _decode(tmp_path, data, start=2)
+    assert not (tmp_path / "decoded.yuv").exists()
+
+
 def test_auto_motion_lambda_is_a_share_of_lambda_within_the_trained_range():
     anchors = (256.0, 512.0, 1024.0, 2048.0)
     assert auto_motion_lambda(2048.0, anchors) == 2048.0 * MOTION_LAMBDA_SHARE
