@@ -477,7 +477,7 @@ Examples:
     callback=_at_least(0),
     metavar="N",
     help="Refine what each coder sends with N gradient steps on rate + λ·distortion (slower "
-    "encoding; see README for its measured effect). Encoder only: 0 is off.",
+    "encoding; docs/encoder.md has its measured effect). Encoder only: 0 is off.",
 )
 @click.option(
     "--model",

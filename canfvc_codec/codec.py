@@ -88,7 +88,7 @@ def auto_motion_lambda(
 
     Flow bits are worth only the inter-frame bits they save, and the published motion coders'
     extra bits above the lowest anchor save fewer than they cost: on bikes' development frames
-    (README) 256 beat 512, which beat 2048, as the motion λ at λ 2048.
+    (docs/encoder.md) 256 beat 512, which beat 2048, as the motion λ at λ 2048.
     """
     return max(lmbda * share, min(lmbda, anchors[0]))
 
