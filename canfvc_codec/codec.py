@@ -575,8 +575,8 @@ def decode_video(
             bar.update()
             if count == frames:
                 break
-    if start and not count:  # a stream written to a pipe does not know its length in advance
-        raise UsageError(_past_the_end(start, records))
+        if start and not count:  # a stream written to a pipe does not know its length in advance
+            raise UsageError(_past_the_end(start, records))  # inside the block: nothing written
     return {
         "frames": count,
         "lead_in_frames": lead_in_frames,

@@ -6,6 +6,8 @@ them.
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import subprocess
 from functools import lru_cache
 
@@ -14,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from canfvc_codec.bitstream import TYPE_END, CvcReader, encode_header, encode_record
 from canfvc_codec.datasets import clip_path
 
 # Tiny models on small tensors: more threads only add contention on the 2-core CI machine.
@@ -68,3 +71,11 @@ def yuv_frames():
 @pytest.fixture
 def rgb_frames():
     return real_rgb_frames
+
+
+def rewritten_header(data: bytes, **header_changes) -> bytes:
+    """The .cvc stream ``data`` with header fields changed and every CRC still valid."""
+    reader = CvcReader(io.BytesIO(data))
+    header = dataclasses.replace(reader.header, **header_changes)
+    body = b"".join(encode_record(r, header.max_payload) for r in reader)
+    return encode_header(header) + body + bytes([TYPE_END])

@@ -27,7 +27,7 @@ from canfvc_codec.codec import (
 from canfvc_codec.errors import BitstreamError, UsageError
 from canfvc_codec.io import Frame, VideoInfo, open_reader, open_writer
 from canfvc_codec.weights import random_model
-from tests.conftest import real_rgb_frames, real_yuv_frames
+from tests.conftest import real_rgb_frames, real_yuv_frames, rewritten_header
 
 MODEL = "random-tiny"
 LAMBDA = 700.0
@@ -125,10 +125,13 @@ def test_decode_a_range_starts_at_the_last_i_frame(tmp_path, start, frames, writ
     assert (tmp_path / "decoded.yuv").read_bytes() == expected
 
 
-def test_decode_refuses_a_start_past_the_end(tmp_path):
+@pytest.mark.parametrize("frame_count", [2, 0])  # 0: written to a pipe, length unknown
+def test_decode_refuses_a_start_past_the_end(tmp_path, frame_count):
     clip = tmp_path / "clip.y4m"
     _write_clip(clip, 64, 64, 2)
     data, _ = _encode(tmp_path, clip, gop=0)
+    if not frame_count:
+        data = rewritten_header(data, frame_count=0)
     with pytest.raises(UsageError, match="--start 2 is past the end \\(2 frames\\)"):
         _decode(tmp_path, data, start=2)
     assert not (tmp_path / "decoded.yuv").exists()

@@ -19,7 +19,7 @@ from canfvc_codec.cli import main
 from canfvc_codec.codec import EncodeOptions, encode_video
 from canfvc_codec.io import Frame, VideoInfo, open_reader, open_writer
 from canfvc_codec.numerics import NUMERIC_PATH_ENV
-from tests.conftest import real_yuv_frames
+from tests.conftest import real_yuv_frames, rewritten_header
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "random-tiny"
@@ -39,17 +39,6 @@ def stream(tmp_path_factory) -> bytes:
         options = EncodeOptions(gop=0, adaptive_intra=False, model=MODEL, device="cpu")
         encode_video(reader, sink, options, progress=False)
     return sink.getvalue()
-
-
-def _rewritten(data: bytes, **header_changes) -> bytes:
-    """``data`` with header fields changed, CRCs valid: damage that only semantics can catch."""
-    import dataclasses
-
-    reader = CvcReader(io.BytesIO(data))
-    header = dataclasses.replace(reader.header, **header_changes)
-    records = list(reader)
-    body = b"".join(encode_record(r, header.max_payload) for r in records)
-    return encode_header(header) + body + bytes([TYPE_END])
 
 
 def _run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -86,10 +75,13 @@ def _decode_cases(stream: bytes) -> dict[str, tuple[bytes, str]]:
         "missing end record": (stream[:-1], "truncated frame type"),
         "flipped bit": (bytes(flipped), "CRC mismatch"),
         "not a cvc": (b"YUV4MPEG2 W64 H64 F25:1\n" + bytes(100), "not a .cvc file"),
-        "huge size": (_rewritten(stream, width=16384, height=16384), "GiB to decode"),
-        "odd size": (_rewritten(stream, width=63), "frame size 63x64 is not even"),
-        "huge frame count": (_rewritten(stream, frame_count=2**32 - 1), "end of stream after 2"),
-        "unknown model": (_rewritten(stream, model_id=bytes(8)), "no model with id"),
+        "huge size": (rewritten_header(stream, width=16384, height=16384), "GiB to decode"),
+        "odd size": (rewritten_header(stream, width=63), "frame size 63x64 is not even"),
+        "huge frame count": (
+            rewritten_header(stream, frame_count=2**32 - 1),
+            "end of stream after 2",
+        ),
+        "unknown model": (rewritten_header(stream, model_id=bytes(8)), "no model with id"),
     }
 
 
