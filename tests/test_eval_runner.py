@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 
 from canfvc_codec.eval.config import load_config
-from canfvc_codec.eval.report import write_report
+from canfvc_codec.eval.report import summary_markdown, write_report
 from canfvc_codec.eval.runner import (
     CANFVC,
     CanfvcCommand,
     CanfvcUnavailable,
     EvalOptions,
+    canfvc_threads,
     finalize_canfvc_status,
     run_evaluation,
 )
@@ -26,10 +27,13 @@ QPS = (22, 30, 37)
 
 # A stand-in for `python -m canfvc_codec`: "encodes" by copying the Y4M (so the rate is known and
 # the reconstruction exact), "decodes" by stripping the Y4M headers to raw 4:2:0, and describes a
-# stream as an I-frame followed by P-frames.
+# stream as an I-frame followed by P-frames. With $FAKE_BARRIER = N, each encode waits until N
+# encodes have started (or fails after a while): proof that N run at once.
 FAKE_CLI = """#!{python}
 import json
+import os
 import sys
+import time
 args = sys.argv[1:]
 assert args[:2] == ["-m", "canfvc_codec"], args
 command, rest = args[2], args[3:]
@@ -42,6 +46,15 @@ if command == "info":
     frames = data.count(b"FRAME\\n")
     print(json.dumps({{"frames": [{{"type": "P" if i else "I"}} for i in range(frames)]}}))
 elif command == "encode":
+    barrier = int(os.environ.get("FAKE_BARRIER", "0"))
+    if barrier:
+        folder = os.path.dirname(output)
+        open(output + ".started", "w").close()
+        deadline = time.monotonic() + 60
+        while sum(n.endswith(".started") for n in os.listdir(folder)) < barrier:
+            if time.monotonic() > deadline:
+                sys.exit("the other encodes never started")
+            time.sleep(0.05)
     open(output, "wb").write(data)
 elif command == "decode":
     header, _, body = data.partition(b"\\n")
@@ -133,6 +146,27 @@ def test_anchors_and_canfvc_end_to_end(tmp_path, tiny_config):
     assert (out / "plots" / "tiny_psnr-rgb.png").stat().st_size > 0
     summary = paths["summary"].read_text()
     assert "| x264 | psnr-yuv |" in summary and "qp 22" in summary
+
+
+def test_jobs_code_rate_points_at_once_and_keep_their_order(tmp_path, tiny_config, monkeypatch):
+    monkeypatch.setenv("FAKE_BARRIER", "3")
+    fake = _script(tmp_path / "fake_python", FAKE_CLI.format(python=sys.executable))
+    options = EvalOptions(lambdas=(1024, 256, 512), anchors=(), python=fake, jobs=3)
+    results = run_evaluation(
+        load_config(tiny_config), tmp_path / "out", options, log=lambda m: None
+    )
+    points = results["sequences"]["tiny"]["codecs"][CANFVC]
+    assert [p["value"] for p in points] == [1024, 256, 512]
+    assert results["canfvc_jobs"]["jobs"] == 3
+    assert "3 rate points at once" in summary_markdown(results)
+
+
+@pytest.mark.parametrize(
+    ("threads", "jobs", "cpu_count", "expected"),
+    [(None, 1, 8, None), (None, 2, 8, 4), (None, 4, 2, 1), (3, 2, 8, 3), (None, 3, None, 1)],
+)
+def test_jobs_share_the_cores_unless_threads_are_given(threads, jobs, cpu_count, expected):
+    assert canfvc_threads(EvalOptions(threads=threads, jobs=jobs), cpu_count) == expected
 
 
 def test_canfvc_commands_carry_the_evaluations_options():

@@ -36,6 +36,7 @@ def evaluate(
     model: str | None = None,
     device: str | None = None,
     threads: int | None = None,
+    jobs: int = 1,
     max_frames: int | None = None,
     skip_canfvc: bool = False,
     work_dir: str | None = None,
@@ -52,6 +53,7 @@ def evaluate(
         model=model,
         device=device,
         threads=threads,
+        jobs=jobs,
         run_canfvc=not skip_canfvc,
         max_frames=max_frames,
     )
@@ -102,7 +104,15 @@ def evaluate(
     "--threads",
     type=click.IntRange(min=0),
     default=None,
-    help="CPU threads of each canfvc encode and decode [default: canfvc's, one per core].",
+    help="CPU threads of each canfvc encode and decode [default: the cores shared among the "
+    "jobs; with one job, canfvc's own: one per core].",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="canfvc rate points coded at once, each in its own processes.",
 )
 @click.option(
     "--max-frames",
@@ -126,6 +136,7 @@ def eval_command(
     model: str | None,
     device: str | None,
     threads: int | None,
+    jobs: int,
     max_frames: int | None,
     skip_canfvc: bool,
     work_dir: str | None,
@@ -140,6 +151,7 @@ def eval_command(
         model=model,
         device=device,
         threads=threads,
+        jobs=jobs,
         max_frames=max_frames,
         skip_canfvc=skip_canfvc,
         work_dir=work_dir,

@@ -253,13 +253,19 @@ def summary_markdown(results: dict) -> str:
     canfvc = results.get("canfvc", {})
     machine = results.get("machine") or {}
     runs = results.get("runs")
+    jobs = results.get("canfvc_jobs") or {}
     lines = [
         f"# RD evaluation: {results['config']}",
         "",
         f"- date: {results['date']}",
         f"- canfvc: {canfvc.get('status')}"
         + (f", model id {canfvc['model_id']}" if canfvc.get("model_id") else "")
-        + (f" ({canfvc['reason']})" if canfvc.get("reason") else ""),
+        + (f" ({canfvc['reason']})" if canfvc.get("reason") else "")
+        + (
+            f"; {jobs['jobs']} rate points at once, {jobs['threads']} threads each"
+            if jobs.get("jobs", 1) > 1
+            else ""
+        ),
         f"- anchors: {'; '.join(f'{k}: {v}' for k, v in results.get('anchors', {}).items())}",
         f"- ffmpeg: {results.get('ffmpeg')}",
         f"- machine: {describe_machine(machine)}"

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import platform
 import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -49,7 +51,8 @@ class EvalOptions:
     anchors: tuple[str, ...] = ("x265", "x264")
     model: str | None = None
     device: str | None = None
-    threads: int | None = None  # CPU threads of each canfvc command; None: its default
+    threads: int | None = None  # CPU threads of each canfvc command; None: see canfvc_threads
+    jobs: int = 1  # canfvc rate points coded at once (each an encode, then a decode)
     run_canfvc: bool = True
     max_frames: int | None = None
     python: str = sys.executable
@@ -324,6 +327,40 @@ def _info_model_id(info: dict) -> str | None:
     return str(model_id) if model_id is not None else None
 
 
+def canfvc_threads(options: EvalOptions, cpu_count: int | None) -> int | None:
+    """The threads each canfvc command gets: as asked, else (with several jobs) a share of the
+    cores, so that the jobs do not oversubscribe them; None leaves canfvc's own default."""
+    if options.threads is not None or options.jobs == 1:
+        return options.threads
+    return max(1, (cpu_count or 1) // options.jobs)
+
+
+def run_canfvc_points(
+    canfvc: CanfvcCommand,
+    prepared: PreparedSequence,
+    lambdas: tuple[float, ...],
+    work_dir: Path,
+    jobs: int,
+    log: Log,
+) -> list[tuple[RatePoint, str | None]]:
+    """:func:`run_canfvc` at every λ, ``jobs`` at a time; results in the order of ``lambdas``."""
+
+    def one(lmbda: float) -> tuple[RatePoint, str | None]:
+        log(f"{prepared.spec.name}: canfvc lambda {lmbda:g}")
+        return run_canfvc(canfvc, prepared, lmbda, work_dir)
+
+    if jobs == 1:
+        return [one(lmbda) for lmbda in lambdas]
+    with ThreadPoolExecutor(max_workers=jobs) as pool:  # the work is in child processes
+        futures = [pool.submit(one, lmbda) for lmbda in lambdas]
+        try:
+            return [future.result() for future in futures]
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
 def run_canfvc(
     canfvc: CanfvcCommand, prepared: PreparedSequence, lmbda: float, work_dir: Path
 ) -> tuple[RatePoint, str | None]:
@@ -426,7 +463,8 @@ def run_evaluation(
     """Run everything and return the results record (see :mod:`canfvc_codec.eval.report`)."""
     codecs = [anchors.ANCHORS[name] for name in options.anchors]
     ffmpeg = anchors.find_ffmpeg(tuple(c.encoder for c in codecs)) if codecs else None
-    canfvc = CanfvcCommand(options.python, options.model, options.device, threads=options.threads)
+    threads = canfvc_threads(options, os.cpu_count())
+    canfvc = CanfvcCommand(options.python, options.model, options.device, threads=threads)
     canfvc_status: dict = {"status": "not run", "reason": "disabled by the options"}
     if options.run_canfvc:
         try:
@@ -448,6 +486,7 @@ def run_evaluation(
         "ffmpeg": anchors.ffmpeg_version(ffmpeg) if ffmpeg else None,
         "anchors": {c.name: c.description for c in codecs},
         "canfvc": canfvc_status,
+        "canfvc_jobs": {"jobs": options.jobs, "threads": threads},  # timings share the CPU
         "sequences": {},
     }
     try:
@@ -480,15 +519,14 @@ def run_evaluation(
                     continue
                 record["codecs"][codec.name] = points
             if canfvc_status["status"] == "ok":
-                points = []
                 try:
-                    for lmbda in options.lambdas:
-                        log(f"{spec.name}: canfvc lambda {lmbda:g}")
-                        point, model_id = run_canfvc(canfvc, prepared, lmbda, seq_dir)
-                        points.append(point.to_json())
+                    coded = run_canfvc_points(
+                        canfvc, prepared, options.lambdas, seq_dir, options.jobs, log
+                    )
+                    record["codecs"][CANFVC] = [point.to_json() for point, _ in coded]
+                    for _, model_id in coded:
                         if model_id:
                             canfvc_status["model_id"] = model_id
-                    record["codecs"][CANFVC] = points
                 except CanfvcUnavailable as exc:
                     record["skipped"][CANFVC] = str(exc)
                     log(f"{spec.name}: canfvc skipped: {exc}")
