@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import sys
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import BinaryIO, NamedTuple, TypeVar
 
@@ -473,6 +473,48 @@ def _matches_crc(info: VideoInfo, crc: int) -> Callable[[torch.Tensor], bool]:
     return lambda rgb: frame_crc(rgb_to_yuv(rgb, info)) == crc
 
 
+def _records_from(
+    records: Iterable[FrameRecord], start: int
+) -> Iterator[tuple[int, FrameRecord, bool]]:
+    """(index, record, shown) for what a decode from frame ``start`` needs: the records from the
+    last I-frame at or before ``start`` (an I-frame resets the references), those before
+    ``start`` not shown. The records before that I-frame are read, not decoded."""
+    lead_in: list[tuple[int, FrameRecord]] = []
+    for index, record in enumerate(records):
+        if record.frame_type == INTRA:
+            lead_in.clear()
+        if index < start:
+            lead_in.append((index, record))
+            continue
+        for earlier, earlier_record in lead_in:
+            yield earlier, earlier_record, False
+        lead_in.clear()
+        yield index, record, True
+
+
+def _decode_checked(decoder: Decoder, info: VideoInfo, index: int, record: FrameRecord) -> Frame:
+    """Frame ``index`` decoded and checked against the encoder's CRC (a rounding tie resolved)."""
+    try:
+        rgb_hat = decoder.decode(record.frame_type, record.streams)
+    except BitstreamError as exc:
+        if exc.frame is not None:
+            raise
+        raise BitstreamError(str(exc), frame=index) from None
+    except (ValueError, RuntimeError, IndexError, OverflowError) as exc:
+        raise BitstreamError(f"cannot decode: {exc}", frame=index) from None
+    decoded = rgb_to_yuv(rgb_hat, info)
+    if frame_crc(decoded) != record.recon_crc:
+        rgb_hat = decoder.resolve_tie(_matches_crc(info, record.recon_crc))
+        decoded = rgb_to_yuv(rgb_hat, info) if rgb_hat is not None else None
+    if decoded is None:
+        raise BitstreamError(
+            "reconstruction does not match the encoder's (CRC mismatch): "
+            "different model, device or platform numerics",
+            frame=index,
+        )
+    return decoded
+
+
 def _past_the_end(start: int, frame_count: int) -> str:
     return f"--start {start} is past the end ({frame_count} frames)"
 
@@ -530,53 +572,25 @@ def decode_video(
         header.motion_lmbda,
     )
 
-    def decode_record(index: int, record: FrameRecord) -> Frame:
-        try:
-            rgb_hat = decoder.decode(record.frame_type, record.streams)
-        except BitstreamError as exc:
-            if exc.frame is not None:
-                raise
-            raise BitstreamError(str(exc), frame=index) from None
-        except (ValueError, RuntimeError, IndexError, OverflowError) as exc:
-            raise BitstreamError(f"cannot decode: {exc}", frame=index) from None
-        decoded = rgb_to_yuv(rgb_hat, info)
-        if frame_crc(decoded) != record.recon_crc:
-            rgb_hat = decoder.resolve_tie(_matches_crc(info, record.recon_crc))
-            decoded = rgb_to_yuv(rgb_hat, info) if rgb_hat is not None else None
-        if decoded is None:
-            raise BitstreamError(
-                "reconstruction does not match the encoder's (CRC mismatch): "
-                "different model, device or platform numerics",
-                frame=index,
-            )
-        return decoded
-
-    count = records = lead_in_frames = 0
-    lead_in: list[tuple[int, FrameRecord]] = []  # from the last I-frame before ``start``
+    count = lead_in_frames = 0
     with (
         numeric_path(path),
         open_output(info) as writer,
         _progress(info.frame_count, progress, "decode") as bar,
     ):
-        for index, record in enumerate(reader):
-            records += 1
-            if record.frame_type == INTRA:
-                lead_in.clear()
-            if index < start:
-                lead_in.append((index, record))
+        for index, record, shown in _records_from(reader, start):
+            decoded = _decode_checked(decoder, info, index, record)
+            if not shown:
+                lead_in_frames += 1
                 continue
-            for earlier, earlier_record in lead_in:
-                decode_record(earlier, earlier_record)
-            lead_in_frames += len(lead_in)
-            lead_in.clear()
-            writer.write(decode_record(index, record))
+            writer.write(decoded)
             count += 1
             bar.set_postfix_str(f"{record.frame_type}", refresh=False)
             bar.update()
             if count == frames:
                 break
         if start and not count:  # a stream written to a pipe does not know its length in advance
-            raise UsageError(_past_the_end(start, records))  # inside the block: nothing written
+            raise UsageError(_past_the_end(start, reader.frames_read))  # inside: nothing written
     return {
         "frames": count,
         "lead_in_frames": lead_in_frames,
