@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -57,6 +58,7 @@ DEFAULT_GOP = 32
 MOTION_LAMBDA_SHARE = 0.125  # of λ, the motion coders' default λ (auto_motion_lambda)
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 PSNR_CAP = 100.0  # PSNR of an exact reconstruction, reported instead of infinity
+BITS_PER_BYTE = 8
 T = TypeVar("T")  # a coded frame, as the encoder or the RD estimate holds it
 
 
@@ -391,8 +393,10 @@ def encode_video(
     """Encode every frame of ``reader`` into ``output``; ``recon`` gets the reconstruction.
 
     Returns a summary: frames, I-frames, bytes of the whole stream (headers included), bpp over
-    the unpadded pixels, mean PSNR-RGB and one entry per frame (type, record bytes, psnr).
+    the unpadded pixels, the bitrate at the video's frame rate, mean PSNR-RGB, frames per second
+    of wall time (model loading included) and one entry per frame (type, record bytes, psnr).
     """
+    started = time.perf_counter()
     _check_options(options)
     flow_estimator = motion_search(options.motion_search)
     info = reader.info
@@ -459,8 +463,10 @@ def encode_video(
         "frames": len(frames),
         "i_frames": sum(f["type"] == INTRA for f in frames),
         "bytes": writer.bytes_written,
-        "bpp": 8.0 * writer.bytes_written / pixels,
+        "bpp": BITS_PER_BYTE * writer.bytes_written / pixels,
+        "kbps": writer.bytes_written * BITS_PER_BYTE / 1000 * info.fps / max(len(frames), 1),
         "psnr_rgb": sum(f["psnr"] for f in frames) / max(len(frames), 1),
+        "fps": len(frames) / (time.perf_counter() - started),
         "lambda": header.lmbda,
         "motion_lambda": header.motion_lmbda,
         "model_id": model_id.hex(),
@@ -537,6 +543,7 @@ def decode_video(
     the frames written: decoding begins at the last I-frame at or before ``start`` (an I-frame
     resets the references), and the records after the range are not read.
     """
+    started = time.perf_counter()
     reader = CvcReader(source)
     header = reader.header
     if header.frame_count and start >= header.frame_count:
@@ -594,6 +601,7 @@ def decode_video(
     return {
         "frames": count,
         "lead_in_frames": lead_in_frames,
+        "fps": (count + lead_in_frames) / (time.perf_counter() - started),
         "width": header.width,
         "height": header.height,
         "lambda": header.lmbda,

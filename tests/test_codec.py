@@ -93,8 +93,11 @@ def test_decode_is_bit_identical_to_recon(
     assert "".join(f["type"] for f in summary["per_frame"]) == types
     assert [r.frame_type for r in CvcReader(io.BytesIO(data))] == list(types)
     assert summary["frames"] == count and summary["bpp"] > 0
+    # The clip runs at 25 frames per second: the bitrate is the stream's bits over its duration.
+    assert summary["kbps"] == pytest.approx(len(data) * 8 / 1000 / (count / 25))
+    assert summary["bpp"] == pytest.approx(len(data) * 8 / (width * height * count))
     decoded = _decode(tmp_path, data)
-    assert decoded["frames"] == count
+    assert decoded["frames"] == count and decoded["fps"] > 0 and summary["fps"] > 0
     recon = (tmp_path / "recon.yuv").read_bytes()
     assert len(recon) == count * width * height * 3 // 2
     assert (tmp_path / "decoded.yuv").read_bytes() == recon
