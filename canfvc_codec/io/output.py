@@ -2,6 +2,9 @@
 
 A failed or interrupted run therefore never leaves a half-written file under the name the user
 asked for, and an existing file is only replaced when the user said so (``-y``/``--overwrite``).
+A character device (``/dev/null``) or a named pipe is a stream, not a file: it is written in
+place, without ``-y``, and never replaced by a rename (which would put a regular file where the
+device or pipe was).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import stat
 import sys
 from pathlib import Path
 from typing import BinaryIO
@@ -21,11 +25,24 @@ NEW_FILE_MODE = 0o666
 TEMP_SUFFIX = ".part"
 
 
+def is_stream_target(target: Path) -> bool:
+    """Whether ``target`` is a character device or a named pipe, written in place."""
+    try:
+        mode = target.stat().st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
+
+
 def check_output_path(path: str | os.PathLike[str], overwrite: bool) -> Path:
     """Fail early, before any work, when ``path`` cannot be written as asked."""
     target = Path(path)
+    if is_stream_target(target):
+        return target
     if target.is_dir():
         raise OutputError(f"{target}: is a directory")
+    if target.exists() and not target.is_file():
+        raise OutputError(f"{target}: not a regular file, a character device or a named pipe")
     if target.exists() and not overwrite:
         raise OutputError(f"{target}: already exists (use -y/--overwrite to replace it)")
     parent = target.parent
@@ -46,7 +63,8 @@ class AtomicOutput:
     It can be handed to code expecting a writable binary file (``write``, ``flush``, ``tell``);
     write failures become :class:`OutputError`.
     ``file`` is the open temporary file; ``temp_path`` its name, for tools (ffmpeg) that
-    write the file themselves (open with ``open_file=False`` then).
+    write the file themselves (open with ``open_file=False`` then). For a device or a named pipe
+    (``in_place``) both are the target itself, and there is nothing to rename or remove.
     """
 
     def __init__(
@@ -54,17 +72,24 @@ class AtomicOutput:
     ) -> None:
         self.target = check_output_path(path, overwrite)
         self.overwrite = overwrite
-        self.temp_path = temp_path_for(self.target)
+        self.in_place = is_stream_target(self.target)
+        self.temp_path = self.target if self.in_place else temp_path_for(self.target)
+        self.done = False
+        self.file: BinaryIO | None = None
+        if self.in_place and not open_file:
+            # The tool opens the device or pipe itself: opening and closing it here would end a
+            # pipe's stream before the tool wrote anything.
+            return
+        flags = os.O_WRONLY if self.in_place else os.O_WRONLY | os.O_CREAT | os.O_EXCL
         try:
-            fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, NEW_FILE_MODE)
+            # A named pipe's open waits for its reader, as any writer's does.
+            fd = os.open(self.temp_path, flags, NEW_FILE_MODE)
         except OSError as err:
             raise OutputError(f"{self.target}: cannot create: {err.strerror}") from None
         if open_file:
-            self.file: BinaryIO | None = os.fdopen(fd, "wb")
+            self.file = os.fdopen(fd, "wb")
         else:
             os.close(fd)
-            self.file = None
-        self.done = False
 
     def write(self, data: bytes) -> int:
         assert self.file is not None, "AtomicOutput opened without a file"
@@ -92,6 +117,8 @@ class AtomicOutput:
         try:
             if self.file is not None:
                 self.file.close()
+            if self.in_place:
+                return
             if self.target.exists() and not self.overwrite:
                 raise OutputError(
                     f"{self.target}: already exists (use -y/--overwrite to replace it)"
@@ -117,6 +144,8 @@ class AtomicOutput:
         self._remove_temp()
 
     def _remove_temp(self) -> None:
+        if self.in_place:
+            return
         try:
             self.temp_path.unlink()
         except FileNotFoundError:
