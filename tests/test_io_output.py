@@ -1,5 +1,6 @@
-"""Outputs that are streams, not files: /dev/null and named pipes are written in place, never
-replaced by a regular file; other special files are refused."""
+"""Named pipes and devices: outputs that are streams (/dev/null, named pipes) are written in
+place, never replaced by a regular file, and other special files are refused; a named pipe
+carrying Y4M is read as a stream."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from canfvc_codec.errors import OutputError
+from canfvc_codec.errors import InputError, OutputError
 from canfvc_codec.io import AtomicOutput, open_reader, open_writer
 from canfvc_codec.io.output import check_output_path
-from tests.test_io_yuv import info_for, random_frames, same
+from tests.test_io_yuv import info_for, random_frames, same, write_all
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes need POSIX")
 
@@ -75,3 +76,33 @@ def test_other_special_files_are_refused(tmp_path):
             check_output_path(path, overwrite=True)
     finally:
         server.close()
+
+
+def _write_in_background(path: Path, data: bytes) -> threading.Thread:
+    def write() -> None:
+        with open(path, "wb") as pipe:
+            pipe.write(data)
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_named_pipe_carrying_y4m_is_read_as_a_stream(tmp_path):
+    source = tmp_path / "clip.y4m"
+    frames = random_frames(3)
+    write_all(source, frames, info_for())
+    pipe = tmp_path / "pipe.y4m"
+    os.mkfifo(pipe)
+    thread = _write_in_background(pipe, source.read_bytes())
+    with open_reader(str(pipe)) as reader:
+        assert reader.info.frame_count is None  # a stream: its length is unknown
+        assert all(map(same, frames, reader))
+    thread.join(timeout=30)
+
+
+def test_a_named_pipe_of_raw_frames_is_refused(tmp_path):
+    pipe = tmp_path / "pipe_64x48.yuv"
+    os.mkfifo(pipe)
+    with pytest.raises(InputError, match="a named pipe must carry Y4M"):
+        open_reader(str(pipe))

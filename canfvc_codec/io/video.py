@@ -6,6 +6,7 @@ Outputs: ``-`` (Y4M on stdout), ``.yuv``, ``.y4m``, ``.mp4``/``.mkv`` (lossless)
 
 from __future__ import annotations
 
+import stat
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -65,7 +66,10 @@ def open_reader(
             file = Path(path)
             if not file.exists():
                 raise InputError(f"{path}: no such file")
-            if not file.is_file():
+            piped = stat.S_ISFIFO(file.stat().st_mode)
+            if piped and suffix != Y4M_EXTENSION:
+                raise InputError(f"{path}: a named pipe must carry Y4M (raw 4:2:0 needs a file)")
+            if not file.is_file() and not piped:
                 raise InputError(f"{path}: not a regular file")
             if suffix == Y4M_EXTENSION:
                 reader = open_y4m_file(file, **common, **selection)

@@ -192,9 +192,11 @@ class Y4MReader(VideoReader):
 
 
 def open_y4m_file(path: Path, **options: object) -> Y4MReader:
+    """A Y4M file, or a named pipe read as a stream (its length unknown)."""
     stream = path.open("rb")
+    size = path.stat().st_size if path.is_file() else None
     try:
-        return Y4MReader(stream, str(path), file_size=path.stat().st_size, **options)  # type: ignore[arg-type]
+        return Y4MReader(stream, str(path), file_size=size, **options)  # type: ignore[arg-type]
     except BaseException:
         stream.close()
         raise
