@@ -39,6 +39,14 @@ def test_dev_null_is_written_in_place_without_overwrite():
     assert stat.S_ISCHR(os.stat(os.devnull).st_mode)  # still the device, not a renamed file
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_device_is_one_clear_error():
+    with pytest.raises(OutputError, match="/dev/full: .*No space left on device"):
+        with AtomicOutput("/dev/full", overwrite=False) as out:
+            out.write(b"x")
+            out.flush()
+
+
 def test_a_named_pipe_gets_the_video_and_stays_a_pipe(tmp_path):
     pipe = tmp_path / "rec.yuv"
     os.mkfifo(pipe)

@@ -100,7 +100,10 @@ class AtomicOutput:
 
     def flush(self) -> None:
         if self.file is not None:
-            self.file.flush()
+            try:
+                self.file.flush()
+            except OSError as err:  # a full disk shows here as often as in write
+                raise OutputError(f"{self.target}: write failed: {err.strerror}") from None
 
     def tell(self) -> int:
         assert self.file is not None, "AtomicOutput opened without a file"
