@@ -113,6 +113,13 @@ def test_damaged_frames():
         list(Y4MReader(io.BytesIO(header("W64 H48")), "test"))
 
 
+def test_a_file_without_frames_says_so(tmp_path):
+    path = tmp_path / "empty.y4m"
+    path.write_bytes(header("W64 H48"))
+    with pytest.raises(InputError, match="empty.y4m: the video has no frames"):
+        open_reader(str(path))
+
+
 def test_frame_parameters_are_accepted():
     frame_bytes = W * H * 3 // 2
     data = header("W64 H48") + b"FRAME Ixyz\n" + bytes(frame_bytes)

@@ -42,6 +42,8 @@ class VideoReader:
 
     def _selected_count(self, total: int) -> int:
         """How many frames iteration yields from a video of ``total`` frames."""
+        if total == 0:
+            raise InputError(f"{self.name}: the video has no frames")
         if self.start >= total:
             raise InputError(f"{self.name}: --start {self.start} is past the end ({total} frames)")
         remaining = total - self.start
