@@ -48,7 +48,7 @@ from canfvc_codec.refine import (
     LatentRefiner,
     check_refine_steps,
 )
-from canfvc_codec.stripes import bound_memory, check_decode_memory
+from canfvc_codec.stripes import bound_memory, check_memory
 from canfvc_codec.weights import load_model, load_model_by_id
 
 PAD_MULTIPLE = 64  # hyper-latents are at 1/64 of the frame
@@ -404,6 +404,7 @@ def encode_video(
     dtype = resolve_dtype(options.dtype)
     model, model_id = load_model(options.model, "cpu")
     warn_untrained_lambdas(options, model.config.anchor_lambdas)
+    check_memory(model.config, info.width, info.height, dtype, task="encode")
     header = StreamHeader.for_video(
         info,
         model_id=model_id,
@@ -566,7 +567,7 @@ def decode_video(
     if header.frame_count:
         remaining = header.frame_count - start
         info = replace(info, frame_count=min(remaining, frames or remaining))
-    check_decode_memory(network.config, header.width, header.height, torch_dtype)
+    check_memory(network.config, header.width, header.height, torch_dtype)
     path = numeric_path_from_env()
     network = prepare_model(network, path)
     decoder = Decoder(

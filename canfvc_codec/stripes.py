@@ -225,11 +225,14 @@ def physical_memory() -> int | None:
         return None
 
 
-def check_decode_memory(config: ModelConfig, width: int, height: int, dtype: torch.dtype) -> None:
-    """Refuse, with one clear line, a frame size this machine cannot decode.
+def check_memory(
+    config: ModelConfig, width: int, height: int, dtype: torch.dtype, task: str = "decode"
+) -> None:
+    """Refuse, with one clear line, a frame size this machine cannot decode (or encode: the
+    encoder holds the decoder's networks and more, so the decoder's need is its floor).
 
-    A header may claim any size up to 16384x16384; without this check such a claim would only
-    end when the operating system kills the process.
+    A header or an input may claim any size up to 16384x16384; without this check such a claim
+    would only end when the operating system kills the process.
     """
     filters = max(c.filters for c in (config.intra, config.inter, config.motion))
     channels = max(config.mc_channels[0], config.extrapolation_channels[0], config.dq_channels)
@@ -238,6 +241,7 @@ def check_decode_memory(config: ModelConfig, width: int, height: int, dtype: tor
     available = physical_memory()
     if available is not None and needed > available:
         raise InputError(
-            f"frame size {width}x{height} needs about {needed / GIB:.0f} GiB to decode, "
+            f"frame size {width}x{height} needs {'at least ' if task != 'decode' else ''}about "
+            f"{needed / GIB:.0f} GiB to {task}, "
             f"more than this machine's {available / GIB:.0f} GiB"
         )

@@ -87,14 +87,28 @@ def test_a_striped_decoder_decodes_an_unstriped_encoders_stream(monkeypatch):
 def test_decode_memory_is_checked_before_decoding(monkeypatch):
     lite = get_config("lite")
     monkeypatch.setattr(stripes, "physical_memory", lambda: 8 << 30)
-    stripes.check_decode_memory(lite, 1920, 1080, F64)
+    stripes.check_memory(lite, 1920, 1080, F64)
     with pytest.raises(InputError, match="16384x16384 needs about .* GiB to decode"):
-        stripes.check_decode_memory(lite, 16384, 16384, F64)
+        stripes.check_memory(lite, 16384, 16384, F64)
+    with pytest.raises(InputError, match="16384x16384 needs at least about .* GiB to encode"):
+        stripes.check_memory(lite, 16384, 16384, F64, task="encode")
     small = stripes.decode_memory_estimate(72, 64, 480, 272, 8)
     large = stripes.decode_memory_estimate(72, 64, 1920, 1080, 8)
     # Above the measured 480x272 decode (1075 MiB, bench/results/memory.json); the bar for 1080p
     # is 4 GB.
     assert 1075 << 20 < small < large < 4 << 30
+
+
+def test_encode_memory_is_checked_before_the_first_frame(tmp_path, monkeypatch):
+    """A Y4M header may claim 16384x16384: the encoder refuses it before reading a frame."""
+    monkeypatch.setattr(stripes, "physical_memory", lambda: 8 << 30)
+    source = tmp_path / "huge.y4m"
+    source.write_bytes(b"YUV4MPEG2 W16384 H16384 F25:1 C420jpeg\nFRAME\n" + bytes(64))
+    output = tmp_path / "huge.cvc"
+    options = EncodeOptions(model="random-tiny", device="cpu")
+    with pytest.raises(InputError, match="16384x16384 needs at least about .* GiB to encode"):
+        with open_reader(str(source)) as reader, output.open("wb") as sink:
+            encode_video(reader, sink, options, progress=False)
 
 
 GROWTH_FRAMES = 40
