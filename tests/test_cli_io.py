@@ -276,9 +276,13 @@ def test_motion_lambda_reaches_the_encoder(tmp_path, capsys, fake_engine, clip):
         assert code == 0 and f"motion_lambda={expected}" in err
 
 
-def test_encode_to_dev_null(capsys, fake_engine, clip):
-    """As with x265, `-o /dev/null` measures an encode without keeping it (no -y needed)."""
+def test_encode_and_decode_to_dev_null(tmp_path, capsys, fake_engine, clip):
+    """As with x265, `-o /dev/null` measures an encode (or a decode) without keeping it."""
     code, _, err = run_main(capsys, "encode", str(clip), "-o", os.devnull)
+    assert code == 0 and "frames=4" in err
+    stream = tmp_path / "clip.cvc"
+    assert run_main(capsys, "encode", str(clip), "-o", str(stream))[0] == 0
+    code, _, err = run_main(capsys, "decode", str(stream), "-o", os.devnull)
     assert code == 0 and "frames=4" in err
 
 

@@ -47,6 +47,16 @@ def test_a_full_device_is_one_clear_error():
             out.flush()
 
 
+def test_a_device_without_a_format_in_its_name_gets_y4m(tmp_path):
+    pipe = tmp_path / "video"  # like /dev/null: no extension to say the format
+    os.mkfifo(pipe)
+    thread, received = _read_in_background(pipe)
+    with open_writer(str(pipe), info_for()) as writer:
+        writer.write(random_frames(1)[0])
+    thread.join(timeout=30)
+    assert received[0].startswith(b"YUV4MPEG2 W64 H48 ")
+
+
 def test_a_named_pipe_gets_the_video_and_stays_a_pipe(tmp_path):
     pipe = tmp_path / "rec.yuv"
     os.mkfifo(pipe)

@@ -16,7 +16,7 @@ from canfvc_codec.io.base import VideoReader, VideoWriter
 from canfvc_codec.io.ffmpeg import LOSSLESS_ENCODERS, FFmpegReader, FFmpegWriter
 from canfvc_codec.io.ffmpeg import path_exists_or_pattern as _ffmpeg_can_open
 from canfvc_codec.io.frame import MATRICES, SUPPORTED_BIT_DEPTHS, VideoInfo, check_geometry
-from canfvc_codec.io.output import STDIO_NAME, check_output_path
+from canfvc_codec.io.output import STDIO_NAME, check_output_path, is_stream_target
 from canfvc_codec.io.png import FIRST_NUMBER, PngSequenceWriter, is_png_pattern
 from canfvc_codec.io.y4m import Y4MReader, Y4MWriter, open_y4m_file
 from canfvc_codec.io.yuv import RAW_EXTENSIONS, RawReader, RawWriter
@@ -98,7 +98,7 @@ def open_writer(path: str, info: VideoInfo, *, overwrite: bool = False) -> Video
     _check_options(info.bit_depth, info.matrix)
     path = str(path)
     suffix = Path(path).suffix.lower()
-    if path == STDIO_NAME or suffix == Y4M_EXTENSION:
+    if path == STDIO_NAME or suffix == Y4M_EXTENSION or _unnamed_stream(path):
         return Y4MWriter(path, info, overwrite=overwrite)
     if suffix in RAW_EXTENSIONS:
         return RawWriter(path, info, overwrite=overwrite)
@@ -110,10 +110,16 @@ def open_writer(path: str, info: VideoInfo, *, overwrite: bool = False) -> Video
     raise AssertionError(f"no writer for {path}")
 
 
+def _unnamed_stream(path: str) -> bool:
+    """A device or named pipe whose name says no format (``/dev/null``): it gets Y4M, as stdout
+    does."""
+    return Path(path).suffix == "" and is_stream_target(Path(path))
+
+
 def check_video_output(path: str, overwrite: bool) -> None:
     """Fail early when ``open_writer(path, ...)`` would fail on its name alone."""
     path = str(path)
-    if path == STDIO_NAME:
+    if path == STDIO_NAME or _unnamed_stream(path):
         return
     suffix = Path(path).suffix.lower()
     if is_png_pattern(path):
