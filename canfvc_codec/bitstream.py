@@ -488,10 +488,20 @@ def describe(fileobj: BinaryIO) -> dict:
     total_bytes = reader.position
     pixels = h.width * h.height * len(frames)
     seconds = len(frames) * h.fps_den / h.fps_num
+    mean_bytes = {
+        kind: sum(sizes) / len(sizes) if sizes else None
+        for kind in ("I", "P")
+        for sizes in [[f["bytes"] for f in frames if f["type"] == kind]]
+    }
+    i_mean, p_mean = mean_bytes["I"], mean_bytes["P"]
     totals = {
         "frames": len(frames),
         "i_frames": sum(f["type"] == "I" for f in frames),
         "p_frames": sum(f["type"] == "P" for f in frames),
+        "i_frame_bytes_mean": round(i_mean) if i_mean is not None else None,
+        "p_frame_bytes_mean": round(p_mean) if p_mean is not None else None,
+        # What conditional coding saves: a P-frame's bits over an I-frame's, on average.
+        "p_to_i": p_mean / i_mean if p_mean is not None and i_mean else None,
         "header_bytes": reader.header_bytes,
         "bytes": total_bytes,
         "bits": 8 * total_bytes,

@@ -236,6 +236,10 @@ def test_describe_counts_every_byte(sample):
     assert [f["streams"] for f in info["frames"]] == [[len(s) for s in r.streams] for r in records]
     assert info["header"]["model_id"] == header.model_id.hex()
     assert (totals["i_frames"], totals["p_frames"]) == (2, 3)
+    sizes = {kind: [f["bytes"] for f in info["frames"] if f["type"] == kind] for kind in "IP"}
+    assert totals["i_frame_bytes_mean"] == round(sum(sizes["I"]) / 2)
+    assert totals["p_frame_bytes_mean"] == round(sum(sizes["P"]) / 3)
+    assert totals["p_to_i"] == pytest.approx((sum(sizes["P"]) / 3) / (sum(sizes["I"]) / 2))
     json.dumps(info)  # plain data only
 
 
