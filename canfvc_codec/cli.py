@@ -6,7 +6,9 @@ the I/O checks work in any build. ``main`` turns user errors into one line on st
 
 from __future__ import annotations
 
+import csv
 import importlib
+import io
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -30,7 +32,7 @@ from canfvc_codec.io import (
     parse_size,
 )
 from canfvc_codec.io.frame import MATRICES
-from canfvc_codec.io.output import STDIO_NAME, check_output_path, silence_stdout
+from canfvc_codec.io.output import STDIO_NAME, AtomicOutput, check_output_path, silence_stdout
 from canfvc_codec.motion import DEFAULT_MOTION_SEARCH, MOTION_SEARCHES
 
 PROG = "canfvc"
@@ -384,7 +386,7 @@ def cli() -> None:
 @cli.command(
     cls=GroupedCommand,
     option_groups=[
-        ("Output", ["output", "recon", "overwrite"]),
+        ("Output", ["output", "recon", "csv_path", "overwrite"]),
         (
             "Coding",
             [
@@ -423,6 +425,12 @@ Examples:
     "--recon",
     metavar="FILE",
     help="Also write the decoded video (.yuv, .y4m, .mp4, .mkv, rec_%04d.png, -).",
+)
+@click.option(
+    "--csv",
+    "csv_path",
+    metavar="FILE.csv",
+    help="Also write per-frame statistics: frame, type, bytes, PSNR-RGB.",
 )
 @_overwrite_option
 @click.option(
@@ -494,6 +502,7 @@ def encode(
     input_path: str,
     output: str,
     recon: str | None,
+    csv_path: str | None,
     overwrite: bool,
     lmbda: float,
     motion_lmbda: float | None,
@@ -525,6 +534,8 @@ def encode(
         if recon == STDIO_NAME and output == STDIO_NAME:
             raise UsageError("-o - and --recon - cannot both write to stdout")
         check_video_output(recon, overwrite)
+    if csv_path is not None:
+        check_output_path(csv_path, overwrite)
     reader_options = _reader_options(size, fps, bit_depth, matrix, full_range)
     with open_reader(input_path, start=start, frames=frames, **reader_options) as reader:
         encode_options, encode_video, set_cpu_threads = _import_engine(
@@ -547,8 +558,24 @@ def encode(
                 summary = encode_video(
                     reader, sink, options, recon=recon_writer, progress=not quiet
                 )
+    if csv_path is not None:
+        _write_frame_csv(csv_path, summary["per_frame"], overwrite)
     if not quiet:
         _echo_summary("encoded", summary)
+
+
+FRAME_CSV_FIELDS = ("frame", "type", "bytes", "psnr_rgb")
+
+
+def _write_frame_csv(path: str, per_frame: list[dict], overwrite: bool) -> None:
+    """One row per coded frame, as x265's --csv: what each frame cost and what it scored."""
+    rows = io.StringIO()
+    writer = csv.writer(rows, lineterminator="\n")
+    writer.writerow(FRAME_CSV_FIELDS)
+    for index, frame in enumerate(per_frame):
+        writer.writerow([index, frame["type"], frame["bytes"], f"{frame['psnr']:.4f}"])
+    with AtomicOutput(path, overwrite) as out:
+        out.write(rows.getvalue().encode())
 
 
 @cli.command(

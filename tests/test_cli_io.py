@@ -70,7 +70,13 @@ def encode_video(reader, output, options, *, recon=None, progress=True):
         if recon is not None:
             recon.write(frame)
         count += 1
-    return {"frames": count, "lambda": options.lmbda, "motion_lambda": options.motion_lmbda}
+    per_frame = [{"type": "P" if k else "I", "bytes": 100 + k, "psnr": 40.0} for k in range(count)]
+    return {
+        "frames": count,
+        "lambda": options.lmbda,
+        "motion_lambda": options.motion_lmbda,
+        "per_frame": per_frame,
+    }
 
 
 def decode_video(
@@ -274,6 +280,25 @@ def test_motion_lambda_reaches_the_encoder(tmp_path, capsys, fake_engine, clip):
             capsys, "encode", str(clip), "-o", str(out), "--motion-lambda", value
         )
         assert code == 0 and f"motion_lambda={expected}" in err
+
+
+def test_encode_writes_per_frame_statistics(tmp_path, capsys, fake_engine, clip):
+    stats = tmp_path / "stats.csv"
+    code, _, err = run_main(capsys, "encode", str(clip), "-o", str(tmp_path / "a.cvc"),
+                            "--csv", str(stats))  # fmt: skip
+    assert code == 0, err
+    assert stats.read_text().splitlines() == [
+        "frame,type,bytes,psnr_rgb",
+        "0,I,100,40.0000",
+        "1,P,101,40.0000",
+        "2,P,102,40.0000",
+        "3,P,103,40.0000",
+    ]
+    # An existing statistics file stops the encode before it starts, as any output does.
+    code, _, err = run_main(capsys, "encode", str(clip), "-o", str(tmp_path / "b.cvc"),
+                            "--csv", str(stats))  # fmt: skip
+    assert code == 1 and "stats.csv: already exists" in err
+    assert not (tmp_path / "b.cvc").exists()
 
 
 def test_encode_and_decode_to_dev_null(tmp_path, capsys, fake_engine, clip):
