@@ -28,7 +28,8 @@ QPS = (22, 30, 37)
 # A stand-in for `python -m canfvc_codec`: "encodes" by copying the Y4M (so the rate is known and
 # the reconstruction exact), "decodes" by stripping the Y4M headers to raw 4:2:0, and describes a
 # stream as an I-frame followed by P-frames. With $FAKE_BARRIER = N, each encode waits until N
-# encodes have started (or fails after a while): proof that N run at once.
+# encodes have started (or fails after a while): proof that N run at once. $FAKE_FAIL_ENCODE
+# makes every encode fail.
 FAKE_CLI = """#!{python}
 import json
 import os
@@ -46,6 +47,8 @@ if command == "info":
     frames = data.count(b"FRAME\\n")
     print(json.dumps({{"frames": [{{"type": "P" if i else "I"}} for i in range(frames)]}}))
 elif command == "encode":
+    if os.environ.get("FAKE_FAIL_ENCODE"):
+        sys.exit("encode refused")
     barrier = int(os.environ.get("FAKE_BARRIER", "0"))
     if barrier:
         folder = os.path.dirname(output)
@@ -159,6 +162,28 @@ def test_jobs_code_rate_points_at_once_and_keep_their_order(tmp_path, tiny_confi
     assert [p["value"] for p in points] == [1024, 256, 512]
     assert results["canfvc_jobs"]["jobs"] == 3
     assert "3 rate points at once" in summary_markdown(results)
+
+
+def test_resume_reuses_the_points_a_run_finished(tmp_path, tiny_config, monkeypatch):
+    fake = _script(tmp_path / "fake_python", FAKE_CLI.format(python=sys.executable))
+    work = tmp_path / "work"
+    config = load_config(tiny_config)
+
+    def evaluate(**changes) -> dict:
+        options = EvalOptions(lambdas=(256, 512), anchors=(), python=fake, **changes)
+        return run_evaluation(config, tmp_path / "out", options, work_dir=work, log=lambda m: None)
+
+    first = evaluate()["sequences"]["tiny"]["codecs"][CANFVC]
+    monkeypatch.setenv("FAKE_FAIL_ENCODE", "1")  # from here on nothing can be coded again
+    resumed = evaluate(resume=True)["sequences"]["tiny"]
+    assert resumed["codecs"][CANFVC] == first
+    # For other frames of the sequence, or without --resume, the points are coded again.
+    assert (
+        "encode refused"
+        in evaluate(resume=True, max_frames=1)["sequences"]["tiny"]["skipped"][CANFVC]
+    )
+    assert "encode refused" in evaluate()["sequences"]["tiny"]["skipped"][CANFVC]
+    assert not (work / "tiny" / "canfvc_lambda256.point.json").exists()  # dropped when recoded
 
 
 @pytest.mark.parametrize(

@@ -37,6 +37,7 @@ def evaluate(
     device: str | None = None,
     threads: int | None = None,
     jobs: int = 1,
+    resume: bool = False,
     max_frames: int | None = None,
     skip_canfvc: bool = False,
     work_dir: str | None = None,
@@ -46,6 +47,8 @@ def evaluate(
     qp_list = parse_number_list(qps, int, "--qps") if qps else None
     if max_frames is not None and max_frames < 1:
         raise UsageError("--max-frames must be at least 1")
+    if resume and work_dir is None:
+        raise UsageError("--resume needs --work-dir: the folder of the run to resume")
     options = EvalOptions(
         lambdas=lmbdas,
         qps=qp_list,
@@ -54,6 +57,7 @@ def evaluate(
         device=device,
         threads=threads,
         jobs=jobs,
+        resume=resume,
         run_canfvc=not skip_canfvc,
         max_frames=max_frames,
     )
@@ -115,6 +119,11 @@ def evaluate(
     help="canfvc rate points coded at once, each in its own processes.",
 )
 @click.option(
+    "--resume",
+    is_flag=True,
+    help="Reuse the canfvc points an earlier run in --work-dir finished for the same frames.",
+)
+@click.option(
     "--max-frames",
     type=int,
     default=None,
@@ -137,6 +146,7 @@ def eval_command(
     device: str | None,
     threads: int | None,
     jobs: int,
+    resume: bool,
     max_frames: int | None,
     skip_canfvc: bool,
     work_dir: str | None,
@@ -152,6 +162,7 @@ def eval_command(
         device=device,
         threads=threads,
         jobs=jobs,
+        resume=resume,
         max_frames=max_frames,
         skip_canfvc=skip_canfvc,
         work_dir=work_dir,

@@ -53,6 +53,8 @@ class EvalOptions:
     device: str | None = None
     threads: int | None = None  # CPU threads of each canfvc command; None: see canfvc_threads
     jobs: int = 1  # canfvc rate points coded at once (each an encode, then a decode)
+    # Reuse the canfvc points a run in the same work folder finished (see run_canfvc).
+    resume: bool = False
     run_canfvc: bool = True
     max_frames: int | None = None
     python: str = sys.executable
@@ -95,6 +97,13 @@ class RatePoint:
         data = asdict(self)
         data.update(data.pop("quality"))
         return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> RatePoint:
+        """The inverse of :meth:`to_json`."""
+        fields = dict(data)
+        quality = {key: fields.pop(key) for key in QUALITY_KEYS}
+        return cls(**fields, quality=quality)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -342,12 +351,13 @@ def run_canfvc_points(
     work_dir: Path,
     jobs: int,
     log: Log,
+    resume: bool = False,
 ) -> list[tuple[RatePoint, str | None]]:
     """:func:`run_canfvc` at every λ, ``jobs`` at a time; results in the order of ``lambdas``."""
 
     def one(lmbda: float) -> tuple[RatePoint, str | None]:
         log(f"{prepared.spec.name}: canfvc lambda {lmbda:g}")
-        return run_canfvc(canfvc, prepared, lmbda, work_dir)
+        return run_canfvc(canfvc, prepared, lmbda, work_dir, resume)
 
     if jobs == 1:
         return [one(lmbda) for lmbda in lambdas]
@@ -362,10 +372,25 @@ def run_canfvc_points(
 
 
 def run_canfvc(
-    canfvc: CanfvcCommand, prepared: PreparedSequence, lmbda: float, work_dir: Path
+    canfvc: CanfvcCommand,
+    prepared: PreparedSequence,
+    lmbda: float,
+    work_dir: Path,
+    resume: bool = False,
 ) -> tuple[RatePoint, str | None]:
+    """Encode, decode and score one λ; (point, model id). Each finished point is saved beside its
+    stream, and with ``resume`` a saved point of the same frames is returned instead of coding
+    again: a run of hours that stops keeps what it finished."""
     stream = work_dir / f"canfvc_lambda{lmbda:g}.cvc"
     decoded = work_dir / f"canfvc_lambda{lmbda:g}_decoded.yuv"
+    saved = work_dir / f"canfvc_lambda{lmbda:g}.point.json"
+    range_key = {"source": str(prepared.spec.path), "start": prepared.spec.start,
+                 "frames": prepared.frames}  # fmt: skip
+    if resume and saved.is_file():
+        record = json.loads(saved.read_text())
+        if record.get("range") == range_key:
+            return RatePoint.from_json(record["point"]), record.get("model_id")
+    saved.unlink(missing_ok=True)
     stream.unlink(missing_ok=True)
     decoded.unlink(missing_ok=True)
     enc = canfvc.encode(prepared.y4m_path, stream, lmbda, prepared.spec.gop)
@@ -381,7 +406,10 @@ def run_canfvc(
     finally:
         decoded.unlink(missing_ok=True)
     point = _point(CANFVC, "lambda", lmbda, total, summary, rows, prepared.frames, enc, dec)
-    return point, _info_model_id(info)
+    model_id = _info_model_id(info)
+    record = {"range": range_key, "model_id": model_id, "point": point.to_json()}
+    saved.write_text(json.dumps(record))
+    return point, model_id
 
 
 # ---------------------------------------------------------------------------------------------
@@ -521,12 +549,23 @@ def run_evaluation(
             if canfvc_status["status"] == "ok":
                 try:
                     coded = run_canfvc_points(
-                        canfvc, prepared, options.lambdas, seq_dir, options.jobs, log
+                        canfvc,
+                        prepared,
+                        options.lambdas,
+                        seq_dir,
+                        options.jobs,
+                        log,
+                        options.resume,
                     )
+                    model_ids = {model_id for _, model_id in coded if model_id}
+                    if len(model_ids) > 1:  # resumed points of another model
+                        raise CanfvcUnavailable(
+                            f"points of several models ({', '.join(sorted(model_ids))}): "
+                            "run again without --resume"
+                        )
                     record["codecs"][CANFVC] = [point.to_json() for point, _ in coded]
-                    for _, model_id in coded:
-                        if model_id:
-                            canfvc_status["model_id"] = model_id
+                    if model_ids:
+                        canfvc_status["model_id"] = model_ids.pop()
                 except CanfvcUnavailable as exc:
                     record["skipped"][CANFVC] = str(exc)
                     log(f"{spec.name}: canfvc skipped: {exc}")
