@@ -384,10 +384,13 @@ def run_canfvc(
     stream = work_dir / f"canfvc_lambda{lmbda:g}.cvc"
     decoded = work_dir / f"canfvc_lambda{lmbda:g}_decoded.yuv"
     saved = work_dir / f"canfvc_lambda{lmbda:g}.point.json"
-    range_key = {"source": str(prepared.spec.path), "start": prepared.spec.start,
-                 "frames": prepared.frames}  # fmt: skip
+    spec = prepared.spec
+    range_key = {"source": str(spec.path), "start": spec.start, "frames": prepared.frames}
     if resume and saved.is_file():
-        record = json.loads(saved.read_text())
+        try:
+            record = json.loads(saved.read_text())
+        except ValueError:
+            record = {}  # cut off while being written: code the point again
         if record.get("range") == range_key:
             return RatePoint.from_json(record["point"]), record.get("model_id")
     saved.unlink(missing_ok=True)
