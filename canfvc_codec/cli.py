@@ -10,7 +10,9 @@ import csv
 import importlib
 import io
 import json
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from fractions import Fraction
@@ -39,6 +41,7 @@ PROG = "canfvc"
 CVC_MAGIC = b"CVC"
 CVC_SUFFIX = ".cvc"
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 DEFAULT_LAMBDA = 1024.0
 DEFAULT_GOP = 32
 DEFAULT_MODEL = "lite"
@@ -53,6 +56,15 @@ LAZY_COMMANDS = {
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 HELP = "help"  # key of the help option in the option groups
 HELP_COLUMN_MAX = 30
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the program is, so that it unwinds as on Ctrl-C: every output under
+    way is removed, nothing half-written is left."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 class EngineUnavailable(CanfvcError):
@@ -788,6 +800,16 @@ def _format_cell(value: Any) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the command, turn user errors into ``canfvc: message`` and an exit code."""
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
+    try:
+        _run(argv)
+    finally:
+        if previous is not None:  # a caller's handler (a test runner's) comes back
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(argv: list[str] | None) -> None:
     try:
         result = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
     except CanfvcError as err:
@@ -802,6 +824,9 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo(file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
+    except Terminated:
+        click.echo(f"{PROG}: terminated", err=True)
+        sys.exit(EXIT_TERMINATED)
     except BrokenPipeError:
         silence_stdout()
         click.echo(f"{PROG}: output pipe closed (broken pipe)", err=True)

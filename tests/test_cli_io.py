@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -36,6 +38,7 @@ MAGIC = b"CVC-FAKE\\n"
 THREADS = []  # every set_cpu_threads call, for the tests to read
 FAIL_AFTER = int(os.environ.get("FAKE_FAIL_AFTER", "-1"))
 INTERRUPT = os.environ.get("FAKE_INTERRUPT") == "1"
+READY = os.environ.get("FAKE_READY")  # with FAIL_AFTER: touch this file there, then hang
 
 
 @dataclass
@@ -56,6 +59,11 @@ def set_cpu_threads(threads):
 
 def _maybe_fail(count):
     if count == FAIL_AFTER:
+        if READY:
+            import time
+
+            open(READY, "w").close()
+            time.sleep(600)
         if INTERRUPT:
             raise KeyboardInterrupt
         raise CanfvcError("fake engine failure")
@@ -392,6 +400,30 @@ def test_failure_midway_leaves_nothing(tmp_path, clip, interrupt):
     assert "Traceback" not in err
     if not interrupt:
         assert err == "canfvc: fake engine failure\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["clip.y4m"]
+
+
+def test_terminated_midway_leaves_nothing(tmp_path, clip):
+    """`kill` (SIGTERM, as timeout and job schedulers send) cleans up as Ctrl-C does."""
+    ready = tmp_path.parent / f"{tmp_path.name}.ready"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "FAKE_FAIL_AFTER": "2", "FAKE_READY": str(ready)}
+    process = subprocess.Popen(
+        [sys.executable, "-c", BOOTSTRAP, "encode", str(clip), "-o", str(tmp_path / "o.cvc"),
+         "--recon", str(tmp_path / "r.y4m")],
+        env=env, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        for _ in range(1200):
+            if ready.exists() or process.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert ready.exists(), "the encode never reached its third frame"
+        assert len(list(tmp_path.glob(".*.part"))) == 2  # both outputs under way
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 143 and err.decode() == "canfvc: terminated\n"
     assert [p.name for p in tmp_path.iterdir()] == ["clip.y4m"]
 
 
