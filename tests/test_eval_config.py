@@ -118,6 +118,10 @@ def test_bad_files_raise(tmp_path, content, message):
 def test_missing_config_and_duplicate_names(tmp_path, raw_file):
     with pytest.raises(CanfvcError, match="does not exist"):
         load_config(tmp_path / "absent.json")
+    binary = tmp_path / "video.y4m"  # a slip: a video given as the config
+    binary.write_bytes(b"YUV4MPEG2 W64 H48\nFRAME\n\x8c\xff")
+    with pytest.raises(CanfvcError, match="not a JSON config"):
+        load_config(binary)
     entry = {"name": "s", "path": "seq.yuv", "size": "64x64", "frames": 1}
     with pytest.raises(CanfvcError, match="appears twice"):
         load_config(_write(tmp_path, {"sequences": [entry, entry]}))
