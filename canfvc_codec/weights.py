@@ -128,8 +128,10 @@ def random_model(config_name: str, seed: int = RANDOM_SEED) -> tuple[VideoModel,
 
 
 def _model_path(name_or_path: str) -> Path:
+    """A file for anything with an extension or a folder (``in.y4m`` given by mistake is read as
+    a file, and refused as one); otherwise a model name in :func:`models_dir`."""
     candidate = Path(name_or_path)
-    if candidate.suffix == FILE_SUFFIX or candidate.parent != Path("."):
+    if candidate.suffix or candidate.parent != Path("."):
         return candidate
     return models_dir() / f"{FILE_PREFIX}{name_or_path}{FILE_SUFFIX}"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from pathlib import Path
 
 import pytest
 import torch
@@ -60,12 +61,20 @@ def test_save_and_load_round_trip(models_dir, rgb_frames):
     assert model_config(str(path)) == get_config("tiny")
 
 
-def test_missing_and_broken_models_are_model_errors(models_dir):
+def test_missing_and_broken_models_are_model_errors(models_dir, monkeypatch):
     with pytest.raises(ModelError, match="random-lite"):
         load_model("lite")
     (models_dir / "canfvc-broken.pt").write_bytes(b"not a model")
     with pytest.raises(ModelError, match="not a readable model file"):
         load_model("broken")
+    # Anything with an extension is a file, even one that is not a model: a clear refusal,
+    # not a search for a model called "clip.y4m".
+    monkeypatch.chdir(models_dir)
+    Path("clip.y4m").write_bytes(b"YUV4MPEG2 W64 H48\n")
+    with pytest.raises(ModelError, match="clip.y4m: not a readable model file"):
+        load_model("clip.y4m")
+    with pytest.raises(ModelError, match="notes.txt does not exist"):
+        load_model("notes.txt")
     with pytest.raises(ModelError, match="unknown model"):
         load_model("random-huge")
     with pytest.raises(ModelError, match="no model with id"):
