@@ -15,6 +15,7 @@ import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import BinaryIO
 
 from canfvc_codec.errors import BitstreamError
@@ -467,6 +468,11 @@ class CvcReader:
 # `canfvc info`.
 
 
+def bitrate_kbps(total_bytes: int, frame_count: int, fps: Fraction) -> float:
+    """kbit/s of ``total_bytes`` holding ``frame_count`` frames played at ``fps`` (0 for none)."""
+    return 8 * total_bytes / 1000 * fps / frame_count if frame_count else 0.0
+
+
 def describe(fileobj: BinaryIO) -> dict:
     """Header fields, per-frame type/bytes/sub-stream sizes, totals and bpp of a .cvc stream.
 
@@ -487,7 +493,6 @@ def describe(fileobj: BinaryIO) -> dict:
         )
     total_bytes = reader.position
     pixels = h.width * h.height * len(frames)
-    seconds = len(frames) * h.fps_den / h.fps_num
     mean_bytes = {
         kind: sum(sizes) / len(sizes) if sizes else None
         for kind in ("I", "P")
@@ -506,7 +511,7 @@ def describe(fileobj: BinaryIO) -> dict:
         "bytes": total_bytes,
         "bits": 8 * total_bytes,
         "bpp": 8 * total_bytes / pixels if pixels else 0.0,
-        "kbps": 8 * total_bytes / seconds / 1000 if seconds else 0.0,
+        "kbps": bitrate_kbps(total_bytes, len(frames), Fraction(h.fps_num, h.fps_den)),
     }
     header = {
         "version": reader.version,

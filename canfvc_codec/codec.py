@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from canfvc_codec.bitstream import CvcReader, CvcWriter, FrameRecord, StreamHeader
+from canfvc_codec.bitstream import CvcReader, CvcWriter, FrameRecord, StreamHeader, bitrate_kbps
 from canfvc_codec.errors import BitstreamError, InputError, ModelError, UsageError, warn
 from canfvc_codec.io import VideoInfo, VideoReader, VideoWriter
 from canfvc_codec.io.color import rgb_to_yuv, yuv_to_rgb
@@ -58,7 +58,6 @@ DEFAULT_GOP = 32
 MOTION_LAMBDA_SHARE = 0.125  # of λ, the motion coders' default λ (auto_motion_lambda)
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 PSNR_CAP = 100.0  # PSNR of an exact reconstruction, reported instead of infinity
-BITS_PER_BYTE = 8
 T = TypeVar("T")  # a coded frame, as the encoder or the RD estimate holds it
 
 
@@ -464,8 +463,8 @@ def encode_video(
         "frames": len(frames),
         "i_frames": sum(f["type"] == INTRA for f in frames),
         "bytes": writer.bytes_written,
-        "bpp": BITS_PER_BYTE * writer.bytes_written / pixels,
-        "kbps": writer.bytes_written * BITS_PER_BYTE / 1000 * info.fps / max(len(frames), 1),
+        "bpp": 8.0 * writer.bytes_written / pixels,
+        "kbps": bitrate_kbps(writer.bytes_written, len(frames), info.fps),
         "psnr_rgb": sum(f["psnr"] for f in frames) / max(len(frames), 1),
         "fps": len(frames) / (time.perf_counter() - started),
         "lambda": header.lmbda,

@@ -232,6 +232,8 @@ def test_describe_counts_every_byte(sample):
     assert totals["bytes"] == len(data)
     assert totals["header_bytes"] + sum(f["bytes"] for f in info["frames"]) + 1 == len(data)
     assert totals["bpp"] == pytest.approx(8 * len(data) / (176 * 144 * len(records)))
+    seconds = len(records) * 1001 / 30000  # the header's 29.97 frames per second
+    assert totals["kbps"] == pytest.approx(8 * len(data) / 1000 / seconds)
     assert [f["type"] for f in info["frames"]] == [r.frame_type for r in records]
     assert [f["streams"] for f in info["frames"]] == [[len(s) for s in r.streams] for r in records]
     assert info["header"]["model_id"] == header.model_id.hex()

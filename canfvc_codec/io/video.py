@@ -64,12 +64,16 @@ def open_reader(
         suffix = Path(path).suffix.lower()
         if suffix in RAW_EXTENSIONS or suffix == Y4M_EXTENSION:
             file = Path(path)
-            if not file.exists():
-                raise InputError(f"{path}: no such file")
-            piped = stat.S_ISFIFO(file.stat().st_mode)
+            try:
+                mode = file.stat().st_mode
+            except FileNotFoundError:
+                raise InputError(f"{path}: no such file") from None
+            except OSError as err:
+                raise InputError(f"{path}: cannot read: {err.strerror}") from None
+            piped = stat.S_ISFIFO(mode)
             if piped and suffix != Y4M_EXTENSION:
                 raise InputError(f"{path}: a named pipe must carry Y4M (raw 4:2:0 needs a file)")
-            if not file.is_file() and not piped:
+            if not stat.S_ISREG(mode) and not piped:
                 raise InputError(f"{path}: not a regular file")
             if suffix == Y4M_EXTENSION:
                 reader = open_y4m_file(file, **common, **selection)
