@@ -12,7 +12,8 @@ boundaries, about 1e-14 per value. So everything the decoder computes runs in
 reconstruction CRC (:func:`resolve_tie`). ``docs/determinism.md`` has the analysis and figures.
 
 The :class:`NumericPath` s change how PyTorch computes the same float operations on one CPU
-(oneDNN on or off, channels-last memory layout, one thread), which is how the harness in
+(oneDNN on or off, channels-last memory layout, one thread, PyTorch's float64 convolutions instead
+of :mod:`canfvc_codec.stripes`' shifted products), which is how the harness in
 :mod:`canfvc_codec.eval.determinism` imitates "another platform" without one. The environment
 variable ``CANFVC_NUMERIC_PATH`` selects a path for a whole process.
 """
@@ -30,6 +31,7 @@ from torch import nn
 
 from canfvc_codec.entropy.scale_table import BOUNDARIES
 from canfvc_codec.errors import UsageError
+from canfvc_codec.stripes import LIBRARY_CONVOLUTIONS
 
 # The numeric type of every network the decoder runs, in the decoder and in the encoder's
 # reconstruction loop alike. It is part of the bitstream format: a stream decodes bit-exactly only
@@ -50,6 +52,7 @@ class NumericPath:
     mkldnn: bool = True  # oneDNN convolutions (float32 only; float64 never uses them)
     channels_last: bool = False  # NHWC weights, hence NHWC activations and other kernels
     threads: int | None = None  # intra-op threads; None keeps the process's setting
+    library_convolutions: bool = False  # float64: PyTorch's unfolding convolution everywhere
 
 
 NUMERIC_PATHS: dict[str, NumericPath] = {
@@ -59,6 +62,11 @@ NUMERIC_PATHS: dict[str, NumericPath] = {
         NumericPath("mkldnn-off", "oneDNN disabled: ATen's own convolutions", mkldnn=False),
         NumericPath("channels-last", "weights and activations in NHWC layout", channels_last=True),
         NumericPath("threads-1", "one intra-op thread (other reduction splits)", threads=1),
+        NumericPath(
+            "library-conv",
+            "PyTorch's float64 convolutions instead of shifted products",
+            library_convolutions=True,
+        ),
     )
 }
 
@@ -95,13 +103,17 @@ def numeric_path(path: NumericPath) -> Iterator[Callable[[nn.Module], nn.Module]
 
 
 def prepare_model(model: nn.Module, path: NumericPath) -> nn.Module:
-    """``model`` in the memory layout ``path`` asks for (in place; returned for chaining).
+    """``model`` in the memory layout and with the convolutions ``path`` asks for (in place;
+    returned for chaining).
 
     Channels-last weights are enough: a convolution with NHWC weights returns NHWC activations,
     which carry the layout through the rest of the network.
     """
     if path.channels_last:
         model.to(memory_format=torch.channels_last)
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            setattr(module, LIBRARY_CONVOLUTIONS, path.library_convolutions)
     return model
 
 

@@ -4,12 +4,15 @@ Why: the decoder runs in float64 (:mod:`canfvc_codec.numerics`), and PyTorch's C
 for float64 unfold their input (im2col): a 3x3 convolution over 64 channels of a 1080p frame
 would hold a 9.6 GB buffer, and the full-resolution U-Nets several 1 GB activations at once.
 
-Two mechanisms, both exact per output element (each output value is the same sum of the same
-products as without stripes; only how many values one library call computes changes):
+Three mechanisms:
 
-- every convolution and transposed convolution whose unfolded buffer would exceed
+- a stride-1 convolution in float64 on a CPU is computed without an unfolded buffer at all, one
+  matrix product per kernel tap over a row stripe (:func:`shifted_products_conv2d`): the same
+  products summed in another order (float64 results move by ~1e-16), and faster;
+- every other convolution and transposed convolution whose unfolded buffer would exceed
   :data:`UNFOLD_BUDGET_BYTES` computes its output rows in stripes, each from the input rows it
-  needs (:func:`striped_conv2d`, :func:`striped_conv_transpose2d`);
+  needs (:func:`striped_conv2d`, :func:`striped_conv_transpose2d`), exact per output element
+  (each output value is the same sum of the same products as without stripes);
 - the fully convolutional full-resolution networks (the U-Nets of flow extrapolation and motion
   compensation, the quality enhancement) run on row stripes of the frame with a halo wider than
   their receptive field, and keep only each stripe's own rows (:func:`run_in_stripes`).
@@ -37,6 +40,15 @@ GIB = 1 << 30
 # kernel's zeroing of their pages took half of a 640x272 decode's CPU time at 192 MiB), large
 # enough that the matrix products stay efficient (a few rows of a 1080p frame per call).
 UNFOLD_BUDGET_BYTES = 16 << 20
+# Output rows per call of the shifted products: small enough that the stripe's padded input (11
+# rows of 64 channels of a 1080p frame: 10 MiB) stays in cache across the nine products of a 3x3
+# kernel, large enough that each product is an efficient one. Measured on
+# 64 -> 64 channels at 640x272, one thread: 33.9 / 34.5 / 31.3 / 28.2 GFLOP/s at 4 / 8 / 16 / 32
+# rows, against 25.6 for the unfolded convolution.
+SHIFTED_PRODUCT_ROWS = 8
+# A convolution with this attribute set keeps PyTorch's own float64 kernel (a numerical path of
+# docs/determinism.md, set by numerics.prepare_model).
+LIBRARY_CONVOLUTIONS = "_library_convolutions"
 # Full-resolution networks run on stripes of at most this many pixels (plus halos) ...
 STRIPE_PIXELS = 256 * 1920
 # ... whose heights are multiples of this (the U-Nets halve the size twice).
@@ -71,6 +83,68 @@ def striped_conv2d(conv: nn.Conv2d, x: Tensor) -> Tensor:
         part = x[..., max(first, 0) : min(last, height), :]
         part = F.pad(part, (0, 0, max(-first, 0), max(last - height, 0)))
         out[..., start:stop, :] = F.conv2d(part, conv.weight, conv.bias, (sh, sw), (0, pw))
+    return out
+
+
+def uses_shifted_products(conv: nn.Conv2d, x: Tensor) -> bool:
+    """Whether :func:`shifted_products_conv2d` computes ``conv(x)``: a plain stride-1 convolution
+    with zero padding, on a contiguous (NCHW) float64 tensor on a CPU, where PyTorch would unfold.
+    Elsewhere PyTorch's own kernels (oneDNN, cuDNN) need no help."""
+    return (
+        x.dtype == torch.float64
+        and x.device.type == "cpu"
+        and x.is_contiguous()
+        and conv.stride == (1, 1)
+        and conv.dilation == (1, 1)
+        and conv.groups == 1
+        and conv.padding_mode == "zeros"
+        and not isinstance(conv.padding, str)
+        and not getattr(conv, LIBRARY_CONVOLUTIONS, False)
+    )
+
+
+def shifted_products_conv2d(conv: nn.Conv2d, x: Tensor) -> Tensor:
+    """``conv(x)`` for a stride-1 convolution, as one matrix product per kernel tap.
+
+    Why: PyTorch's float64 CPU convolution copies each input value kh*kw times into an unfolded
+    buffer and then multiplies once; the copy costs about as much as the product. Here each
+    stripe of :data:`SHIFTED_PRODUCT_ROWS` output rows adds up kh*kw products of one tap's
+    weights (out x in channels) with the zero-padded input stripe, flattened with the padded width
+    as its row length: the tap at (i, j) is then the same matrix shifted by ``i * row + j``
+    columns, a view. Each product also fills the padding columns of every row, which are dropped.
+    """
+    kh, kw = conv.kernel_size
+    ph, pw = conv.padding
+    batch, _, height, width = x.shape
+    out_h, out_w = height + 2 * ph - kh + 1, width + 2 * pw - kw + 1
+    row = width + 2 * pw
+    taps = conv.weight.permute(2, 3, 0, 1).contiguous()  # (kh, kw, out, in)
+    bias = None if conv.bias is None else conv.bias.view(-1, 1)
+    out = x.new_empty(batch, conv.out_channels, out_h, out_w)
+    for n in range(batch):
+        for start in range(0, out_h, SHIFTED_PRODUCT_ROWS):
+            stop = min(start + SHIFTED_PRODUCT_ROWS, out_h)
+            # Input rows of output rows [start, stop) in the zero-padded frame, then in x; one
+            # more zero row below, which the last taps of the last row reach into.
+            first, last = start - ph, stop - 1 - ph + kh
+            part = F.pad(
+                x[n, :, max(first, 0) : min(last, height)],
+                (pw, pw, max(-first, 0), max(last - height, 0) + 1),
+            )
+            flat = part.reshape(part.shape[0], -1)
+            size = (stop - start) * row
+            total = None
+            for i in range(kh):
+                for j in range(kw):
+                    shifted = flat[:, i * row + j : i * row + j + size]
+                    if total is not None:
+                        total.addmm_(taps[i, j], shifted)
+                    elif bias is not None:
+                        total = torch.addmm(bias, taps[i, j], shifted)
+                    else:
+                        total = torch.mm(taps[i, j], shifted)
+            assert total is not None
+            out[n, :, start:stop] = total.view(-1, stop - start, row)[..., :out_w]
     return out
 
 
@@ -137,6 +211,8 @@ def run_in_stripes(
 
 
 def _conv_forward(self: nn.Conv2d, x: Tensor) -> Tensor:
+    if uses_shifted_products(self, x):
+        return shifted_products_conv2d(self, x)
     return striped_conv2d(self, x)
 
 

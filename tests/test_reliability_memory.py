@@ -14,6 +14,7 @@ from canfvc_codec.errors import InputError
 from canfvc_codec.eval.memory import SamplingReader, growth_figures, traced_decode_peak
 from canfvc_codec.io import Frame, VideoInfo, open_reader, open_writer
 from canfvc_codec.networks.config import get_config
+from canfvc_codec.numerics import get_numeric_path, prepare_model
 from canfvc_codec.weights import random_model
 from tests.conftest import real_rgb_frames, real_yuv_frames
 
@@ -41,15 +42,62 @@ def small_budgets(monkeypatch):
     ids=["conv5s2", "conv3", "deconv5s2", "deconv3s2"],
 )
 @pytest.mark.parametrize("size", [(16, 12), (15, 9), (4, 4)])
-def test_striped_convolutions_match_whole_ones(small_budgets, layer, size):
+@pytest.mark.parametrize("library", [False, True], ids=["shifted", "library"])
+def test_striped_convolutions_match_whole_ones(small_budgets, layer, size, library):
     layer = layer.double()
     x = torch.randn(2, 5, *size, dtype=F64, generator=torch.Generator().manual_seed(3))
     striped = copy.deepcopy(layer)
+    setattr(striped, stripes.LIBRARY_CONVOLUTIONS, library)
     stripes.bound_memory(striped)
     with torch.no_grad():
         whole, parts = layer(x), striped(x)
     assert parts.shape == whole.shape
     torch.testing.assert_close(parts, whole, rtol=0, atol=ULPS)
+
+
+@pytest.mark.parametrize(
+    "kernel, padding, bias",
+    [(3, 1, True), (5, 2, False), (1, 0, True), (3, 0, True), ((3, 5), (1, 2), True)],
+)
+@pytest.mark.parametrize("size", [(16, 12), (7, 9), (3, 5)])
+def test_shifted_products_match_pytorchs_convolution(monkeypatch, kernel, padding, bias, size):
+    monkeypatch.setattr(stripes, "SHIFTED_PRODUCT_ROWS", 3)  # several stripes, a short last one
+    conv = nn.Conv2d(4, 6, kernel, padding=padding, bias=bias).double()
+    x = torch.randn(2, 4, *size, dtype=F64, generator=torch.Generator().manual_seed(5))
+    assert stripes.uses_shifted_products(conv, x)
+    with torch.no_grad():
+        expected = torch.nn.functional.conv2d(x, conv.weight, conv.bias, padding=conv.padding)
+        result = stripes.shifted_products_conv2d(conv, x)
+    assert result.shape == expected.shape and result.is_contiguous()
+    torch.testing.assert_close(result, expected, rtol=0, atol=ULPS)
+
+
+def test_which_convolutions_use_shifted_products():
+    conv = nn.Conv2d(4, 4, 3, padding=1).double()
+    x = torch.rand(1, 4, 8, 8, dtype=F64)
+    assert stripes.uses_shifted_products(conv, x)
+    assert not stripes.uses_shifted_products(conv, x.float())  # oneDNN's kernels are fast
+    assert not stripes.uses_shifted_products(conv, x.to(memory_format=torch.channels_last))
+    assert not stripes.uses_shifted_products(nn.Conv2d(4, 4, 3, 2, 1).double(), x)
+    assert not stripes.uses_shifted_products(nn.Conv2d(4, 4, 3, 1, 1, groups=2).double(), x)
+    reflect = nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect").double()
+    assert not stripes.uses_shifted_products(reflect, x)
+    setattr(conv, stripes.LIBRARY_CONVOLUTIONS, True)
+    assert not stripes.uses_shifted_products(conv, x)
+
+
+def test_the_library_conv_path_really_changes_float64_results():
+    """The determinism harness decodes under ``library-conv``: it must compute other floats
+    (else it tests nothing), within rounding."""
+    model, _ = random_model("tiny")
+    refine = model.mc.refine.double().eval()
+    features = torch.rand(1, 8, 32, 32, dtype=F64, generator=torch.Generator().manual_seed(6))
+    library = prepare_model(copy.deepcopy(refine), get_numeric_path("library-conv"))
+    with torch.no_grad():
+        shifted = stripes.bound_memory(copy.deepcopy(refine))(features)
+        unfolded = stripes.bound_memory(library)(features)
+    assert not torch.equal(shifted, unfolded)
+    torch.testing.assert_close(shifted, unfolded, rtol=0, atol=ULPS)
 
 
 def test_full_resolution_networks_in_stripes(small_budgets):
