@@ -468,6 +468,13 @@ class CvcReader:
 # `canfvc info`.
 
 
+def bits_per_pixel(num_bytes: int, width: int, height: int, frames: int = 1) -> float:
+    """bpp of ``num_bytes`` spread over ``frames`` unpadded pictures."""
+    if width <= 0 or height <= 0 or frames <= 0:
+        raise ValueError(f"invalid geometry {width}x{height}x{frames}")
+    return 8 * num_bytes / (width * height * frames)
+
+
 def bitrate_kbps(total_bytes: int, frame_count: int, fps: Fraction) -> float:
     """kbit/s of ``total_bytes`` holding ``frame_count`` frames played at ``fps`` (0 for none)."""
     return 8 * total_bytes / 1000 * fps / frame_count if frame_count else 0.0
@@ -492,7 +499,6 @@ def describe(fileobj: BinaryIO) -> dict:
             }
         )
     total_bytes = reader.position
-    pixels = h.width * h.height * len(frames)
     mean_bytes = {
         kind: sum(sizes) / len(sizes) if sizes else None
         for kind in ("I", "P")
@@ -510,7 +516,7 @@ def describe(fileobj: BinaryIO) -> dict:
         "header_bytes": reader.header_bytes,
         "bytes": total_bytes,
         "bits": 8 * total_bytes,
-        "bpp": 8 * total_bytes / pixels if pixels else 0.0,
+        "bpp": bits_per_pixel(total_bytes, h.width, h.height, len(frames)) if frames else 0.0,
         "kbps": bitrate_kbps(total_bytes, len(frames), Fraction(h.fps_num, h.fps_den)),
     }
     header = {

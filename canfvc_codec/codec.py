@@ -27,7 +27,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from canfvc_codec.bitstream import CvcReader, CvcWriter, FrameRecord, StreamHeader, bitrate_kbps
+from canfvc_codec.bitstream import (
+    CvcReader,
+    CvcWriter,
+    FrameRecord,
+    StreamHeader,
+    bitrate_kbps,
+    bits_per_pixel,
+)
 from canfvc_codec.errors import BitstreamError, InputError, ModelError, UsageError, warn
 from canfvc_codec.io import VideoInfo, VideoReader, VideoWriter
 from canfvc_codec.io.color import rgb_to_yuv, yuv_to_rgb
@@ -458,12 +465,11 @@ def encode_video(
     if header.frame_count and len(frames) != header.frame_count:
         raise InputError(f"the input ended after {len(frames)} of {header.frame_count} frames")
     writer.close()
-    pixels = info.width * info.height * max(len(frames), 1)
     return {
         "frames": len(frames),
         "i_frames": sum(f["type"] == INTRA for f in frames),
         "bytes": writer.bytes_written,
-        "bpp": 8.0 * writer.bytes_written / pixels,
+        "bpp": bits_per_pixel(writer.bytes_written, info.width, info.height, max(len(frames), 1)),
         "kbps": bitrate_kbps(writer.bytes_written, len(frames), info.fps),
         "psnr_rgb": sum(f["psnr"] for f in frames) / max(len(frames), 1),
         "fps": len(frames) / (time.perf_counter() - started),

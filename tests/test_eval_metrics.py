@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from canfvc_codec.bitstream import bits_per_pixel
 from canfvc_codec.eval.metrics import (
     PSNR_CAP_DB,
-    bits_per_pixel,
     frame_metrics,
     mean_metrics,
     psnr_from_mse,

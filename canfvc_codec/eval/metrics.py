@@ -3,7 +3,8 @@
 - PSNR-RGB and MS-SSIM-RGB as in the CANF-VC paper: both pictures go through the same YUV -> RGB
   conversion (the project's own, BT.709 by default), MSE over the three channels in [0, 1].
 - PSNR-YUV as in current practice: per-plane PSNR weighted 6:1:1 (Y:U:V).
-- bpp from the real size of the coded file (headers included) over the unpadded pixels.
+- bpp from the real size of the coded file (headers included) over the unpadded pixels
+  (:func:`canfvc_codec.bitstream.bits_per_pixel`).
 
 Sequence values are the mean of the per-frame values (the convention of CompressAI and DCVC).
 """
@@ -28,7 +29,6 @@ YUV_PSNR_WEIGHTS = (6.0, 1.0, 1.0)
 MS_SSIM_WIN_SIZE = 11
 MS_SSIM_LEVELS = 5
 MS_SSIM_MIN_SIDE = (MS_SSIM_WIN_SIZE - 1) * 2 ** (MS_SSIM_LEVELS - 1) + 1
-BITS_PER_BYTE = 8
 
 # Per-frame quality keys, in report order.
 QUALITY_KEYS = ("psnr-rgb", "ms-ssim-rgb", "psnr-yuv", "psnr-y", "psnr-u", "psnr-v")
@@ -98,13 +98,6 @@ def frame_metrics(reference: Frame, decoded: Frame, info: VideoInfo) -> dict[str
     values["psnr-rgb"] = rgb_psnr(ref_rgb, dec_rgb)
     values["ms-ssim-rgb"] = rgb_ms_ssim(ref_rgb, dec_rgb)
     return {key: values[key] for key in QUALITY_KEYS}
-
-
-def bits_per_pixel(num_bytes: int, width: int, height: int, frames: int = 1) -> float:
-    """bpp of ``num_bytes`` spread over ``frames`` unpadded pictures."""
-    if width <= 0 or height <= 0 or frames <= 0:
-        raise ValueError(f"invalid geometry {width}x{height}x{frames}")
-    return num_bytes * BITS_PER_BYTE / (width * height * frames)
 
 
 def mean_metrics(

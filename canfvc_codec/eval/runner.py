@@ -22,10 +22,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from canfvc_codec.bitstream import bits_per_pixel
 from canfvc_codec.errors import CanfvcError, InputError
 from canfvc_codec.eval import anchors, bdrate
 from canfvc_codec.eval.config import EvalConfig, SequenceSpec
-from canfvc_codec.eval.metrics import QUALITY_KEYS, bits_per_pixel, frame_metrics, mean_metrics
+from canfvc_codec.eval.metrics import QUALITY_KEYS, frame_metrics, mean_metrics
 from canfvc_codec.eval.process import RunStats, run_measured
 from canfvc_codec.io.frame import Frame, VideoInfo, frame_from_buffer, frame_to_bytes
 
