@@ -12,7 +12,8 @@ Three mechanisms:
 - every other convolution and transposed convolution whose unfolded buffer would exceed
   :data:`UNFOLD_BUDGET_BYTES` computes its output rows in stripes, each from the input rows it
   needs (:func:`striped_conv2d`, :func:`striped_conv_transpose2d`), exact per output element
-  (each output value is the same sum of the same products as without stripes);
+  (each output value is the same sum of the same products as without stripes), unless oneDNN
+  computes it (float32 on a CPU: the encoder's analysis and refinement), which unfolds nothing;
 - the fully convolutional full-resolution networks (the U-Nets of flow extrapolation and motion
   compensation, the quality enhancement) run on row stripes of the frame with a halo wider than
   their receptive field, and keep only each stripe's own rows (:func:`run_in_stripes`).
@@ -59,6 +60,18 @@ UNET_HALO = 32
 ENHANCE_HALO = 16
 
 
+# Types whose CPU convolutions oneDNN computes without an unfolded buffer.
+ONEDNN_DTYPES = (torch.float32, torch.bfloat16)
+
+
+def library_unfolds(x: Tensor) -> bool:
+    """Whether PyTorch's convolutions of ``x`` may build an unfolded (im2col) buffer: everywhere
+    but on a CPU with oneDNN in a type it computes. Striping such a convolution only adds calls
+    (in float32, 2.4 times slower through a backward pass, as the encoder's refinement makes)."""
+    onednn = torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+    return not (x.device.type == "cpu" and x.dtype in ONEDNN_DTYPES and onednn)
+
+
 def _rows_per_call(bytes_per_row: int) -> int:
     return max(1, UNFOLD_BUDGET_BYTES // max(bytes_per_row, 1))
 
@@ -67,7 +80,12 @@ def striped_conv2d(conv: nn.Conv2d, x: Tensor) -> Tensor:
     """``conv(x)`` with the output computed in row stripes when its unfolded input is large."""
     kh, kw = conv.kernel_size
     (sh, sw), (ph, pw) = conv.stride, conv.padding
-    plain = conv.groups != 1 or conv.dilation != (1, 1) or isinstance(conv.padding, str)
+    plain = (
+        conv.groups != 1
+        or conv.dilation != (1, 1)
+        or isinstance(conv.padding, str)
+        or not library_unfolds(x)
+    )
     height, width = x.shape[-2:]
     out_h = (height + 2 * ph - kh) // sh + 1
     out_w = (width + 2 * pw - kw) // sw + 1
@@ -152,7 +170,7 @@ def striped_conv_transpose2d(deconv: nn.ConvTranspose2d, x: Tensor) -> Tensor:
     """``deconv(x)`` computed in output row stripes, each from every input row it depends on."""
     kh, kw = deconv.kernel_size
     (sh, sw), (ph, pw), (oph, opw) = deconv.stride, deconv.padding, deconv.output_padding
-    plain = deconv.groups != 1 or deconv.dilation != (1, 1)
+    plain = deconv.groups != 1 or deconv.dilation != (1, 1) or not library_unfolds(x)
     height, width = x.shape[-2:]
     out_h = (height - 1) * sh - 2 * ph + kh + oph
     row_bytes = deconv.out_channels * kh * kw * width * x.element_size() * x.shape[0]

@@ -86,6 +86,21 @@ def test_which_convolutions_use_shifted_products():
     assert not stripes.uses_shifted_products(conv, x)
 
 
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="needs oneDNN")
+@pytest.mark.parametrize("dtype, striped", [(torch.float32, False), (F64, True)])
+def test_only_convolutions_that_unfold_are_striped(small_budgets, monkeypatch, dtype, striped):
+    """oneDNN's float32 convolutions build no unfolded buffer: striping them only costs time."""
+    made = []
+    conv2d = torch.nn.functional.conv2d
+    monkeypatch.setattr(
+        torch.nn.functional, "conv2d", lambda *a, **k: made.append(1) or conv2d(*a, **k)
+    )
+    layer = stripes.bound_memory(nn.Conv2d(5, 7, 5, 2, 2).to(dtype))
+    with torch.no_grad():
+        layer(torch.rand(1, 5, 32, 16, dtype=dtype))
+    assert (len(made) > 1) == striped
+
+
 def test_the_library_conv_path_really_changes_float64_results():
     """The determinism harness decodes under ``library-conv``: it must compute other floats
     (else it tests nothing), within rounding."""
