@@ -41,9 +41,9 @@ from canfvc_codec.stripes import bound_memory
 DEFAULT_REFINE_STEPS = 0
 # Adam's first step size, in quantisation bins of the gained latents, falling linearly to zero
 # over the steps. Larger steps move many values across rounding boundaries at once, which the
-# straight-through gradient does not foresee; at a constant step size the cost fell for 3-9 steps
-# and then rose past its start (an intra frame of bikes at λ 256 and 2048), while the falling one
-# kept what it had gained.
+# straight-through gradient does not foresee; at a constant step size the cost of an intra frame
+# of bikes fell for 3 (λ 256) to 9 (λ 2048) steps and then rose again, while the falling one kept
+# what it had gained (docs/encoder.md).
 REFINE_STEP_SIZE = 0.02
 REFINE_DTYPE = torch.float32
 

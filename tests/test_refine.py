@@ -12,7 +12,7 @@ from canfvc_codec.codec import EncodeOptions, encode_video
 from canfvc_codec.errors import UsageError
 from canfvc_codec.io import open_reader
 from canfvc_codec.networks.anf_coder import Latents
-from canfvc_codec.refine import LatentRefiner, refine_latents
+from canfvc_codec.refine import REFINE_STEP_SIZE, LatentRefiner, refine_latents
 from canfvc_codec.weights import load_model
 from tests.test_codec import LAMBDA, MODEL, _decode, _write_clip
 
@@ -53,6 +53,24 @@ def test_refinement_lowers_the_cost_and_keeps_the_best(trained, rgb_frames) -> N
     assert kept == pytest.approx(min(costs), rel=1e-5)
     with pytest.raises(UsageError, match="--refine"):
         LatentRefiner(model, -1)
+
+
+def test_the_step_size_falls_to_zero_over_the_steps(trained, rgb_frames, monkeypatch) -> None:
+    """A constant step size undoes its gains after a few steps (docs/encoder.md)."""
+    sizes: list[float] = []
+    adam_step = torch.optim.Adam.step
+
+    def recorded_step(self, *args, **kwargs):
+        sizes.append(self.param_groups[0]["lr"])
+        return adam_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recorded_step)
+    x = rgb_frames(start=50, count=1, width=SIZE, height=SIZE)
+    refine_latents(trained.intra, x, LAMBDA, STEPS)
+    assert len(sizes) == STEPS
+    assert sizes[0] == pytest.approx(REFINE_STEP_SIZE)
+    assert sizes[-1] == pytest.approx(REFINE_STEP_SIZE / STEPS)
+    assert all(later < earlier for earlier, later in zip(sizes, sizes[1:], strict=False))
 
 
 def test_without_steps_the_latents_are_the_float32_analysis(trained, rgb_frames) -> None:
