@@ -146,6 +146,10 @@ def test_different_pictures_or_models_refuse(runs):
     runs[-1]["canfvc"]["model_id"] = "other"
     with pytest.raises(InputError, match="different canfvc models"):
         merge_results(runs)
+    runs[-1]["canfvc"]["model_id"] = runs[-2]["canfvc"]["model_id"]
+    runs[-1]["canfvc"]["refine"] = 12
+    with pytest.raises(InputError, match="different steps"):
+        merge_results(runs)
     with pytest.raises(InputError, match="nothing to merge"):
         merge_results([])
 

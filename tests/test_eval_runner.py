@@ -59,6 +59,8 @@ elif command == "encode":
                 sys.exit("the other encodes never started")
             time.sleep(0.05)
     open(output, "wb").write(data)
+    if "--refine" in rest:
+        open(output + ".refine", "w").write(rest[rest.index("--refine") + 1])
 elif command == "decode":
     header, _, body = data.partition(b"\\n")
     frames = body.split(b"FRAME\\n")[1:]
@@ -184,6 +186,29 @@ def test_resume_reuses_the_points_a_run_finished(tmp_path, tiny_config, monkeypa
     )
     assert "encode refused" in evaluate()["sequences"]["tiny"]["skipped"][CANFVC]
     assert not (work / "tiny" / "canfvc_lambda256.point.json").exists()  # dropped when recoded
+
+
+def test_refined_points_are_coded_with_refine_and_kept_apart(tmp_path, tiny_config, monkeypatch):
+    fake = _script(tmp_path / "fake_python", FAKE_CLI.format(python=sys.executable))
+    work = tmp_path / "work"
+    config = load_config(tiny_config)
+
+    def evaluate(**changes) -> dict:
+        options = EvalOptions(lambdas=(256, 512), anchors=(), python=fake, **changes)
+        return run_evaluation(config, tmp_path / "out", options, work_dir=work, log=lambda m: None)
+
+    assert evaluate()["canfvc"]["refine"] == 0
+    assert not list((work / "tiny").glob("*.refine"))
+    refined = evaluate(refine=4)
+    assert refined["canfvc"]["refine"] == 4
+    assert (work / "tiny" / "canfvc_lambda256_refine4.cvc.refine").read_text() == "4"
+    assert "encoded with --refine 4" in summary_markdown(refined)
+    # The default's saved points are not refined ones: --resume codes them again.
+    monkeypatch.setenv("FAKE_FAIL_ENCODE", "1")
+    assert (
+        "encode refused" in evaluate(resume=True, refine=2)["sequences"]["tiny"]["skipped"][CANFVC]
+    )
+    assert evaluate(resume=True, refine=4)["sequences"]["tiny"]["codecs"][CANFVC]
 
 
 @pytest.mark.parametrize(

@@ -41,6 +41,7 @@ def evaluate(
     max_frames: int | None = None,
     skip_canfvc: bool = False,
     work_dir: str | None = None,
+    refine: int = 0,
 ) -> dict:
     """Run an evaluation and write its report; the library face of ``canfvc eval``."""
     lmbdas = parse_number_list(lambdas, float, "--lambdas") if lambdas else DEFAULT_LAMBDAS
@@ -57,6 +58,7 @@ def evaluate(
         device=device,
         threads=threads,
         jobs=jobs,
+        refine=refine,
         resume=resume,
         run_canfvc=not skip_canfvc,
         max_frames=max_frames,
@@ -119,6 +121,14 @@ def evaluate(
     help="canfvc rate points coded at once, each in its own processes.",
 )
 @click.option(
+    "--refine",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    metavar="N",
+    help="canfvc encode --refine N: the encoder's latent refinement steps (0: off).",
+)
+@click.option(
     "--resume",
     is_flag=True,
     help="Reuse the canfvc points an earlier run in --work-dir finished for the same frames.",
@@ -146,6 +156,7 @@ def eval_command(
     device: str | None,
     threads: int | None,
     jobs: int,
+    refine: int,
     resume: bool,
     max_frames: int | None,
     skip_canfvc: bool,
@@ -166,6 +177,7 @@ def eval_command(
         max_frames=max_frames,
         skip_canfvc=skip_canfvc,
         work_dir=work_dir,
+        refine=refine,
     )
     click.echo(
         f"{len(results['sequences'])} sequences evaluated; summary in {Path(out) / 'summary.md'}",

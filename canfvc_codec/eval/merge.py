@@ -67,12 +67,22 @@ def _canfvc_status(runs: Sequence[dict], sequences: dict) -> dict:
             f"the runs used different canfvc models ({', '.join(model_ids)}): "
             "their points cannot share a curve"
         )
+    refines = sorted(
+        {r["canfvc"].get("refine", 0) for r in runs if r.get("canfvc", {}).get("model_id")}
+    )
+    if len(refines) > 1:
+        raise InputError(
+            f"the runs refined the latents with different steps ({', '.join(map(str, refines))}): "
+            "their points cannot share a curve"
+        )
     if not any(CANFVC in seq["codecs"] for seq in sequences.values()):
         reasons = [r.get("canfvc", {}).get("reason") for r in runs]
         return {"status": "skipped", "reason": next((r for r in reasons if r), "no results")}
     status: dict = {"status": "ok"}
     if model_ids:
         status["model_id"] = model_ids[0]
+    if refines and refines[0]:
+        status["refine"] = refines[0]
     return status
 
 

@@ -100,8 +100,10 @@ def average_points(sequences: dict, codec: str) -> list[dict] | None:
 def _description(results: dict, codec: str) -> str:
     if codec in results.get("anchors", {}):
         return results["anchors"][codec]
-    model = results.get("canfvc", {}).get("model_id")
-    return f"canfvc (model {model})" if model else "canfvc"
+    status = results.get("canfvc", {})
+    model, refine = status.get("model_id"), status.get("refine")
+    setting = f", --refine {refine}" if refine else ""
+    return f"canfvc (model {model}{setting})" if model else "canfvc"
 
 
 def write_csvs(results: dict, out_dir: Path) -> None:
@@ -260,6 +262,7 @@ def summary_markdown(results: dict) -> str:
         f"- date: {results['date']}",
         f"- canfvc: {canfvc.get('status')}"
         + (f", model id {canfvc['model_id']}" if canfvc.get("model_id") else "")
+        + (f", encoded with --refine {canfvc['refine']}" if canfvc.get("refine") else "")
         + (f" ({canfvc['reason']})" if canfvc.get("reason") else "")
         + (
             f"; {jobs['jobs']} rate points at once, {jobs['threads']} threads each"

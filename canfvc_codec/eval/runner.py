@@ -54,6 +54,7 @@ class EvalOptions:
     device: str | None = None
     threads: int | None = None  # CPU threads of each canfvc command; None: see canfvc_threads
     jobs: int = 1  # canfvc rate points coded at once (each an encode, then a decode)
+    refine: int = 0  # canfvc encode --refine: the encoder's latent refinement steps
     # Reuse the canfvc points a run in the same work folder finished (see run_canfvc).
     resume: bool = False
     run_canfvc: bool = True
@@ -265,6 +266,7 @@ class CanfvcCommand:
     device: str | None = None
     timeout_s: float | None = None  # per encode or decode command
     threads: int | None = None
+    refine: int = 0  # encoder only: latent refinement steps (canfvc encode --refine)
 
     def _base(self, command: str) -> list[str]:
         return [self.python, "-m", "canfvc_codec", command]
@@ -292,6 +294,7 @@ class CanfvcCommand:
         cmd = (
             self._base("encode")
             + [source, "-o", output, "--lambda", f"{lmbda:g}", "--gop", str(gop), "--quiet"]
+            + (["--refine", str(self.refine)] if self.refine else [])
             + self._common()
         )
         stats = run_measured(cmd, timeout_s=self.timeout_s)
@@ -382,9 +385,11 @@ def run_canfvc(
     """Encode, decode and score one λ; (point, model id). Each finished point is saved beside its
     stream, and with ``resume`` a saved point of the same frames is returned instead of coding
     again: a run of hours that stops keeps what it finished."""
-    stream = work_dir / f"canfvc_lambda{lmbda:g}.cvc"
-    decoded = work_dir / f"canfvc_lambda{lmbda:g}_decoded.yuv"
-    saved = work_dir / f"canfvc_lambda{lmbda:g}.point.json"
+    # Streams of another encoder setting are other points: their own files, never resumed here.
+    stem = f"canfvc_lambda{lmbda:g}" + (f"_refine{canfvc.refine}" if canfvc.refine else "")
+    stream = work_dir / f"{stem}.cvc"
+    decoded = work_dir / f"{stem}_decoded.yuv"
+    saved = work_dir / f"{stem}.point.json"
     spec = prepared.spec
     range_key = {"source": str(spec.path), "start": spec.start, "frames": prepared.frames}
     if resume and saved.is_file():
@@ -496,12 +501,14 @@ def run_evaluation(
     codecs = [anchors.ANCHORS[name] for name in options.anchors]
     ffmpeg = anchors.find_ffmpeg(tuple(c.encoder for c in codecs)) if codecs else None
     threads = canfvc_threads(options, os.cpu_count())
-    canfvc = CanfvcCommand(options.python, options.model, options.device, threads=threads)
+    canfvc = CanfvcCommand(
+        options.python, options.model, options.device, threads=threads, refine=options.refine
+    )
     canfvc_status: dict = {"status": "not run", "reason": "disabled by the options"}
     if options.run_canfvc:
         try:
             canfvc.check()
-            canfvc_status = {"status": "ok"}
+            canfvc_status = {"status": "ok", "refine": options.refine}
         except CanfvcUnavailable as exc:
             canfvc_status = {"status": "skipped", "reason": str(exc)}
             log(f"canfvc skipped: {exc}")
