@@ -166,7 +166,9 @@ def test_jobs_code_rate_points_at_once_and_keep_their_order(tmp_path, tiny_confi
     assert "3 rate points at once" in summary_markdown(results)
 
 
-def test_resume_reuses_the_points_a_run_finished(tmp_path, tiny_config, monkeypatch):
+@pytest.fixture
+def evaluate_in_work(tmp_path, tiny_config):
+    """``run_evaluation`` of λ 256 and 512 by the stand-in canfvc, always in ``tmp_path/work``."""
     fake = _script(tmp_path / "fake_python", FAKE_CLI.format(python=sys.executable))
     work = tmp_path / "work"
     config = load_config(tiny_config)
@@ -175,6 +177,11 @@ def test_resume_reuses_the_points_a_run_finished(tmp_path, tiny_config, monkeypa
         options = EvalOptions(lambdas=(256, 512), anchors=(), python=fake, **changes)
         return run_evaluation(config, tmp_path / "out", options, work_dir=work, log=lambda m: None)
 
+    return evaluate
+
+
+def test_resume_reuses_the_points_a_run_finished(tmp_path, evaluate_in_work, monkeypatch):
+    evaluate, work = evaluate_in_work, tmp_path / "work"
     first = evaluate()["sequences"]["tiny"]["codecs"][CANFVC]
     monkeypatch.setenv("FAKE_FAIL_ENCODE", "1")  # from here on nothing can be coded again
     resumed = evaluate(resume=True)["sequences"]["tiny"]
@@ -188,15 +195,10 @@ def test_resume_reuses_the_points_a_run_finished(tmp_path, tiny_config, monkeypa
     assert not (work / "tiny" / "canfvc_lambda256.point.json").exists()  # dropped when recoded
 
 
-def test_refined_points_are_coded_with_refine_and_kept_apart(tmp_path, tiny_config, monkeypatch):
-    fake = _script(tmp_path / "fake_python", FAKE_CLI.format(python=sys.executable))
-    work = tmp_path / "work"
-    config = load_config(tiny_config)
-
-    def evaluate(**changes) -> dict:
-        options = EvalOptions(lambdas=(256, 512), anchors=(), python=fake, **changes)
-        return run_evaluation(config, tmp_path / "out", options, work_dir=work, log=lambda m: None)
-
+def test_refined_points_are_coded_with_refine_and_kept_apart(
+    tmp_path, evaluate_in_work, monkeypatch
+):
+    evaluate, work = evaluate_in_work, tmp_path / "work"
     assert evaluate()["canfvc"]["refine"] == 0
     assert not list((work / "tiny").glob("*.refine"))
     refined = evaluate(refine=4)
