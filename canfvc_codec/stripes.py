@@ -67,7 +67,7 @@ ONEDNN_DTYPES = (torch.float32, torch.bfloat16)
 def library_unfolds(x: Tensor) -> bool:
     """Whether PyTorch's convolutions of ``x`` may build an unfolded (im2col) buffer: everywhere
     but on a CPU with oneDNN in a type it computes. Striping such a convolution only adds calls
-    (in float32, 2.4 times slower through a backward pass, as the encoder's refinement makes)."""
+    (the encoder's refinement ran three times slower through them, docs/encoder.md)."""
     onednn = torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
     return not (x.device.type == "cpu" and x.dtype in ONEDNN_DTYPES and onednn)
 
