@@ -508,7 +508,9 @@ def run_evaluation(
     if options.run_canfvc:
         try:
             canfvc.check()
-            canfvc_status = {"status": "ok", "refine": options.refine}
+            canfvc_status = {"status": "ok"}
+            if options.refine:  # named only when set, as in merged and earlier records
+                canfvc_status["refine"] = options.refine
         except CanfvcUnavailable as exc:
             canfvc_status = {"status": "skipped", "reason": str(exc)}
             log(f"canfvc skipped: {exc}")
