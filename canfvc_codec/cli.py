@@ -408,6 +408,7 @@ def cli() -> None:
                 "adaptive_intra",
                 "motion_search",
                 "refine",
+                "refine_inter",
                 "model",
                 "device",
                 "threads",
@@ -500,6 +501,15 @@ Examples:
     "encoding; docs/encoder.md has its measured effect). Encoder only: 0 is off.",
 )
 @click.option(
+    "--refine-inter",
+    type=int,
+    default=None,
+    callback=_at_least(0),
+    metavar="M",
+    help="Refinement steps in P-frames (motion and inter coders) [default: --refine's N]. "
+    "--refine 12 --refine-inter 0 refines only the I-frames, which gain the most per step.",
+)
+@click.option(
     "--model",
     default=DEFAULT_MODEL,
     show_default=True,
@@ -522,6 +532,7 @@ def encode(
     adaptive_intra: bool,
     motion_search: str,
     refine: int,
+    refine_inter: int | None,
     model: str,
     device: str,
     threads: int,
@@ -561,6 +572,7 @@ def encode(
             adaptive_intra=adaptive_intra,
             motion_search=motion_search,
             refine=refine,
+            refine_inter=refine_inter,
             model=model,
             device=device,
         )

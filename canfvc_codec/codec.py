@@ -81,6 +81,9 @@ class EncodeOptions:
     # Gradient steps of encoder-side latent refinement per coder and frame (canfvc_codec.refine);
     # 0 codes the analysis transforms' latents. Encoder only, like the motion search.
     refine: int = DEFAULT_REFINE_STEPS
+    # The steps of P-frames' motion and inter coders; None: ``refine``'s (I-frames gain the most
+    # per step, so ``refine_inter=0`` refines only I-frames, at a fraction of the time).
+    refine_inter: int | None = None
     model: str = "lite"
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     # Numeric type of the networks. float64 makes streams decode anywhere (docs/determinism.md);
@@ -378,6 +381,8 @@ def _check_options(options: EncodeOptions) -> None:
         if value is not None and not (math.isfinite(value) and value > 0):
             raise UsageError(f"{option} must be a positive number, got {value}")
     check_refine_steps(options.refine)
+    if options.refine_inter is not None:
+        check_refine_steps(options.refine_inter, "--refine-inter")
     if options.gop < 0:
         raise UsageError(
             f"--gop must be 0 (only the first frame intra) or positive, got {options.gop}"
@@ -432,8 +437,10 @@ def encode_video(
     # candidate I-frames of the adaptive choice) runs on a float32 copy: the decoder sees only
     # the integers and the frame types it is given.
     trial_model = None
-    if options.refine or dtype != REFINE_DTYPE:
-        refiner = model.latent_refiner = LatentRefiner(model, options.refine, device)
+    if options.refine or options.refine_inter or dtype != REFINE_DTYPE:
+        refiner = model.latent_refiner = LatentRefiner(
+            model, options.refine, device, inter_steps=options.refine_inter
+        )
         if dtype != REFINE_DTYPE:
             trial_model = refiner.model
             model.flow_estimator = flow_estimator or refiner.estimate_flow

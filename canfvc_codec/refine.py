@@ -48,9 +48,13 @@ REFINE_STEP_SIZE = 0.02
 REFINE_DTYPE = torch.float32
 
 
-def check_refine_steps(steps: int) -> None:
+# The coder of I-frames; every other coder (motion and inter) codes P-frames.
+INTRA_CODER = "intra"
+
+
+def check_refine_steps(steps: int, option: str = "--refine") -> None:
     if steps < 0:
-        raise UsageError(f"--refine must be 0 (off) or a number of steps, got {steps}")
+        raise UsageError(f"{option} must be 0 (off) or a number of steps, got {steps}")
 
 
 def refine_latents(
@@ -99,11 +103,27 @@ def refine_latents(
 class LatentRefiner:
     """Chooses the latents of every coder of a :class:`VideoModel` for its ``compress_*``
     methods (set as ``VideoModel.latent_refiner``) on a float32 copy of its networks,
-    :attr:`model`: the analysis transforms' latents, refined by ``steps`` gradient steps."""
+    :attr:`model`: the analysis transforms' latents, refined by ``steps`` gradient steps in
+    I-frames and ``inter_steps`` (default: ``steps``) in P-frames' motion and inter coders.
 
-    def __init__(self, model: VideoModel, steps: int, device: torch.device | None = None) -> None:
+    I-frames gain the most per step: they are the largest frames and the reference of the
+    P-frames that follow, and one intra coder costs less to refine than a P-frame's three
+    (docs/encoder.md)."""
+
+    def __init__(
+        self,
+        model: VideoModel,
+        steps: int,
+        device: torch.device | None = None,
+        *,
+        inter_steps: int | None = None,
+    ) -> None:
         check_refine_steps(steps)
-        self.steps = steps
+        inter_steps = steps if inter_steps is None else inter_steps
+        check_refine_steps(inter_steps, "--refine-inter")
+        self.steps = {
+            name: steps if name == INTRA_CODER else inter_steps for name in model.coders()
+        }
         self.model = VideoModel(model.config)
         self.model.load_state_dict(model.state_dict())
         device = device or next(model.parameters()).device
@@ -125,14 +145,15 @@ class LatentRefiner:
         target: Tensor | None = None,
     ) -> Latents:
         coder: AnfCoder = self.model.coders()[name]  # type: ignore[assignment]
-        if not self.steps:
+        steps = self.steps[name]
+        if not steps:
             with torch.no_grad():
                 return coder.latents(x.to(REFINE_DTYPE), lmbda, self._cast(cond))
         latents, _ = refine_latents(
             coder,
             x.to(REFINE_DTYPE),
             lmbda,
-            self.steps,
+            steps,
             cond=self._cast(cond),
             prior_input=self._cast(prior_input),
             picture=picture,

@@ -36,6 +36,7 @@ from canfvc_codec.io.y4m import Y4MReader, format_header
 
 MAGIC = b"CVC-FAKE\\n"
 THREADS = []  # every set_cpu_threads call, for the tests to read
+OPTIONS = []  # every encode's EncodeOptions, for the tests to read
 FAIL_AFTER = int(os.environ.get("FAKE_FAIL_AFTER", "-1"))
 INTERRUPT = os.environ.get("FAKE_INTERRUPT") == "1"
 READY = os.environ.get("FAKE_READY")  # with FAIL_AFTER: touch this file there, then hang
@@ -49,6 +50,7 @@ class EncodeOptions:
     adaptive_intra: bool = True
     motion_search: str = "dis"
     refine: int = 0
+    refine_inter: int | None = None
     model: str = "lite"
     device: str = "auto"
 
@@ -70,6 +72,7 @@ def _maybe_fail(count):
 
 
 def encode_video(reader, output, options, *, recon=None, progress=True):
+    OPTIONS.append(options)
     output.write(MAGIC + format_header(reader.info))
     count = 0
     for frame in reader:
@@ -288,6 +291,21 @@ def test_motion_lambda_reaches_the_encoder(tmp_path, capsys, fake_engine, clip):
             capsys, "encode", str(clip), "-o", str(out), "--motion-lambda", value
         )
         assert code == 0 and f"motion_lambda={expected}" in err
+
+
+def test_refinement_steps_reach_the_encoder(tmp_path, capsys, fake_engine, clip):
+    for flags, expected in (
+        ((), (0, None)),
+        (("--refine", "12"), (12, None)),  # P-frames as I-frames
+        (("--refine", "12", "--refine-inter", "0"), (12, 0)),
+    ):
+        out = tmp_path / f"{len(flags)}.cvc"
+        assert run_main(capsys, "encode", str(clip), "-o", str(out), *flags)[0] == 0
+        options = fake_engine.OPTIONS[-1]
+        assert (options.refine, options.refine_inter) == expected
+    code, _, err = run_main(capsys, "encode", str(clip), "-o", "x.cvc", "--refine-inter", "-1")
+    assert code == 2 and "Invalid value for '--refine-inter'" in err
+    assert not Path("x.cvc").exists()
 
 
 def test_encode_writes_per_frame_statistics(tmp_path, capsys, fake_engine, clip):

@@ -150,6 +150,12 @@ def test_different_pictures_or_models_refuse(runs):
     runs[-1]["canfvc"]["refine"] = 12
     with pytest.raises(InputError, match="different steps"):
         merge_results(runs)
+    for run in runs:
+        run["canfvc"]["refine"] = 12
+    assert merge_results(runs)["canfvc"]["refine"] == 12
+    runs[-1]["canfvc"]["refine_inter"] = 0
+    with pytest.raises(InputError, match=r"\(--refine 12, --refine 12 --refine-inter 0\)"):
+        merge_results(runs)
     with pytest.raises(InputError, match="nothing to merge"):
         merge_results([])
 

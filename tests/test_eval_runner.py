@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from canfvc_codec.eval.config import load_config
+from canfvc_codec.eval.refine_setting import RefineSetting
 from canfvc_codec.eval.report import summary_markdown, write_report
 from canfvc_codec.eval.runner import (
     CANFVC,
@@ -60,7 +61,7 @@ elif command == "encode":
             time.sleep(0.05)
     open(output, "wb").write(data)
     if "--refine" in rest:
-        open(output + ".refine", "w").write(rest[rest.index("--refine") + 1])
+        open(output + ".refine", "w").write(" ".join(rest[rest.index("--refine") :]))
 elif command == "decode":
     header, _, body = data.partition(b"\\n")
     frames = body.split(b"FRAME\\n")[1:]
@@ -201,16 +202,43 @@ def test_refined_points_are_coded_with_refine_and_kept_apart(
     evaluate, work = evaluate_in_work, tmp_path / "work"
     assert "refine" not in evaluate()["canfvc"]
     assert not list((work / "tiny").glob("*.refine"))
-    refined = evaluate(refine=4)
-    assert refined["canfvc"]["refine"] == 4
-    assert (work / "tiny" / "canfvc_lambda256_refine4.cvc.refine").read_text() == "4"
+    refined = evaluate(refine=RefineSetting(4))
+    assert refined["canfvc"]["refine"] == 4 and "refine_inter" not in refined["canfvc"]
+    assert (work / "tiny" / "canfvc_lambda256_refine4.cvc.refine").read_text() == "--refine 4"
     assert "encoded with --refine 4" in summary_markdown(refined)
+    intra_only = evaluate(refine=RefineSetting(12, 0))
+    assert intra_only["canfvc"]["refine_inter"] == 0
+    flags = (work / "tiny" / "canfvc_lambda256_refine12_refineinter0.cvc.refine").read_text()
+    assert flags == "--refine 12 --refine-inter 0"
+    assert "encoded with --refine 12 --refine-inter 0" in summary_markdown(intra_only)
     # The default's saved points are not refined ones: --resume codes them again.
     monkeypatch.setenv("FAKE_FAIL_ENCODE", "1")
-    assert (
-        "encode refused" in evaluate(resume=True, refine=2)["sequences"]["tiny"]["skipped"][CANFVC]
-    )
-    assert evaluate(resume=True, refine=4)["sequences"]["tiny"]["codecs"][CANFVC]
+    for other in (RefineSetting(2), RefineSetting(12, 4)):
+        skipped = evaluate(resume=True, refine=other)["sequences"]["tiny"]["skipped"]
+        assert "encode refused" in skipped[CANFVC]
+    for kept in (RefineSetting(4), RefineSetting(4, 4), RefineSetting(12, 0)):
+        assert evaluate(resume=True, refine=kept)["sequences"]["tiny"]["codecs"][CANFVC]
+
+
+@pytest.mark.parametrize(
+    ("setting", "flags", "stem", "record"),
+    [
+        (RefineSetting(), [], "", {}),
+        (RefineSetting(4), ["--refine", "4"], "_refine4", {"refine": 4}),
+        (RefineSetting(4, 4), ["--refine", "4"], "_refine4", {"refine": 4}),
+        (
+            RefineSetting(12, 0),
+            ["--refine", "12", "--refine-inter", "0"],
+            "_refine12_refineinter0",
+            {"refine": 12, "refine_inter": 0},
+        ),
+        (RefineSetting(0, 2), ["--refine-inter", "2"], "_refineinter2", {"refine_inter": 2}),
+    ],
+)
+def test_each_refinement_setting_has_one_spelling(setting, flags, stem, record):
+    assert setting.flags() == flags and str(setting) == " ".join(flags)
+    assert setting.stem() == stem and setting.record() == record
+    assert RefineSetting.from_record({"status": "ok", **record}) == setting
 
 
 @pytest.mark.parametrize(

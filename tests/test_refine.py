@@ -82,6 +82,22 @@ def test_without_steps_the_latents_are_the_float32_analysis(trained, rgb_frames)
     assert torch.equal(latents.hyper, analysis.hyper)
 
 
+def test_inter_steps_refine_only_the_p_frame_coders(trained, rgb_frames) -> None:
+    x = rgb_frames(start=50, count=1, width=SIZE, height=SIZE)
+    flow = torch.full((1, 2, SIZE, SIZE), 0.7)
+    analysis = trained.motion_first.latents(flow, LAMBDA)
+    intra_only = LatentRefiner(trained, STEPS, inter_steps=0)
+    assert intra_only.steps == {"intra": STEPS, "motion_first": 0, "motion": 0, "inter": 0}
+    motion = intra_only.motion("motion_first", flow, LAMBDA, x, x)
+    assert torch.equal(motion.latent, analysis.latent)
+    refined, _ = refine_latents(trained.intra, x, LAMBDA, STEPS)
+    assert torch.equal(intra_only.frame("intra", x, LAMBDA).latent, refined.latent)
+    assert set(LatentRefiner(trained, 2).steps.values()) == {2}
+    assert LatentRefiner(trained, 0, inter_steps=3).steps["inter"] == 3
+    with pytest.raises(UsageError, match="--refine-inter"):
+        LatentRefiner(trained, 2, inter_steps=-1)
+
+
 def test_motion_refinement_scores_the_prediction(trained, rgb_frames) -> None:
     model = trained
     reference, x = rgb_frames(start=30, count=2, width=SIZE, height=SIZE).split(1)
@@ -102,19 +118,31 @@ def test_refined_streams_decode_with_the_plain_decoder(tmp_path) -> None:
     clip = tmp_path / "clip.y4m"
     _write_clip(clip, 96, 64, 3, start=120)
     encoded = {}
-    for steps in (0, 3):
+    for steps, inter_steps in ((0, None), (3, None), (3, 0)):
         options = EncodeOptions(
-            lmbda=LAMBDA, gop=0, adaptive_intra=False, refine=steps, model="lite"
+            lmbda=LAMBDA,
+            gop=0,
+            adaptive_intra=False,
+            refine=steps,
+            refine_inter=inter_steps,
+            model="lite",
         )
         sink = io.BytesIO()
         with open_reader(str(clip)) as reader:
-            encoded[steps] = (encode_video(reader, sink, options, progress=False), sink.getvalue())
-    plain, refined = (
-        [r.streams for r in CvcReader(io.BytesIO(data))] for _, data in encoded.values()
+            encode_video(reader, sink, options, progress=False)
+        encoded[steps, inter_steps] = sink.getvalue()
+    plain, refined, intra_only = (
+        [r.streams for r in CvcReader(io.BytesIO(data))] for data in encoded.values()
     )
     assert len(refined) == 3 and any(a != b for a, b in zip(plain, refined, strict=True))
-    summary, data = encoded[3]
-    decoded = _decode(tmp_path, data)  # every frame's CRC is checked against the encoder's
-    assert decoded["frames"] == 3
+    # Only the I-frame refined: its streams are the fully refined ones, the P-frames' are not.
+    assert intra_only[0] == refined[0] != plain[0]
+    assert intra_only[1:] != refined[1:]
+    for data in (encoded[3, None], encoded[3, 0]):
+        decoded = _decode(tmp_path, data)  # every frame's CRC is checked against the encoder's
+        assert decoded["frames"] == 3
     with open_reader(str(clip)) as reader, pytest.raises(UsageError, match="--refine"):
         encode_video(reader, io.BytesIO(), EncodeOptions(refine=-2, model=MODEL), progress=False)
+    with open_reader(str(clip)) as reader, pytest.raises(UsageError, match="--refine-inter"):
+        options = EncodeOptions(refine_inter=-1, model=MODEL)
+        encode_video(reader, io.BytesIO(), options, progress=False)

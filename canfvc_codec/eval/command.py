@@ -9,6 +9,7 @@ import click
 from canfvc_codec.errors import UsageError
 from canfvc_codec.eval import anchors
 from canfvc_codec.eval.config import load_config
+from canfvc_codec.eval.refine_setting import RefineSetting
 from canfvc_codec.eval.report import write_report
 from canfvc_codec.eval.runner import DEFAULT_LAMBDAS, EvalOptions, run_evaluation
 
@@ -42,6 +43,7 @@ def evaluate(
     skip_canfvc: bool = False,
     work_dir: str | None = None,
     refine: int = 0,
+    refine_inter: int | None = None,
 ) -> dict:
     """Run an evaluation and write its report; the library face of ``canfvc eval``."""
     lmbdas = parse_number_list(lambdas, float, "--lambdas") if lambdas else DEFAULT_LAMBDAS
@@ -58,7 +60,7 @@ def evaluate(
         device=device,
         threads=threads,
         jobs=jobs,
-        refine=refine,
+        refine=RefineSetting(refine, refine_inter),
         resume=resume,
         run_canfvc=not skip_canfvc,
         max_frames=max_frames,
@@ -129,6 +131,13 @@ def evaluate(
     help="canfvc encode --refine N: the encoder's latent refinement steps (0: off).",
 )
 @click.option(
+    "--refine-inter",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="M",
+    help="canfvc encode --refine-inter M: the steps in P-frames [default: --refine's N].",
+)
+@click.option(
     "--resume",
     is_flag=True,
     help="Reuse the canfvc points an earlier run in --work-dir finished for the same frames.",
@@ -157,6 +166,7 @@ def eval_command(
     threads: int | None,
     jobs: int,
     refine: int,
+    refine_inter: int | None,
     resume: bool,
     max_frames: int | None,
     skip_canfvc: bool,
@@ -178,6 +188,7 @@ def eval_command(
         skip_canfvc=skip_canfvc,
         work_dir=work_dir,
         refine=refine,
+        refine_inter=refine_inter,
     )
     click.echo(
         f"{len(results['sequences'])} sequences evaluated; summary in {Path(out) / 'summary.md'}",

@@ -25,6 +25,7 @@ from pathlib import Path
 import click
 
 from canfvc_codec.errors import CanfvcError, InputError
+from canfvc_codec.eval.refine_setting import RefineSetting
 from canfvc_codec.eval.report import write_report
 from canfvc_codec.eval.runner import CANFVC, RESULTS_VERSION, compute_bd_rates
 
@@ -67,12 +68,13 @@ def _canfvc_status(runs: Sequence[dict], sequences: dict) -> dict:
             f"the runs used different canfvc models ({', '.join(model_ids)}): "
             "their points cannot share a curve"
         )
-    refines = sorted(
-        {r["canfvc"].get("refine", 0) for r in runs if r.get("canfvc", {}).get("model_id")}
-    )
+    refines = {
+        RefineSetting.from_record(r["canfvc"]) for r in runs if r.get("canfvc", {}).get("model_id")
+    }
     if len(refines) > 1:
+        settings = sorted(str(setting) or "no refinement" for setting in refines)
         raise InputError(
-            f"the runs refined the latents with different steps ({', '.join(map(str, refines))}): "
+            f"the runs refined the latents with different steps ({', '.join(settings)}): "
             "their points cannot share a curve"
         )
     if not any(CANFVC in seq["codecs"] for seq in sequences.values()):
@@ -81,8 +83,8 @@ def _canfvc_status(runs: Sequence[dict], sequences: dict) -> dict:
     status: dict = {"status": "ok"}
     if model_ids:
         status["model_id"] = model_ids[0]
-    if refines and refines[0]:
-        status["refine"] = refines[0]
+    if refines:
+        status.update(refines.pop().record())
     return status
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from canfvc_codec.eval.metrics import QUALITY_KEYS
+from canfvc_codec.eval.refine_setting import RefineSetting
 from canfvc_codec.eval.runner import BD_METRICS
 
 PLOT_METRICS = ("psnr-rgb", "ms-ssim-rgb", "psnr-yuv")
@@ -101,8 +102,8 @@ def _description(results: dict, codec: str) -> str:
     if codec in results.get("anchors", {}):
         return results["anchors"][codec]
     status = results.get("canfvc", {})
-    model, refine = status.get("model_id"), status.get("refine")
-    setting = f", --refine {refine}" if refine else ""
+    model, refine = status.get("model_id"), str(RefineSetting.from_record(status))
+    setting = f", {refine}" if refine else ""
     return f"canfvc (model {model}{setting})" if model else "canfvc"
 
 
@@ -256,13 +257,14 @@ def summary_markdown(results: dict) -> str:
     machine = results.get("machine") or {}
     runs = results.get("runs")
     jobs = results.get("canfvc_jobs") or {}
+    refine = str(RefineSetting.from_record(canfvc))
     lines = [
         f"# RD evaluation: {results['config']}",
         "",
         f"- date: {results['date']}",
         f"- canfvc: {canfvc.get('status')}"
         + (f", model id {canfvc['model_id']}" if canfvc.get("model_id") else "")
-        + (f", encoded with --refine {canfvc['refine']}" if canfvc.get("refine") else "")
+        + (f", encoded with {refine}" if refine else "")
         + (f" ({canfvc['reason']})" if canfvc.get("reason") else "")
         + (
             f"; {jobs['jobs']} rate points at once, {jobs['threads']} threads each"

@@ -28,6 +28,7 @@ from canfvc_codec.eval import anchors, bdrate
 from canfvc_codec.eval.config import EvalConfig, SequenceSpec
 from canfvc_codec.eval.metrics import QUALITY_KEYS, frame_metrics, mean_metrics
 from canfvc_codec.eval.process import RunStats, run_measured
+from canfvc_codec.eval.refine_setting import RefineSetting
 from canfvc_codec.io.frame import Frame, VideoInfo, frame_from_buffer, frame_to_bytes
 
 DEFAULT_LAMBDAS = (256.0, 512.0, 1024.0, 2048.0)
@@ -54,7 +55,8 @@ class EvalOptions:
     device: str | None = None
     threads: int | None = None  # CPU threads of each canfvc command; None: see canfvc_threads
     jobs: int = 1  # canfvc rate points coded at once (each an encode, then a decode)
-    refine: int = 0  # canfvc encode --refine: the encoder's latent refinement steps
+    # canfvc encode --refine / --refine-inter: the encoder's latent refinement steps
+    refine: RefineSetting = field(default_factory=RefineSetting)
     # Reuse the canfvc points a run in the same work folder finished (see run_canfvc).
     resume: bool = False
     run_canfvc: bool = True
@@ -266,7 +268,8 @@ class CanfvcCommand:
     device: str | None = None
     timeout_s: float | None = None  # per encode or decode command
     threads: int | None = None
-    refine: int = 0  # encoder only: latent refinement steps (canfvc encode --refine)
+    # Encoder only: latent refinement steps (canfvc encode --refine, --refine-inter).
+    refine: RefineSetting = field(default_factory=RefineSetting)
 
     def _base(self, command: str) -> list[str]:
         return [self.python, "-m", "canfvc_codec", command]
@@ -294,7 +297,7 @@ class CanfvcCommand:
         cmd = (
             self._base("encode")
             + [source, "-o", output, "--lambda", f"{lmbda:g}", "--gop", str(gop), "--quiet"]
-            + (["--refine", str(self.refine)] if self.refine else [])
+            + self.refine.flags()
             + self._common()
         )
         stats = run_measured(cmd, timeout_s=self.timeout_s)
@@ -386,7 +389,7 @@ def run_canfvc(
     stream, and with ``resume`` a saved point of the same frames is returned instead of coding
     again: a run of hours that stops keeps what it finished."""
     # Streams of another encoder setting are other points: their own files, never resumed here.
-    stem = f"canfvc_lambda{lmbda:g}" + (f"_refine{canfvc.refine}" if canfvc.refine else "")
+    stem = f"canfvc_lambda{lmbda:g}{canfvc.refine.stem()}"
     stream = work_dir / f"{stem}.cvc"
     decoded = work_dir / f"{stem}_decoded.yuv"
     saved = work_dir / f"{stem}.point.json"
@@ -508,9 +511,7 @@ def run_evaluation(
     if options.run_canfvc:
         try:
             canfvc.check()
-            canfvc_status = {"status": "ok"}
-            if options.refine:  # named only when set, as in merged and earlier records
-                canfvc_status["refine"] = options.refine
+            canfvc_status = {"status": "ok", **options.refine.record()}
         except CanfvcUnavailable as exc:
             canfvc_status = {"status": "skipped", "reason": str(exc)}
             log(f"canfvc skipped: {exc}")
