@@ -84,7 +84,8 @@ def _canfvc_status(runs: Sequence[dict], sequences: dict) -> dict:
     if model_ids:
         status["model_id"] = model_ids[0]
     if refines:
-        status.update(refines.pop().record())
+        (refine,) = refines
+        status.update(refine.record())
     return status
 
 

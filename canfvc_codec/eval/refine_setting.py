@@ -35,11 +35,10 @@ class RefineSetting:
 
     def stem(self) -> str:
         """The suffix of the setting's stream and point files: ``_refine12_refineinter0``."""
-        flags = self.flags()
-        return "".join(
-            f"_{name.lstrip('-').replace('-', '')}{value}"
-            for name, value in zip(flags[::2], flags[1::2], strict=True)
-        )
+        stem = f"_refine{self.steps}" if self.steps else ""
+        if self.inter_steps is not None:
+            stem += f"_refineinter{self.inter_steps}"
+        return stem
 
     def record(self) -> dict:
         """What ``results.json`` stores under ``canfvc``; nothing for the default."""
