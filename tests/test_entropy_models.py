@@ -50,6 +50,40 @@ def test_gaussian_eval_forward_is_the_decoded_value():
     torch.testing.assert_close(decoded, y_hat, rtol=0, atol=0)
 
 
+def test_gaussian_rounded_training_prices_noise_and_hands_on_the_decoded_value():
+    y, scales, means = _latent((2, 4, 8, 8), seed=2)
+    means.requires_grad_(True)
+    y.requires_grad_(True)
+    torch.manual_seed(3)
+    _, noisy_likelihoods = GaussianConditional().train()(y, scales, means)
+    model = GaussianConditional().train()
+    model.rounded_in_training = True
+    torch.manual_seed(3)
+    y_hat, likelihoods = model(y, scales, means)
+    torch.testing.assert_close(likelihoods, noisy_likelihoods, rtol=0, atol=0)
+    torch.testing.assert_close(y_hat, torch.round(y - means) + means, rtol=0, atol=0)
+    # The decoded value moves one for one with the means; y's gradient passes straight through.
+    y_hat.sum().backward()
+    assert means.grad is not None and y.grad is not None
+    torch.testing.assert_close(means.grad, torch.ones_like(means))
+    torch.testing.assert_close(y.grad, torch.ones_like(y))
+
+
+def test_factorized_rounded_training_hands_on_the_decoded_value():
+    prior = FactorizedPrior(3).train()
+    z = (torch.randn(2, 3, 4, 4) * 3).requires_grad_(True)
+    torch.manual_seed(4)
+    _, noisy_likelihoods = prior(z)
+    prior.rounded_in_training = True
+    torch.manual_seed(4)
+    z_hat, likelihoods = prior(z)
+    torch.testing.assert_close(likelihoods, noisy_likelihoods, rtol=0, atol=0)
+    torch.testing.assert_close(z_hat, prior.quantize(z.detach()), rtol=0, atol=0)
+    z_hat.sum().backward()
+    assert z.grad is not None
+    torch.testing.assert_close(z.grad, torch.ones_like(z))
+
+
 def test_gaussian_likelihoods_sum_to_one_over_the_integers():
     model = GaussianConditional()
     values = torch.arange(-2000, 2001, dtype=torch.float32).view(-1, 1)

@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from canfvc_codec.datasets import ClipRange
+from canfvc_codec.entropy.coder import TabledModel
 from canfvc_codec.entropy.factorized import FILTERS
 from canfvc_codec.errors import InputError, UsageError
 from canfvc_codec.networks import References, VideoModel, get_config, to_reference
-from canfvc_codec.train import losses, phases
+from canfvc_codec.train import command, losses, phases
 from canfvc_codec.train.data import (
     TrainingData,
     VideoSource,
@@ -134,6 +135,11 @@ def _eval_loss(model: VideoModel, batch: torch.Tensor, phase: phases.Phase, lmbd
     return float(out.loss(x, lmbda)["loss"])
 
 
+def test_the_command_offers_every_phase() -> None:
+    # The command lists the names itself so that its help needs no torch import.
+    assert command.PHASE_NAMES == tuple(phases.PHASES)
+
+
 @pytest.mark.parametrize("name", ["intra", "ip_joint"])
 def test_training_steps_lower_the_loss_on_a_fixed_batch(name: str) -> None:
     torch.manual_seed(0)
@@ -184,6 +190,16 @@ def _coded_bits(model: VideoModel, batch: torch.Tensor, lmbda: float) -> float:
     return sum(float(out.bits().sum()) for out in _ipppp_pass(model, batch, lmbda))
 
 
+def _bits_by_coder(model: VideoModel, batch: torch.Tensor, lmbda: float) -> dict[str, float]:
+    """Bits of an IPPPP pass over ``batch`` per coder ("intra", "motion", "inter")."""
+    bits: dict[str, float] = {}
+    for out in _ipppp_pass(model, batch, lmbda):
+        for key, lik in out.likelihoods.items():
+            coder = key.split(".")[0]
+            bits[coder] = bits.get(coder, 0.0) + float(-torch.log2(lik).sum())
+    return bits
+
+
 def _fit(model: VideoModel, phase, batch: torch.Tensor, lmbda: float, optimizer, steps: int):
     """``steps`` optimiser steps of ``phase`` on the one ``batch``."""
     for _ in range(steps):
@@ -201,18 +217,71 @@ def test_factorised_priors_train_in_every_phase() -> None:
     assert len(density) == len(model.coders()) * (3 * layers - 1)
     for phase in phases.PHASES.values():
         phases.set_trainable(model, phase.parts)
+        scope = phases.entropy_scope(phase.parts)
         for name, param in model.named_parameters():
             if id(param) in density or name.endswith(phases.QUANTILES):
-                assert param.requires_grad, (phase.name, name)
+                fitted = scope is None or name.split(".")[0] in scope
+                assert param.requires_grad == fitted, (phase.name, name)
             else:
                 assert param.requires_grad == _trained_by(phase, name), (phase.name, name)
 
 
 def _trained_by(phase: phases.Phase, name: str) -> bool:
     """Whether ``phase`` trains parameter ``name`` (factorised priors aside)."""
-    if phases.ENTROPY in phase.parts and name.split(".")[1] in phases.ENTROPY_PARTS:
+    coder, part = name.split(".")[:2]
+    if part in phases.ENTROPY_PARTS and (
+        phases.ENTROPY in phase.parts or phases.entropy_of(coder) in phase.parts
+    ):
         return True
-    return name.split(".")[0] in phase.parts
+    return coder in phase.parts
+
+
+def _distortion_gradient(model: VideoModel, batch: torch.Tensor, rounded: bool) -> float:
+    """Size of the gradient that a P-frame's distortion alone gives the inter coder's
+    hyper-synthesis (which predicts its latents' means)."""
+    for module in model.modules():
+        if isinstance(module, TabledModel):
+            module.rounded_in_training = rounded
+    model.zero_grad(set_to_none=True)
+    out = model(batch[:, 1], 1024.0, References([to_reference(batch[:, 0])]))
+    losses.mse(out.x_hat, batch[:, 1]).backward()
+    grads = [p.grad for p in model.inter.hyper_synthesis.parameters() if p.grad is not None]
+    return float(sum(g.abs().sum() for g in grads))
+
+
+def test_rounded_reconstructions_let_the_distortion_reach_the_means() -> None:
+    torch.manual_seed(0)
+    model = VideoModel(get_config("tiny")).train()
+    batch = _data(seed=0).sequences(1, 2)
+    # With noise the decoded latent ignores the means; rounded around them, it follows them.
+    assert _distortion_gradient(model, batch, rounded=False) == 0.0
+    assert _distortion_gradient(model, batch, rounded=True) > 0.0
+    for name in ("entropy", "motion_entropy"):
+        assert phases.get_phase(name).rounded, name
+
+
+def test_motion_entropy_phase_lowers_the_motion_rate_and_changes_nothing_else() -> None:
+    torch.manual_seed(0)
+    model = VideoModel(get_config("tiny")).train()
+    phase = phases.get_phase("motion_entropy")
+    phases.set_trainable(model, phase.parts)
+    trained = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    assert {name.split(".")[0] for name in trained} == set(phases.MOTION_CODERS)
+    batch = _data(seed=0).sequences(2, phase.frames)
+    lmbda = 1024.0
+    fixed = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    optimizer = torch.optim.Adam(trained.values(), lr=1e-3)
+    before = _bits_by_coder(model, batch, lmbda)
+    _fit(model, phase, batch, lmbda, optimizer, steps=20)
+    after = _bits_by_coder(model, batch, lmbda)
+    assert after["motion"] < 0.97 * before["motion"], (before, after)
+    assert after["intra"] == before["intra"]
+    assert not any(
+        module.rounded_in_training for module in model.modules() if isinstance(module, TabledModel)
+    )
+    for name, param in model.named_parameters():
+        if name in fixed:
+            assert torch.equal(param, fixed[name]), name
 
 
 def test_priors_phase_lowers_the_hyper_rate_and_changes_nothing_else() -> None:

@@ -372,6 +372,10 @@ class TabledModel(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
+        # In training, price with noise but hand on the value the decoder reconstructs (see the
+        # subclasses' ``forward``); set for one training step by the phases that fit entropy
+        # models, whose predicted means move the reconstruction.
+        self.rounded_in_training = False
         self.register_buffer("table_freqs", torch.zeros(0, dtype=torch.int32))
         self.register_buffer("table_offsets", torch.zeros(1, dtype=torch.int64))
         self.register_buffer("table_mins", torch.zeros(0, dtype=torch.int64))

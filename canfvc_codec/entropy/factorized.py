@@ -112,9 +112,18 @@ class FactorizedPrior(TabledModel):
         return lower_bound(likelihood.permute(1, 0, 2, 3), LIKELIHOOD_BOUND)
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """``(z_hat, likelihoods)``: ``z + U(-0.5, 0.5)`` in training, quantised otherwise."""
-        z_hat = uniform_noise(z) if self.training else self.quantize(z)
-        return z_hat, self.likelihood(z_hat)
+        """``(z_hat, likelihoods)``: ``z + U(-0.5, 0.5)`` in training, quantised otherwise.
+
+        With ``rounded_in_training`` training prices ``z + U(-0.5, 0.5)`` but returns ``z``
+        rounded as the decoder has it, passing the gradient straight through the rounding.
+        """
+        if not self.training:
+            z_hat = self.quantize(z)
+            return z_hat, self.likelihood(z_hat)
+        z_noisy = uniform_noise(z)
+        if not self.rounded_in_training:
+            return z_noisy, self.likelihood(z_noisy)
+        return self.quantize(z, straight_through=True), self.likelihood(z_noisy)
 
     def _tail_points(self, medians: Tensor) -> tuple[Tensor, Tensor]:
         """Per channel, where the learned CDF leaves TAIL_MASS / 2 on each side (by bisection).

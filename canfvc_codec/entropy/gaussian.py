@@ -97,9 +97,22 @@ class GaussianConditional(TabledModel):
     def forward(
         self, y: Tensor, scales: Tensor, means: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
-        """``(y_hat, likelihoods)``: ``y + U(-0.5, 0.5)`` in training, quantised ``y`` otherwise."""
-        y_hat = uniform_noise(y) if self.training else self.quantize(y, means)
-        return y_hat, self.likelihood(y_hat, scales, means)
+        """``(y_hat, likelihoods)``: ``y + U(-0.5, 0.5)`` in training, quantised ``y`` otherwise.
+
+        With ``rounded_in_training`` training still prices ``y + U(-0.5, 0.5)`` but returns the
+        decoder's value ``round(y - means) + means``. It moves one for one with the means, as the
+        decoded latent does, and passes ``y``'s gradient straight through the rounding.
+        """
+        if not self.training:
+            y_hat = self.quantize(y, means)
+            return y_hat, self.likelihood(y_hat, scales, means)
+        y_noisy = uniform_noise(y)
+        likelihoods = self.likelihood(y_noisy, scales, means)
+        if not self.rounded_in_training:
+            return y_noisy, likelihoods
+        if means is None:
+            return round_straight_through(y), likelihoods
+        return means + round_straight_through(y - means.detach()), likelihoods
 
     def symbols(self, y: Tensor, means: Tensor | None = None) -> np.ndarray:
         """The integers that are coded, ``round(y - means)`` (int32 where all fit, else int64)."""

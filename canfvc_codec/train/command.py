@@ -25,6 +25,7 @@ PHASE_NAMES = (
     "finetune",
     "priors",
     "entropy",
+    "motion_entropy",
 )
 # Kept in step with canfvc_codec.quant (not imported here: that would import torch).
 QUANTIZER_NAMES = ("round", "dm1", "dm2")

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from canfvc_codec.entropy import FactorizedPrior
+from canfvc_codec.entropy.coder import TabledModel
 from canfvc_codec.errors import UsageError
 from canfvc_codec.motion import FlowEstimator
 from canfvc_codec.networks import AnfCoder, References, VideoModel, to_reference
@@ -40,12 +41,19 @@ FIRST_P_PROBABILITY = 0.3
 IP_FRAMES = 4
 FLOW_CHANNELS = 2
 QUANTILES = "quantiles"  # the factorised priors' tails and medians (auxiliary loss)
-# What prices a coder's latents and nothing else: the hyper-transforms and the temporal prior give
-# the latents' means and scales. With noise in place of rounding no reconstruction depends on
-# them, so training them alone trades no distortion (the ``entropy`` phase); in coding, latents
-# are rounded around those means, so reconstructions move a little.
+# What prices a coder's latents: the hyper-transforms and the temporal prior give the latents'
+# means and scales. With noise in place of rounding no reconstruction depends on them, but in
+# coding the latents are rounded around those means, so reconstructions move with them; the
+# phases that fit them alone therefore train on rounded reconstructions (``Phase.rounded``).
 ENTROPY_PARTS = ("hyper_analysis", "hyper_synthesis", "temporal_prior", "fusion")
 ENTROPY = "entropy"  # in a phase's parts: the ENTROPY_PARTS of every coder
+MOTION_CODERS = ("motion_first", "motion")
+
+
+def entropy_of(coder: str) -> str:
+    """In a phase's parts: the ENTROPY_PARTS of ``coder`` alone. A phase that names any coder
+    this way fits those coders' factorised priors and freezes every other one."""
+    return f"{coder}.{ENTROPY}"
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,10 @@ class Phase:
     lr: float
     share: float  # fraction of the plan
     description: str
+    # Latents rounded as coding rounds them in every reconstruction (rates still priced with
+    # noise): phases that fit entropy models need it, since the means they predict move what the
+    # decoder reconstructs, and noise hides that.
+    rounded: bool = False
 
 
 # Learning rates: the paper's 1e-4 for the coders (a little higher at first, since our runs are
@@ -98,9 +110,19 @@ PRIORS = Phase("priors", "priors", (), frames=5, lr=1e-3, share=0.0,
 ENTROPY_PHASE = Phase("entropy", "priors", (ENTROPY,), frames=5, lr=1e-4, share=0.0,
                       description="entropy models of every coder (hyper-transforms, temporal "
                       "prior, factorised prior), fitted on IPPPP sequences with the transforms "
-                      "frozen")
+                      "frozen and the latents rounded as in coding", rounded=True)
+# Outside the schedule (``--phase motion_entropy``): the same refit for the two motion coders
+# alone. Their entropy models were fitted while they coded SPyNet flows and gain most from a refit
+# on DIS flows; the intra and inter coders' entropy models, fitted on large batches, stay as they
+# are, since a refit on small noisy batches costs them more than it saves.
+MOTION_ENTROPY_PHASE = Phase("motion_entropy", "priors",
+                             tuple(entropy_of(coder) for coder in MOTION_CODERS), frames=5,
+                             lr=1e-4, share=0.0,
+                             description="entropy models of the two motion coders only, fitted "
+                             "on IPPPP sequences with everything else frozen and the latents "
+                             "rounded as in coding", rounded=True)
 # fmt: on
-PHASES = {p.name: p for p in (*SCHEDULE, PRIORS, ENTROPY_PHASE)}
+PHASES = {p.name: p for p in (*SCHEDULE, PRIORS, ENTROPY_PHASE, MOTION_ENTROPY_PHASE)}
 
 
 def get_phase(name: str) -> Phase:
@@ -132,24 +154,35 @@ def prior_density_parameters(model: nn.Module) -> list[nn.Parameter]:
     ]
 
 
+def entropy_scope(parts: tuple[str, ...]) -> set[str] | None:
+    """The coders named by :func:`entropy_of` in a phase's ``parts``; None when there are none."""
+    suffix = "." + ENTROPY
+    scope = {part.removesuffix(suffix) for part in parts if part.endswith(suffix)}
+    return scope or None
+
+
 def set_trainable(model: VideoModel, parts: tuple[str, ...]) -> None:
     """Freeze every part of ``model`` except ``parts``.
 
-    The factorised priors always stay trainable. In training a prior's density only prices the
-    hyper-latents (their noisy values do not depend on it), so fitting it to whatever the frozen
-    coders produce can only lower the rate; left frozen with its coder, it keeps the wide initial
-    density and charges bits for hyper-latents that carry almost nothing.
+    The factorised priors stay trainable, except those of the coders outside a phase's
+    :func:`entropy_scope`. In training a prior's density only prices the hyper-latents (their
+    noisy values do not depend on it), so fitting it to whatever the frozen coders produce can only
+    lower the rate; left frozen with its coder, it keeps the wide initial density and charges bits
+    for hyper-latents that carry almost nothing.
     """
+    scope = entropy_scope(parts)
     for name, child in model.named_children():
         child.requires_grad_(name in parts)
-    for module in model.modules():
-        if isinstance(module, FactorizedPrior):
-            module.requires_grad_(True)
-        if ENTROPY in parts and isinstance(module, AnfCoder):
-            for name in ENTROPY_PARTS:
-                part = getattr(module, name)
-                if part is not None:
-                    part.requires_grad_(True)
+        fits_priors = scope is None or name in scope
+        fits_entropy = ENTROPY in parts or (scope is not None and name in scope)
+        for module in child.modules():
+            if isinstance(module, FactorizedPrior):
+                module.requires_grad_(fits_priors)
+            if fits_entropy and isinstance(module, AnfCoder):
+                for part_name in ENTROPY_PARTS:
+                    part = getattr(module, part_name)
+                    if part is not None:
+                        part.requires_grad_(True)
 
 
 def clip_frames(phase: Phase, intra_latent: BinaryLatentAdapter | None = None) -> int:
@@ -254,7 +287,8 @@ def run_step(
         return _result(figures, lmbda)
 
     if kind in ("sequence", "priors"):
-        return _sequence_step(model, phase, batch, lmbda, autocast)
+        with _rounded_reconstructions(model, phase.rounded):
+            return _sequence_step(model, phase, batch, lmbda, autocast)
     raise ValueError(f"unknown phase kind {kind!r}")
 
 
@@ -273,6 +307,19 @@ def _binary_intra_step(
     figures = {k: torch.stack([f[k] for f in frames]).mean() for k in ("loss", "bpp", "mse")}
     figures["loss"].backward()
     return _result(figures, lmbda)
+
+
+@contextlib.contextmanager
+def _rounded_reconstructions(model: VideoModel, rounded: bool) -> Iterator[None]:
+    """Every entropy model of ``model`` hands on rounded latents while the block runs."""
+    entropy_models = [m for m in model.modules() if isinstance(m, TabledModel)]
+    for entropy_model in entropy_models:
+        entropy_model.rounded_in_training = rounded
+    try:
+        yield
+    finally:
+        for entropy_model in entropy_models:
+            entropy_model.rounded_in_training = False
 
 
 @contextlib.contextmanager
@@ -344,9 +391,11 @@ def _sequence_step(
     model: VideoModel, phase: Phase, batch: Tensor, lmbda: float, autocast: Callable[[], object]
 ) -> StepResult:
     """IPP...P on decoded references: the I-frame from the intra coder (trained only when the
-    phase trains it or fits the priors), every P-frame from the references the decoder would
+    phase trains it or fits its priors), every P-frame from the references the decoder would
     hold."""
-    train_intra = "intra" in phase.parts or phase.kind == "priors"
+    scope = entropy_scope(phase.parts)
+    fits_intra = phase.kind == "priors" and (scope is None or "intra" in scope)
+    train_intra = "intra" in phase.parts or fits_intra
     totals = {"loss": 0.0, "bpp": 0.0, "mse": 0.0}
     frames = batch.shape[1]
     x = batch[:, 0]
