@@ -106,15 +106,15 @@ PRIORS = Phase("priors", "priors", (), frames=5, lr=1e-3, share=0.0,
                "sequences with every network frozen")
 # Outside the schedule (``--phase entropy``): every coder's entropy model (hyper-transforms,
 # temporal prior, factorised prior) refitted to the latents its frozen transforms produce on IPPPP
-# sequences: a rate-only objective.
+# sequences, reconstructing from rounded latents so that the loss sees what the means do to them.
 ENTROPY_PHASE = Phase("entropy", "priors", (ENTROPY,), frames=5, lr=1e-4, share=0.0,
                       description="entropy models of every coder (hyper-transforms, temporal "
                       "prior, factorised prior), fitted on IPPPP sequences with the transforms "
                       "frozen and the latents rounded as in coding", rounded=True)
 # Outside the schedule (``--phase motion_entropy``): the same refit for the two motion coders
-# alone. Their entropy models were fitted while they coded SPyNet flows and gain most from a refit
-# on DIS flows; the intra and inter coders' entropy models, fitted on large batches, stay as they
-# are, since a refit on small noisy batches costs them more than it saves.
+# alone. Their entropy models were fitted while they coded SPyNet flows, so they have the most to
+# gain from a refit on DIS flows; the intra and inter coders' entropy models, fitted on large
+# batches, stay as they are, since small noisy batches cost them more than they save.
 MOTION_ENTROPY_PHASE = Phase("motion_entropy", "priors",
                              tuple(entropy_of(coder) for coder in MOTION_CODERS), frames=5,
                              lr=1e-4, share=0.0,
