@@ -239,11 +239,9 @@ def _trained_by(phase: phases.Phase, name: str) -> bool:
 def _distortion_gradient(model: VideoModel, batch: torch.Tensor, rounded: bool) -> float:
     """Size of the gradient that a P-frame's distortion alone gives the inter coder's
     hyper-synthesis (which predicts its latents' means)."""
-    for module in model.modules():
-        if isinstance(module, TabledModel):
-            module.rounded_in_training = rounded
     model.zero_grad(set_to_none=True)
-    out = model(batch[:, 1], 1024.0, References([to_reference(batch[:, 0])]))
+    with phases.rounded_reconstructions(model, rounded):
+        out = model(batch[:, 1], 1024.0, References([to_reference(batch[:, 0])]))
     losses.mse(out.x_hat, batch[:, 1]).backward()
     grads = [p.grad for p in model.inter.hyper_synthesis.parameters() if p.grad is not None]
     return float(sum(g.abs().sum() for g in grads))

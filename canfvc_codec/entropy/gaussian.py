@@ -111,7 +111,7 @@ class GaussianConditional(TabledModel):
         if not self.rounded_in_training:
             return y_noisy, likelihoods
         if means is None:
-            return round_straight_through(y), likelihoods
+            return self.quantize(y, straight_through=True), likelihoods
         return means + round_straight_through(y - means.detach()), likelihoods
 
     def symbols(self, y: Tensor, means: Tensor | None = None) -> np.ndarray:

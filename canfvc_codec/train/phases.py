@@ -287,7 +287,7 @@ def run_step(
         return _result(figures, lmbda)
 
     if kind in ("sequence", "priors"):
-        with _rounded_reconstructions(model, phase.rounded):
+        with rounded_reconstructions(model, phase.rounded):
             return _sequence_step(model, phase, batch, lmbda, autocast)
     raise ValueError(f"unknown phase kind {kind!r}")
 
@@ -310,7 +310,7 @@ def _binary_intra_step(
 
 
 @contextlib.contextmanager
-def _rounded_reconstructions(model: VideoModel, rounded: bool) -> Iterator[None]:
+def rounded_reconstructions(model: VideoModel, rounded: bool) -> Iterator[None]:
     """Every entropy model of ``model`` hands on rounded latents while the block runs."""
     entropy_models = [m for m in model.modules() if isinstance(m, TabledModel)]
     for entropy_model in entropy_models:
