@@ -36,6 +36,7 @@ from canfvc_codec.io import (
 from canfvc_codec.io.frame import MATRICES
 from canfvc_codec.io.output import STDIO_NAME, AtomicOutput, check_output_path, silence_stdout
 from canfvc_codec.motion import DEFAULT_MOTION_SEARCH, MOTION_SEARCHES
+from canfvc_codec.schedule import DEFAULT_GOP, DEFAULT_INTRA_CHOICE, INTRA_CHOICES
 
 PROG = "canfvc"
 CVC_MAGIC = b"CVC"
@@ -43,7 +44,6 @@ CVC_SUFFIX = ".cvc"
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 EXIT_TERMINATED = 143  # 128 + SIGTERM
 DEFAULT_LAMBDA = 1024.0
-DEFAULT_GOP = 32
 DEFAULT_MODEL = "lite"
 DEVICES = ("auto", "cpu", "cuda")
 # Extensions that name a video, not a bitstream: `encode -o` given one of these is a slip.
@@ -406,6 +406,7 @@ def cli() -> None:
                 "motion_lmbda",
                 "gop",
                 "adaptive_intra",
+                "intra_choice",
                 "motion_search",
                 "refine",
                 "refine_inter",
@@ -479,8 +480,17 @@ Examples:
     "--adaptive-intra/--no-adaptive-intra",
     default=True,
     show_default=True,
-    help="Also code a P-frame as intra and keep the cheaper in rate + λ·distortion (scene "
-    "cuts); an I-frame restarts the intra period.",
+    help="Also code a P-frame as intra where that pays in rate + λ·distortion (scene cuts, "
+    "drift over a long run of P-frames); an I-frame restarts the intra period.",
+)
+@click.option(
+    "--intra-choice",
+    type=click.Choice(INTRA_CHOICES),
+    default=DEFAULT_INTRA_CHOICE,
+    show_default=True,
+    help="How adaptive intra decides: 'frame' keeps the cheaper of I and P for the frame alone; "
+    "'run' also codes I where the P-frame costs more than the mean frame since the last I-frame, "
+    "counting what a fresh reference saves the frames after it. Encoder only.",
 )
 @click.option(
     "--motion-search",
@@ -530,6 +540,7 @@ def encode(
     motion_lmbda: float | None,
     gop: int,
     adaptive_intra: bool,
+    intra_choice: str,
     motion_search: str,
     refine: int,
     refine_inter: int | None,
@@ -570,6 +581,7 @@ def encode(
             motion_lmbda=motion_lmbda,
             gop=gop,
             adaptive_intra=adaptive_intra,
+            intra_choice=intra_choice,
             motion_search=motion_search,
             refine=refine,
             refine_inter=refine_inter,

@@ -5,8 +5,9 @@ multiple of 64 (replicating the border) and crop the reconstruction back. Both k
 reference buffers (:class:`~canfvc_codec.networks.video.References`), filled with what the
 *decoder* reconstructs: the encoder's reconstructions come from decoding its own streams, and
 reference frames are rounded to 8-bit levels, what the user gets. Frame types: I-frames where
-:class:`IntraSchedule` puts them, and, with adaptive intra, wherever an I-frame costs less in
-rate + λ·distortion than the P-frame (:class:`Encoder`).
+:class:`~canfvc_codec.schedule.IntraSchedule` puts them, and, with adaptive intra, wherever an
+I-frame pays in rate + λ·distortion, for the frame alone or for the run of P-frames it would
+otherwise extend (:class:`Encoder`).
 
 :func:`encode_video` and :func:`decode_video` stream frame by frame between video files and the
 container, and check the CRC32 of every reconstructed frame's YUV planes so that an encoder and a
@@ -21,7 +22,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import BinaryIO, NamedTuple, TypeVar
+from typing import BinaryIO, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -55,25 +56,31 @@ from canfvc_codec.refine import (
     LatentRefiner,
     check_refine_steps,
 )
+from canfvc_codec.schedule import (
+    DEFAULT_GOP,
+    DEFAULT_INTRA_CHOICE,
+    INTER,
+    INTRA,
+    IntraSchedule,
+)
 from canfvc_codec.stripes import bound_memory, check_memory
 from canfvc_codec.weights import load_model, load_model_by_id
 
 PAD_MULTIPLE = 64  # hyper-latents are at 1/64 of the frame
-INTRA, INTER = "I", "P"
 DEFAULT_LAMBDA = 1024.0
-DEFAULT_GOP = 32
 MOTION_LAMBDA_SHARE = 0.125  # of λ, the motion coders' default λ (auto_motion_lambda)
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 PSNR_CAP = 100.0  # PSNR of an exact reconstruction, reported instead of infinity
-T = TypeVar("T")  # a coded frame, as the encoder or the RD estimate holds it
 
 
 @dataclass
 class EncodeOptions:
     lmbda: float = DEFAULT_LAMBDA
     gop: int = DEFAULT_GOP  # 0 = only the first frame is intra
-    # Code a P-frame as an I-frame where that costs less in rate + λ·distortion (scene cuts).
+    # Code a P-frame as an I-frame where that pays in rate + λ·distortion (scene cuts, and
+    # quality drifting over a run of P-frames); ``intra_choice`` says how (IntraSchedule).
     adaptive_intra: bool = True
+    intra_choice: str = DEFAULT_INTRA_CHOICE
     # Where the flow that the motion coder codes comes from (canfvc_codec.motion); encoder only.
     motion_search: str = DEFAULT_MOTION_SEARCH
     # λ of the motion coders; None: :func:`auto_motion_lambda`. Written in the header.
@@ -205,51 +212,6 @@ class _Engine:
         return reference[0, :, : self.height, : self.width]
 
 
-@dataclass
-class IntraSchedule:
-    """The frame types: I where one is due (the first frame, and ``gop`` frames after the last
-    I-frame; never again when ``gop`` is 0), P elsewhere, or, with ``adaptive``, whichever of the
-    two costs less. An I-frame chosen that way restarts the count, as a scene cut restarts x265's
-    keyint. The encoder and the RD estimate (``eval/estimate.py``) both decide through
-    :meth:`choose`, so that their frame types agree."""
-
-    gop: int
-    adaptive: bool = False
-    since_intra: int | None = None  # frames coded since the last I-frame; None before any
-
-    def intra_due(self) -> bool:
-        return self.since_intra is None or (self.gop > 0 and self.since_intra >= self.gop)
-
-    def coded(self, frame_type: str) -> None:
-        self.since_intra = (
-            1 if frame_type == INTRA or self.since_intra is None else self.since_intra + 1
-        )
-
-    def choose(
-        self,
-        code_intra: Callable[[], T],
-        code_inter: Callable[[], T],
-        cost: Callable[[T], float],
-        trial_intra: Callable[[], T] | None = None,
-    ) -> tuple[str, T]:
-        """(type, coded frame) of the next frame; the coders run only where needed.
-
-        ``trial_intra``, when given, prices the adaptive choice's I-frame instead of
-        ``code_intra``: a cheaper coding of the same frame with the same cost up to rounding.
-        ``code_intra`` then runs only for the I-frames kept.
-        """
-        if self.intra_due():
-            frame_type, coded = INTRA, code_intra()
-        else:
-            frame_type, coded = INTER, code_inter()
-            if self.adaptive:
-                intra = (trial_intra or code_intra)()
-                if cost(intra) < cost(coded):
-                    frame_type, coded = INTRA, intra if trial_intra is None else code_intra()
-        self.coded(frame_type)
-        return frame_type, coded
-
-
 def frame_cost(
     bits: float, x: torch.Tensor, x_hat: torch.Tensor, lmbda: float, size: tuple[int, int]
 ) -> float:
@@ -272,16 +234,17 @@ class CodedFrame(NamedTuple):
 class Encoder(_Engine):
     """Codes RGB frames (3, H, W) in [0, 1] one at a time; see the module docstring.
 
-    With ``adaptive_intra`` every frame the schedule leaves to P is also coded as an I-frame, and
-    the one with the lower :func:`frame_cost` is kept (the decoder follows the frame type). It is
-    off here, for callers that need fixed types, and on in :func:`encode_video` by default
-    (``EncodeOptions.adaptive_intra``). A learned inter coder is no better than intra coding after
-    a scene cut, where the reference holds nothing of the new picture, and a poor P-frame there is
-    the reference of every later one.
+    With ``adaptive_intra`` a frame the schedule leaves to P may be coded as an I-frame where
+    that lowers :func:`frame_cost`, for the frame alone or for its run of P-frames
+    (``intra_choice``, :class:`~canfvc_codec.schedule.IntraSchedule`); the decoder follows the
+    frame type. It is off here, for callers that need fixed types, and on in :func:`encode_video`
+    by default (``EncodeOptions.adaptive_intra``). A learned inter coder is no better than intra
+    coding after a scene cut, where the reference holds nothing of the new picture, and each
+    P-frame's loss is inherited by every later one.
 
-    ``trial_model``, a float32 copy of the networks when the encoder runs in float64, prices that
+    ``trial_model``, a float32 copy of the networks when the encoder runs in float64, prices the
     candidate I-frame (streams and reconstruction in float32: the same cost to ~1e-7), and the
-    float64 networks code it only when it is kept. The candidate is coded for every P-frame, and
+    float64 networks code it only when it is kept. The candidate is coded for most P-frames, and
     float64 is several times slower on a CPU.
     """
 
@@ -297,9 +260,10 @@ class Encoder(_Engine):
         adaptive_intra: bool = False,
         motion_lmbda: float | None = None,
         trial_model: VideoModel | None = None,
+        intra_choice: str = DEFAULT_INTRA_CHOICE,
     ) -> None:
         super().__init__(model, lmbda, width, height, device, dtype, motion_lmbda)
-        self.schedule = IntraSchedule(gop, adaptive_intra)
+        self.schedule = IntraSchedule(gop, adaptive_intra, intra_choice)
         self.trial_model = trial_model
         self.trial_dtype = None if trial_model is None else next(trial_model.parameters()).dtype
 
@@ -455,6 +419,7 @@ def encode_video(
         adaptive_intra=options.adaptive_intra,
         motion_lmbda=header.motion_lmbda,
         trial_model=trial_model,
+        intra_choice=options.intra_choice,
     )
     frames: list[dict] = []
     with numeric_path(path), _progress(info.frame_count, progress, "encode") as bar:

@@ -48,6 +48,7 @@ class EncodeOptions:
     motion_lmbda: float | None = None
     gop: int = 32
     adaptive_intra: bool = True
+    intra_choice: str = "run"
     motion_search: str = "dis"
     refine: int = 0
     refine_inter: int | None = None
@@ -305,6 +306,16 @@ def test_refinement_steps_reach_the_encoder(tmp_path, capsys, fake_engine, clip)
         assert (options.refine, options.refine_inter) == expected
     code, _, err = run_main(capsys, "encode", str(clip), "-o", "x.cvc", "--refine-inter", "-1")
     assert code == 2 and "Invalid value for '--refine-inter'" in err
+    assert not Path("x.cvc").exists()
+
+
+def test_intra_choice_reaches_the_encoder(tmp_path, capsys, fake_engine, clip):
+    for flags, expected in (((), "run"), (("--intra-choice", "frame"), "frame")):
+        out = tmp_path / f"{len(flags)}.cvc"
+        assert run_main(capsys, "encode", str(clip), "-o", str(out), *flags)[0] == 0
+        assert fake_engine.OPTIONS[-1].intra_choice == expected
+    code, _, err = run_main(capsys, "encode", str(clip), "-o", "x.cvc", "--intra-choice", "gop")
+    assert code == 2 and "Invalid value for '--intra-choice'" in err
     assert not Path("x.cvc").exists()
 
 

@@ -21,6 +21,7 @@ from canfvc_codec.codec import (
 )
 from canfvc_codec.io import Frame, VideoInfo, open_reader, open_writer
 from canfvc_codec.refine import LatentRefiner
+from canfvc_codec.schedule import FRAME_CHOICE, RUN_CHOICE
 from canfvc_codec.weights import load_model
 from tests.conftest import real_rgb_frames, real_yuv_frames
 
@@ -67,6 +68,54 @@ def test_schedule_is_an_intra_period_restarted_by_every_i_frame() -> None:
     assert _types(schedule, 7, chosen_intra=(2,), trial=True) == ("IPIPPIP", 3)
 
 
+def _drifting_run(choice: str, intra_cost: float, drift: float, frames: int) -> tuple[str, int]:
+    """The types ``choice`` gives where an I-frame costs ``intra_cost`` and the k-th P-frame after
+    it ``k * drift`` (quality drifting down a run of P-frames); and how many trial I-frames it
+    coded (the candidates priced, kept or not)."""
+    schedule = IntraSchedule(0, adaptive=True, choice=choice)
+    types, age, trials = "", 0, 0
+
+    def trial_intra() -> str:
+        nonlocal trials
+        trials += 1
+        return INTRA
+
+    for _ in range(frames):
+        frame_type, _ = schedule.choose(
+            lambda: INTRA,
+            lambda: INTER,
+            lambda coded, age=age: intra_cost if coded == INTRA else (age + 1) * drift,
+            trial_intra,
+        )
+        age = 0 if frame_type == INTRA else age + 1
+        types += frame_type
+    return types, trials
+
+
+def test_run_choice_ends_each_run_at_the_lowest_cost_per_frame() -> None:
+    for intra_cost, drift in ((4.0, 1.0), (9.0, 1.0), (3.0, 0.1), (1.0, 2.0)):
+        types, _ = _drifting_run(RUN_CHOICE, intra_cost, drift, 60)
+        runs = [len("I" + run) for run in types[1:].split("I")][:-1]  # the complete runs
+        # The run length whose mean cost per frame, (I + sum of its P-frames) / n, is lowest.
+        best = min(range(1, 60), key=lambda n: (intra_cost + drift * n * (n - 1) / 2) / n)
+        assert runs and set(runs) == {best}, (intra_cost, drift, types)
+
+
+def test_frame_choice_keeps_p_frames_until_one_costs_more_than_intra() -> None:
+    types, trials = _drifting_run(FRAME_CHOICE, 4.0, 1.0, 12)
+    assert types == "IPPPPIPPPPIP"  # I where the fifth P-frame (5) would cost more than I (4)
+    assert trials == 11  # every P-frame's candidate I-frame is priced
+    types, trials = _drifting_run(RUN_CHOICE, 4.0, 1.0, 12)
+    assert types == "IPPIPPIPPIPP"  # mean cost per frame 7/3 instead of 14/5
+    # Where the run's mean decides, no candidate I-frame is needed to price it.
+    assert trials == 11 - types.count("I") + 1
+
+
+def test_an_unknown_intra_choice_is_refused() -> None:
+    with pytest.raises(ValueError, match="intra choice 'gop'"):
+        IntraSchedule(0, adaptive=True, choice="gop")
+
+
 def test_frame_cost_is_bits_per_pixel_plus_lambda_mse_over_the_picture() -> None:
     x = torch.zeros(1, 3, 64, 64)
     x_hat = torch.full_like(x, 0.1)
@@ -94,6 +143,7 @@ def test_chosen_i_frames_restart_the_period_and_decode_bit_exactly(tmp_path, mon
         intra = []
         # encode_video codes in float64 and prices candidate I-frames on its float32 copy.
         assert trial_intra is not None
+        assert self.adaptive and self.choice == FRAME_CHOICE  # as the options below ask
 
         def recorded(code):
             def run():
@@ -111,7 +161,7 @@ def test_chosen_i_frames_restart_the_period_and_decode_bit_exactly(tmp_path, mon
     monkeypatch.setattr(IntraSchedule, "choose", prefer_intra_at_frame_2)
     clip = tmp_path / "clip.y4m"
     _write_clip(clip, 6)
-    options = EncodeOptions(gop=3, model="random-tiny", device="cpu")
+    options = EncodeOptions(gop=3, intra_choice=FRAME_CHOICE, model="random-tiny", device="cpu")
     sink = io.BytesIO()
     with open_reader(str(clip)) as reader, open_writer(str(tmp_path / "r.yuv"), reader.info) as rec:
         summary = encode_video(reader, sink, options, recon=rec, progress=False)

@@ -31,15 +31,7 @@ import torch
 from tqdm import tqdm
 
 from canfvc_codec import motion
-from canfvc_codec.codec import (
-    INTER,
-    INTRA,
-    MOTION_LAMBDA_SHARE,
-    IntraSchedule,
-    auto_motion_lambda,
-    frame_cost,
-    pad_to_multiple,
-)
+from canfvc_codec.codec import MOTION_LAMBDA_SHARE, auto_motion_lambda, frame_cost, pad_to_multiple
 from canfvc_codec.errors import CanfvcError, InputError
 from canfvc_codec.eval import anchors
 from canfvc_codec.eval.config import SequenceSpec, load_config
@@ -49,6 +41,14 @@ from canfvc_codec.eval.runner import compute_bd_rates
 from canfvc_codec.io import VideoInfo, open_reader
 from canfvc_codec.io.color import rgb_to_yuv, yuv_to_rgb
 from canfvc_codec.networks import References, VideoModel, to_reference
+from canfvc_codec.schedule import (
+    DEFAULT_INTRA_CHOICE,
+    FRAME_CHOICE,
+    INTER,
+    INTRA,
+    INTRA_CHOICES,
+    IntraSchedule,
+)
 
 ESTIMATE = "canfvc-estimate"
 DEFAULT_LAMBDAS = (256.0, 512.0, 1024.0, 2048.0)
@@ -82,6 +82,7 @@ def estimate_sequence(
     adaptive_intra: bool = True,
     motion_lmbda: float | None = None,
     progress: bool = False,
+    intra_choice: str = DEFAULT_INTRA_CHOICE,
 ) -> dict:
     """One RD point of ``pictures`` at ``lmbda`` (motion at ``motion_lmbda``, default ``lmbda``):
     mean metrics, bpp, and a row per frame; ``progress`` shows a bar on stderr.
@@ -92,7 +93,7 @@ def estimate_sequence(
     size = (info.height, info.width)
     rows: list[dict] = []
     refs: References | None = None
-    schedule = IntraSchedule(gop, adaptive_intra)
+    schedule = IntraSchedule(gop, adaptive_intra, intra_choice)
     bar = tqdm(pictures, desc=f"λ {lmbda:g}", unit="frame", file=sys.stderr, disable=not progress)
     for index, frame in enumerate(bar):
         x = pad_to_multiple(yuv_to_rgb(frame, info).float()[None])
@@ -155,6 +156,7 @@ def run(
     log=print,
     sequences_wanted: tuple[str, ...] = (),
     adaptive_intra: bool = True,
+    intra_choice: str = DEFAULT_INTRA_CHOICE,
     motion_search: str = motion.DEFAULT_MOTION_SEARCH,
     motion_lambda_share: float = MOTION_LAMBDA_SHARE,
     progress: bool = False,
@@ -178,7 +180,15 @@ def run(
                 lmbda, model.config.anchor_lambdas, motion_lambda_share
             )
             point = estimate_sequence(
-                model, info, pictures, spec.gop, lmbda, adaptive_intra, motion_lmbda, progress
+                model,
+                info,
+                pictures,
+                spec.gop,
+                lmbda,
+                adaptive_intra,
+                motion_lmbda,
+                progress,
+                intra_choice,
             )
             points.append(point)
             p_over_i = (
@@ -204,6 +214,7 @@ def run(
         "kind": "estimate (forward pass in eval mode, float32; not coded files)",
         "config": config.name,
         "adaptive_intra": adaptive_intra,
+        "intra_choice": intra_choice,
         "motion_search": motion_search,
         "motion_lambda_share": motion_lambda_share,
         "model_id": model_id.hex(),
@@ -217,6 +228,7 @@ MERGE_KEYS = (
     "kind",
     "config",
     "adaptive_intra",
+    "intra_choice",
     "motion_search",
     "motion_lambda_share",
     "model_id",
@@ -267,6 +279,8 @@ def read_record(path: Path) -> dict:
         raise InputError(f"cannot read {path}: {exc}") from None
     if not isinstance(record, dict) or not isinstance(record.get("sequences"), dict):
         raise InputError(f"{path} is not an estimate record")
+    # Records from before the choice was an option were made with the only one there was.
+    record.setdefault("intra_choice", FRAME_CHOICE)
     return record
 
 
@@ -286,6 +300,12 @@ def main(argv: list[str] | None = None) -> None:
         dest="adaptive_intra",
         action="store_false",
         help="I-frames only where the GOP puts them (canfvc encode --no-adaptive-intra)",
+    )
+    parser.add_argument(
+        "--intra-choice",
+        choices=INTRA_CHOICES,
+        default=DEFAULT_INTRA_CHOICE,
+        help="how adaptive intra decides (canfvc encode --intra-choice)",
     )
     parser.add_argument(
         "--motion-search",
@@ -331,6 +351,7 @@ def main(argv: list[str] | None = None) -> None:
                 options.frames,
                 sequences_wanted=tuple(options.sequence),
                 adaptive_intra=options.adaptive_intra,
+                intra_choice=options.intra_choice,
                 motion_search=options.motion_search,
                 motion_lambda_share=options.motion_lambda_share,
                 progress=not options.quiet,
