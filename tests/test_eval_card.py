@@ -49,6 +49,15 @@ def test_points_carry_the_split_between_i_and_p_frames() -> None:
     assert intra_only["p_bpp"] is None and intra_only["p_over_i"] is None
 
 
+def test_points_say_how_adaptive_intra_chose() -> None:
+    # Records from before the intra choice was recorded were all made with the frame choice.
+    assert card.rd_points(_record(512.0, "IP"))[0]["intra_choice"] == "frame"
+    record = _record(512.0, "IP") | {"intra_choice": "run"}
+    assert card.rd_points(record)[0]["intra_choice"] == "run"
+    fixed = record | {"adaptive_intra": False}
+    assert card.rd_points(fixed)[0]["intra_choice"] is None  # no choice made
+
+
 def test_card_is_updated_and_keeps_what_it_said(tmp_path) -> None:
     path = tmp_path / "model.json"
     words = {"anchor": "x265 veryslow", "psnr-rgb": {"old_frames": 1.0}}
@@ -143,6 +152,7 @@ def test_real_file_runs_replace_their_points_and_keep_the_others(tmp_path) -> No
     replaced, _, added = real
     assert replaced["bpp"] == 0.25 and replaced["i_frames"] == 2 and replaced["p_over_i"] == 0.25
     assert replaced["motion_lambda"] == 256.0 and replaced["encode_s_per_frame"] == 46.4
+    assert replaced["intra_choice"] == "frame"  # the record does not name one: made before
     assert added["i_frames"] == 1 and added["p_psnr_rgb"] == 32.0
     assert "p_motion_bpp" not in added  # real files do not split the P-frames' bits
 

@@ -200,7 +200,8 @@ def test_refined_points_are_coded_with_refine_and_kept_apart(
     tmp_path, evaluate_in_work, monkeypatch
 ):
     evaluate, work = evaluate_in_work, tmp_path / "work"
-    assert "refine" not in evaluate()["canfvc"]
+    default = evaluate()["canfvc"]
+    assert "refine" not in default and default["intra_choice"] == "run"  # the encoder's default
     assert not list((work / "tiny").glob("*.refine"))
     refined = evaluate(refine=RefineSetting(4))
     assert refined["canfvc"]["refine"] == 4 and "refine_inter" not in refined["canfvc"]

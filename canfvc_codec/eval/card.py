@@ -31,6 +31,7 @@ from canfvc_codec.errors import CanfvcError, InputError
 from canfvc_codec.eval import bdrate
 from canfvc_codec.eval.estimate import ESTIMATE, read_record
 from canfvc_codec.eval.runner import BD_METRICS, CANFVC
+from canfvc_codec.schedule import FRAME_CHOICE
 
 DIGITS = 4  # the card's precision: far below what separates two measurements
 CARD_INDENT = 2  # as the trainer writes cards
@@ -66,6 +67,7 @@ def _card_point(
     point: dict,
     gop: int | None,
     adaptive_intra: bool | None,
+    intra_choice: str | None,
     motion_lambda: float | None,
 ) -> dict:
     """What a card says of every RD point: where, how coded, rate and quality."""
@@ -74,6 +76,7 @@ def _card_point(
         "frames": f"{seq['frames']} (dev range from {seq['start']})",
         "gop": seq.get("gop", gop),
         "adaptive_intra": adaptive_intra,
+        "intra_choice": intra_choice if adaptive_intra else None,
         "lambda": point["value"],
         "motion_lambda": motion_lambda,
         "bpp": round(point["bpp"], DIGITS),
@@ -87,7 +90,15 @@ def rd_points(record: dict, gop: int | None = None) -> list[dict]:
     """The card's ``rd_points`` from one estimate record; ``gop`` stands in for a record's own
     (records written before they stored it)."""
     return [
-        _card_point(name, seq, point, gop, record.get("adaptive_intra"), point.get("motion_lambda"))
+        _card_point(
+            name,
+            seq,
+            point,
+            gop,
+            record.get("adaptive_intra"),
+            record.get("intra_choice", FRAME_CHOICE),
+            point.get("motion_lambda"),
+        )
         | frame_type_split(point["frames"])
         for name, seq in record["sequences"].items()
         for point in seq["codecs"].get(ESTIMATE, [])
@@ -109,8 +120,10 @@ def real_points(results: dict, info: dict | None = None) -> list[dict]:
                     )
                 frames = [f | {"type": t} for f, t in zip(frames, types, strict=True)]
             header = (info or {}).get("header", {})
-            # canfvc eval codes with the encoder's defaults: adaptive intra.
-            entry = _card_point(name, seq, point, None, True, header.get("motion_lambda"))
+            # canfvc eval codes with the encoder's defaults: adaptive intra, and the intra choice
+            # its record names (records made before there was a choice: "frame").
+            choice = results.get("canfvc", {}).get("intra_choice", FRAME_CHOICE)
+            entry = _card_point(name, seq, point, None, True, choice, header.get("motion_lambda"))
             if all("type" in f for f in frames):
                 entry |= frame_type_split(frames)
             entry["encode_s_per_frame"] = round(point["encode_s_per_frame"], 1)

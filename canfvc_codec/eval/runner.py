@@ -30,6 +30,7 @@ from canfvc_codec.eval.metrics import QUALITY_KEYS, frame_metrics, mean_metrics
 from canfvc_codec.eval.process import RunStats, run_measured
 from canfvc_codec.eval.refine_setting import RefineSetting
 from canfvc_codec.io.frame import Frame, VideoInfo, frame_from_buffer, frame_to_bytes
+from canfvc_codec.schedule import DEFAULT_INTRA_CHOICE
 
 DEFAULT_LAMBDAS = (256.0, 512.0, 1024.0, 2048.0)
 CANFVC = "canfvc"
@@ -511,7 +512,12 @@ def run_evaluation(
     if options.run_canfvc:
         try:
             canfvc.check()
-            canfvc_status = {"status": "ok", **options.refine.record()}
+            # canfvc encode's default intra choice, with which every point is coded
+            canfvc_status = {
+                "status": "ok",
+                "intra_choice": DEFAULT_INTRA_CHOICE,
+                **options.refine.record(),
+            }
         except CanfvcUnavailable as exc:
             canfvc_status = {"status": "skipped", "reason": str(exc)}
             log(f"canfvc skipped: {exc}")
