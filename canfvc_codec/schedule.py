@@ -26,8 +26,8 @@ class IntraSchedule:
 
     The adaptive choices (:data:`INTRA_CHOICES`), both in the cost of :func:`frame_cost`:
 
-    - ``"frame"``: I where the I-frame costs less than the P-frame. It prices the frame alone, and
-      the P-frames after it inherit the drift of a long run of P-frames for free.
+    - ``"frame"``: I where the I-frame costs less than the P-frame. It prices the frame alone:
+      what a P-frame's errors cost the P-frames that reference it goes uncounted.
     - ``"run"``: also I where the P-frame costs more than the mean cost per frame of the run since
       the last I-frame. Adding a frame to a run lowers that mean exactly when the frame costs less
       than it, so each run ends at the length with the lowest cost per frame, the optimal
