@@ -195,6 +195,8 @@ def test_estimates_of_single_lambdas_merge_into_one_curve(tmp_path) -> None:
     [
         ({"model_id": "01"}, "different model_id"),
         ({"motion_lambda_share": 1.0}, "different motion_lambda_share"),
+        # A record without the field was made with the only choice there was: "frame".
+        ({"intra_choice": "run"}, "different intra_choice: 'frame' and 'run'"),
         ({"frames": 8}, "different frames of clip"),
     ],
 )
