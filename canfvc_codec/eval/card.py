@@ -29,9 +29,8 @@ from typing import NamedTuple
 
 from canfvc_codec.errors import CanfvcError, InputError
 from canfvc_codec.eval import bdrate
-from canfvc_codec.eval.estimate import ESTIMATE, read_record
+from canfvc_codec.eval.estimate import ESTIMATE, read_record, record_intra_choice
 from canfvc_codec.eval.runner import BD_METRICS, CANFVC
-from canfvc_codec.schedule import FRAME_CHOICE
 
 DIGITS = 4  # the card's precision: far below what separates two measurements
 CARD_INDENT = 2  # as the trainer writes cards
@@ -96,7 +95,7 @@ def rd_points(record: dict, gop: int | None = None) -> list[dict]:
             point,
             gop,
             record.get("adaptive_intra"),
-            record.get("intra_choice", FRAME_CHOICE),
+            record_intra_choice(record),
             point.get("motion_lambda"),
         )
         | frame_type_split(point["frames"])
@@ -121,8 +120,8 @@ def real_points(results: dict, info: dict | None = None) -> list[dict]:
                 frames = [f | {"type": t} for f, t in zip(frames, types, strict=True)]
             header = (info or {}).get("header", {})
             # canfvc eval codes with the encoder's defaults: adaptive intra, and the intra choice
-            # its record names (records made before there was a choice: "frame").
-            choice = results.get("canfvc", {}).get("intra_choice", FRAME_CHOICE)
+            # its record names, read as an estimate record's is.
+            choice = record_intra_choice(results.get("canfvc", {}))
             entry = _card_point(name, seq, point, None, True, choice, header.get("motion_lambda"))
             if all("type" in f for f in frames):
                 entry |= frame_type_split(frames)

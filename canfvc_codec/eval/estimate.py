@@ -186,9 +186,9 @@ def run(
                 spec.gop,
                 lmbda,
                 adaptive_intra,
-                motion_lmbda,
-                progress,
-                intra_choice,
+                motion_lmbda=motion_lmbda,
+                progress=progress,
+                intra_choice=intra_choice,
             )
             points.append(point)
             p_over_i = (
@@ -279,9 +279,15 @@ def read_record(path: Path) -> dict:
         raise InputError(f"cannot read {path}: {exc}") from None
     if not isinstance(record, dict) or not isinstance(record.get("sequences"), dict):
         raise InputError(f"{path} is not an estimate record")
-    # Records from before the choice was an option were made with the only one there was.
-    record.setdefault("intra_choice", FRAME_CHOICE)
+    record["intra_choice"] = record_intra_choice(record)
     return record
+
+
+def record_intra_choice(record: dict) -> str:
+    """The intra choice a record was made with (an estimate record, or the ``canfvc`` entry of a
+    ``canfvc eval`` record): records from before the choice was an option name none, and were
+    made with the only one there was."""
+    return record.get("intra_choice", FRAME_CHOICE)
 
 
 def main(argv: list[str] | None = None) -> None:
