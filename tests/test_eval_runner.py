@@ -196,6 +196,21 @@ def test_resume_reuses_the_points_a_run_finished(tmp_path, evaluate_in_work, mon
     assert not (work / "tiny" / "canfvc_lambda256.point.json").exists()  # dropped when recoded
 
 
+def test_points_saved_with_another_intra_choice_are_coded_again(
+    tmp_path, evaluate_in_work, monkeypatch
+):
+    evaluate, work = evaluate_in_work, tmp_path / "work"
+    evaluate()
+    saved = work / "tiny" / "canfvc_lambda256.point.json"
+    record = json.loads(saved.read_text())
+    assert record["intra_choice"] == "run"
+    del record["intra_choice"]  # as saved before the choice existed: coded with "frame"
+    saved.write_text(json.dumps(record))
+    monkeypatch.setenv("FAKE_FAIL_ENCODE", "1")
+    resumed = evaluate(resume=True)["sequences"]["tiny"]
+    assert "encode refused" in resumed["skipped"][CANFVC]  # λ 256 not reused: coded, refused
+
+
 def test_refined_points_are_coded_with_refine_and_kept_apart(
     tmp_path, evaluate_in_work, monkeypatch
 ):

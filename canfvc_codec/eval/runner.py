@@ -298,6 +298,7 @@ class CanfvcCommand:
         cmd = (
             self._base("encode")
             + [source, "-o", output, "--lambda", f"{lmbda:g}", "--gop", str(gop), "--quiet"]
+            + ["--intra-choice", DEFAULT_INTRA_CHOICE]
             + self.refine.flags()
             + self._common()
         )
@@ -401,7 +402,9 @@ def run_canfvc(
             record = json.loads(saved.read_text())
         except ValueError:
             record = {}  # cut off while being written: code the point again
-        if record.get("range") == range_key:
+        # Points saved before the encoder had the current intra choice were coded otherwise.
+        same_choice = record.get("intra_choice") == DEFAULT_INTRA_CHOICE
+        if record.get("range") == range_key and same_choice:
             return RatePoint.from_json(record["point"]), record.get("model_id")
     saved.unlink(missing_ok=True)
     stream.unlink(missing_ok=True)
@@ -420,7 +423,12 @@ def run_canfvc(
         decoded.unlink(missing_ok=True)
     point = _point(CANFVC, "lambda", lmbda, total, summary, rows, prepared.frames, enc, dec)
     model_id = _info_model_id(info)
-    record = {"range": range_key, "model_id": model_id, "point": point.to_json()}
+    record = {
+        "range": range_key,
+        "intra_choice": DEFAULT_INTRA_CHOICE,
+        "model_id": model_id,
+        "point": point.to_json(),
+    }
     saved.write_text(json.dumps(record))
     return point, model_id
 
@@ -512,7 +520,7 @@ def run_evaluation(
     if options.run_canfvc:
         try:
             canfvc.check()
-            # canfvc encode's default intra choice, with which every point is coded
+            # the intra choice every point is coded with (CanfvcCommand.encode)
             canfvc_status = {
                 "status": "ok",
                 "intra_choice": DEFAULT_INTRA_CHOICE,
