@@ -37,6 +37,7 @@ from canfvc_codec.io.frame import MATRICES
 from canfvc_codec.io.output import STDIO_NAME, AtomicOutput, check_output_path, silence_stdout
 from canfvc_codec.motion import DEFAULT_MOTION_SEARCH, MOTION_SEARCHES
 from canfvc_codec.schedule import DEFAULT_GOP, DEFAULT_INTRA_CHOICE, INTRA_CHOICES
+from canfvc_codec.threads import MAX_CPU_THREADS
 
 PROG = "canfvc"
 CVC_MAGIC = b"CVC"
@@ -312,10 +313,9 @@ _device_option = click.option(
 )
 _threads_option = click.option(
     "--threads",
-    type=int,
+    type=click.IntRange(0, MAX_CPU_THREADS),
     default=0,
     show_default=True,
-    callback=_at_least(0),
     metavar="N",
     help="CPU threads for the networks; 0: one per core.",
 )
@@ -833,14 +833,25 @@ def main(argv: list[str] | None = None) -> None:
             signal.signal(signal.SIGTERM, previous)
 
 
+def _error_line(err: click.ClickException) -> str:
+    """click's error on one line; a command-line mistake points at the command's help."""
+    message = " ".join(err.format_message().split())
+    if isinstance(err, click.UsageError) and err.ctx is not None:
+        message += f" (see '{err.ctx.command_path} --help')"
+    return message
+
+
 def _run(argv: list[str] | None) -> None:
     try:
         result = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
     except CanfvcError as err:
         click.echo(f"{PROG}: {err}", err=True)
         sys.exit(err.exit_code)
+    except click.exceptions.NoArgsIsHelpError as err:
+        err.show()  # the help itself, as `canfvc` alone asks
+        sys.exit(err.exit_code)
     except click.ClickException as err:
-        err.show()
+        click.echo(f"{PROG}: {_error_line(err)}", err=True)
         sys.exit(err.exit_code)
     except click.Abort as err:
         interrupted = isinstance(err.__cause__, KeyboardInterrupt)

@@ -64,6 +64,7 @@ from canfvc_codec.schedule import (
     IntraSchedule,
 )
 from canfvc_codec.stripes import bound_memory, check_memory
+from canfvc_codec.threads import check_threads
 from canfvc_codec.weights import load_model, load_model_by_id
 
 PAD_MULTIPLE = 64  # hyper-latents are at 1/64 of the frame
@@ -142,7 +143,7 @@ def set_cpu_threads(threads: int) -> None:
     """Run the networks (and the DIS motion search) on ``threads`` CPU threads; 0 keeps torch's
     default of one per core. What a stream decodes to does not depend on it
     (docs/determinism.md)."""
-    if threads:
+    if check_threads(threads):
         torch.set_num_threads(threads)
 
 

@@ -152,6 +152,34 @@ def test_unknown_numeric_path_is_a_usage_error(tmp_path, capsys, stream, monkeyp
     assert code == 2
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ((), "Missing argument 'INPUT'"),
+        (("--lambda", "nan"), "Invalid value for '--lambda'"),
+        (("--lamda", "3"), "No such option '--lamda'"),
+        (("--threads", "100000"), "Invalid value for '--threads'"),
+        (("--intra-choice", "best"), "Invalid value for '--intra-choice'"),
+    ],
+)
+def test_command_line_mistakes_are_one_line(tmp_path, capsys, stream, args, expected):
+    """A mistake on the command line is one line naming it and the command's help, status 2."""
+    source = tmp_path / "in.y4m"
+    source.write_bytes(b"")
+    inputs = (str(source), "-o", str(tmp_path / "out.cvc")) if args else ()
+    code, _, err = _run(capsys, "encode", *inputs, *args)
+    _assert_one_clear_line(code, err, expected)
+    assert code == 2 and "(see 'canfvc encode --help')" in err
+    assert not (tmp_path / "out.cvc").exists()
+
+
+def test_unknown_command_is_one_line_and_no_command_is_the_help(capsys):
+    code, _, err = _run(capsys, "frobnicate")
+    _assert_one_clear_line(code, err, "No such command 'frobnicate'")
+    code, _, err = _run(capsys)
+    assert code == 2 and "Commands:" in err and "encode" in err
+
+
 # ----------------------------------------------------------------------------- subprocesses
 
 

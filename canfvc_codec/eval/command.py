@@ -12,6 +12,7 @@ from canfvc_codec.eval.config import load_config
 from canfvc_codec.eval.refine_setting import RefineSetting
 from canfvc_codec.eval.report import write_report
 from canfvc_codec.eval.runner import DEFAULT_LAMBDAS, EvalOptions, run_evaluation
+from canfvc_codec.threads import MAX_CPU_THREADS
 
 
 def parse_number_list(text: str, kind: type, what: str) -> tuple:
@@ -110,7 +111,7 @@ def evaluate(
 @click.option("--device", default=None, help="Device for canfvc (cpu, cuda, auto).")
 @click.option(
     "--threads",
-    type=click.IntRange(min=0),
+    type=click.IntRange(0, MAX_CPU_THREADS),
     default=None,
     help="CPU threads of each canfvc encode and decode [default: the cores shared among the "
     "jobs; with one job, canfvc's own: one per core].",

@@ -49,6 +49,7 @@ from canfvc_codec.schedule import (
     INTRA_CHOICES,
     IntraSchedule,
 )
+from canfvc_codec.threads import thread_count
 
 ESTIMATE = "canfvc-estimate"
 DEFAULT_LAMBDAS = (256.0, 512.0, 1024.0, 2048.0)
@@ -300,7 +301,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--anchors", type=Path, action="append", default=[])
     parser.add_argument("--frames", type=int, help="at most this many frames per sequence")
     parser.add_argument("--sequence", action="append", default=[], help="only this one (repeat)")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch")
+    parser.add_argument("--threads", type=thread_count, help="CPU threads for torch")
     parser.add_argument(
         "--no-adaptive-intra",
         dest="adaptive_intra",

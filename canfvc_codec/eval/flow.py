@@ -37,6 +37,7 @@ from canfvc_codec.motion import (
 )
 from canfvc_codec.networks import References, VideoModel
 from canfvc_codec.nn.layers import backward_warp
+from canfvc_codec.threads import thread_count
 from canfvc_codec.weights import load_model
 
 
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
         help="also code the flow of --motion-search at this λ (repeat)",
     )
     parser.add_argument("--motion-search", choices=MOTION_SEARCHES, default=DEFAULT_MOTION_SEARCH)
-    parser.add_argument("--threads", type=int, help="CPU threads for torch")
+    parser.add_argument("--threads", type=thread_count, help="CPU threads for torch")
     parser.add_argument("--json", action="store_true", help="print per-pair figures as JSON")
     options = parser.parse_args(argv)
     if options.threads:

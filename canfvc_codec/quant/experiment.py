@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..datasets import TRAIN_RANGES, ClipRange, clip_path
+from ..threads import thread_count
 from .binary_entropy import BinaryEntropyModel
 from .modulation import DifferentialModulator
 from .quantizers import LatentQuantizer, make_quantizer
@@ -400,7 +401,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=thread_count, default=1)
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)

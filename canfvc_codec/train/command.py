@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from canfvc_codec.motion import DEFAULT_MOTION_SEARCH, MOTION_SEARCHES
+from canfvc_codec.threads import MAX_CPU_THREADS
 
 CONFIG_NAMES = ("tiny", "lite", "full")
 PHASE_NAMES = (
@@ -127,7 +128,7 @@ QUANTIZER_NAMES = ("round", "dm1", "dm2")
     f"DIS, or the model's SPyNet) [default: the resumed run's, else {DEFAULT_MOTION_SEARCH}]. "
     "The flow phase trains SPyNet either way.",
 )
-@click.option("--threads", type=click.IntRange(1), help="CPU threads for torch.")
+@click.option("--threads", type=click.IntRange(1, MAX_CPU_THREADS), help="CPU threads for torch.")
 @click.option("--no-stills", is_flag=True, help="Train on the video clips only.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_command(**kwargs: object) -> None:
