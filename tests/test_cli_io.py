@@ -295,17 +295,28 @@ def test_motion_lambda_reaches_the_encoder(tmp_path, capsys, fake_engine, clip):
 
 
 def test_refinement_steps_reach_the_encoder(tmp_path, capsys, fake_engine, clip):
-    for flags, expected in (
-        ((), (0, None)),
-        (("--refine", "12"), (12, None)),  # P-frames as I-frames
-        (("--refine", "12", "--refine-inter", "0"), (12, 0)),
+    """A preset's steps, I-frames then P-frames; an option given overrides the preset's."""
+    for number, (flags, expected) in enumerate(
+        (
+            ((), (0, 0)),
+            (("--refine", "12"), (12, 12)),  # P-frames as I-frames
+            (("--refine", "12", "--refine-inter", "0"), (12, 0)),
+            (("--preset", "slow"), (12, 0)),
+            (("--preset", "slower"), (12, 4)),
+            (("--preset", "veryslow"), (12, 12)),
+            (("--preset", "slow", "--refine", "4"), (4, 4)),
+            (("--preset", "slower", "--refine-inter", "2"), (12, 2)),
+            (("--preset", "medium", "--refine-inter", "3"), (0, 3)),
+        )
     ):
-        out = tmp_path / f"{len(flags)}.cvc"
+        out = tmp_path / f"{number}.cvc"
         assert run_main(capsys, "encode", str(clip), "-o", str(out), *flags)[0] == 0
         options = fake_engine.OPTIONS[-1]
         assert (options.refine, options.refine_inter) == expected
     code, _, err = run_main(capsys, "encode", str(clip), "-o", "x.cvc", "--refine-inter", "-1")
     assert code == 2 and "Invalid value for '--refine-inter'" in err
+    code, _, err = run_main(capsys, "encode", str(clip), "-o", "x.cvc", "--preset", "placebo")
+    assert code == 2 and "Invalid value for '--preset'" in err
     assert not Path("x.cvc").exists()
 
 

@@ -12,6 +12,7 @@ from canfvc_codec.eval.config import load_config
 from canfvc_codec.eval.refine_setting import RefineSetting
 from canfvc_codec.eval.report import write_report
 from canfvc_codec.eval.runner import DEFAULT_LAMBDAS, EvalOptions, run_evaluation
+from canfvc_codec.presets import DEFAULT_PRESET, PRESETS, refine_steps
 from canfvc_codec.threads import MAX_CPU_THREADS
 
 
@@ -124,19 +125,27 @@ def evaluate(
     help="canfvc rate points coded at once, each in its own processes.",
 )
 @click.option(
+    "--preset",
+    type=click.Choice(tuple(PRESETS)),
+    default=DEFAULT_PRESET,
+    show_default=True,
+    help="canfvc encode --preset: the refinement steps below, where they are not given.",
+)
+@click.option(
     "--refine",
     type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
+    default=None,
     metavar="N",
-    help="canfvc encode --refine N: the encoder's latent refinement steps (0: off).",
+    help="canfvc encode --refine N: the encoder's latent refinement steps (0: off) "
+    "[default: the preset's].",
 )
 @click.option(
     "--refine-inter",
     type=click.IntRange(min=0),
     default=None,
     metavar="M",
-    help="canfvc encode --refine-inter M: the steps in P-frames [default: --refine's N].",
+    help="canfvc encode --refine-inter M: the steps in P-frames [default: --refine's N, else "
+    "the preset's].",
 )
 @click.option(
     "--resume",
@@ -166,7 +175,8 @@ def eval_command(
     device: str | None,
     threads: int | None,
     jobs: int,
-    refine: int,
+    preset: str,
+    refine: int | None,
     refine_inter: int | None,
     resume: bool,
     max_frames: int | None,
@@ -174,6 +184,7 @@ def eval_command(
     work_dir: str | None,
 ) -> None:
     """Compare canfvc with conventional codecs: BD-rates, RD plots, speed and memory."""
+    refine, refine_inter = refine_steps(preset, refine, refine_inter)
     results = evaluate(
         config_path,
         out,

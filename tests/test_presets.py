@@ -1,0 +1,53 @@
+"""Encoder presets: each names refinement steps the encoder accepts, ordered by time."""
+
+from __future__ import annotations
+
+import pytest
+
+from canfvc_codec.presets import DEFAULT_PRESET, PRESETS, refine_steps
+from canfvc_codec.refine import check_refine_steps
+
+
+def test_default_preset_is_the_encoder_without_refinement():
+    assert refine_steps(DEFAULT_PRESET, None, None) == (0, 0)
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_gives_steps_the_encoder_accepts(name):
+    for steps in refine_steps(name, None, None):
+        check_refine_steps(steps)
+
+
+def test_presets_are_ordered_by_work():
+    """Each preset after the first refines at least as much, in I-frames and in P-frames."""
+    steps = [refine_steps(name, None, None) for name in PRESETS]
+    assert steps == sorted(steps, key=lambda pair: (pair[0], pair[1]))
+    assert len(set(steps)) == len(steps)
+
+
+def test_options_override_the_preset():
+    assert refine_steps("slow", 4, None) == (4, 4)
+    assert refine_steps("slow", None, 3) == (12, 3)
+    assert refine_steps("veryslow", 2, 0) == (2, 0)
+
+
+def test_eval_codes_with_the_preset_steps(tmp_path, monkeypatch):
+    """``canfvc eval --preset`` hands the encoder the steps ``canfvc encode --preset`` uses."""
+    from canfvc_codec.cli import main
+    from canfvc_codec.eval import command
+
+    calls = []
+    monkeypatch.setattr(
+        command, "evaluate", lambda *args, **kwargs: calls.append(kwargs) or {"sequences": {}}
+    )
+    config = tmp_path / "c.json"
+    config.write_text("{}")
+    for flags, expected in (
+        ((), (0, 0)),
+        (("--preset", "slower"), (12, 4)),
+        (("--preset", "slow", "--refine-inter", "2"), (12, 2)),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["eval", "--config", str(config), "--out", str(tmp_path / "o"), *flags])
+        assert exit_info.value.code == 0
+        assert (calls[-1]["refine"], calls[-1]["refine_inter"]) == expected
