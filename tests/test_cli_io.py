@@ -260,7 +260,11 @@ def test_output_errors(tmp_path, capsys, fake_engine, clip):
         assert code == 1 and message in err
     code, _, err = run_main(capsys, "decode", str(stream), "-o", str(tmp_path / "no/dir/r.y4m"))
     assert code == 1 and "does not exist" in err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.y4m", "s.cvc"]
+    (tmp_path / "folder").mkdir()
+    code, _, err = run_main(capsys, "decode", str(stream), "-o", str(tmp_path / "folder"))
+    assert code == 1 and "folder: is a directory" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.y4m", "folder", "s.cvc"]
+    assert not any((tmp_path / "folder").iterdir())
 
 
 def test_engine_unavailable(tmp_path, capsys, monkeypatch, clip):

@@ -131,6 +131,9 @@ def check_video_output(path: str, overwrite: bool) -> None:
         return
     if suffix == ".png":
         raise OutputError(f"{path}: PNG output needs a frame-number pattern, e.g. rec_%04d.png")
-    if suffix not in (Y4M_EXTENSION, *RAW_EXTENSIONS, *LOSSLESS_ENCODERS):
+    if (
+        suffix not in (Y4M_EXTENSION, *RAW_EXTENSIONS, *LOSSLESS_ENCODERS)
+        and not Path(path).is_dir()
+    ):
         raise OutputError(f"{path}: unsupported output format (use {OUTPUT_FORMATS})")
-    check_output_path(path, overwrite)
+    check_output_path(path, overwrite)  # a folder is refused here, as a folder
