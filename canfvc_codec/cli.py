@@ -508,8 +508,9 @@ Examples:
     default=DEFAULT_PRESET,
     show_default=True,
     help="Encoding time against bits, as x265's --preset: slow, slower and veryslow refine what "
-    "the coders send (--refine), saving about 6, 8 and 10 % of the bits at equal PSNR-RGB for "
-    "2-2.5, 4-5 and 9 times the time. Encoder only: any preset decodes in the same time.",
+    "the coders send (--refine), saving from 6-8 % (slow, 2-4 times the encoding time) to 10 % "
+    "(veryslow, 9 times) of the bits at equal PSNR-RGB. Encoder only: any preset decodes in the "
+    "same time.",
 )
 @click.option(
     "--refine",

@@ -143,7 +143,8 @@ def set_cpu_threads(threads: int) -> None:
     """Run the networks (and the DIS motion search) on ``threads`` CPU threads; 0 keeps torch's
     default of one per core. What a stream decodes to does not depend on it
     (docs/determinism.md)."""
-    if check_threads(threads):
+    check_threads(threads)
+    if threads:
         torch.set_num_threads(threads)
 
 
