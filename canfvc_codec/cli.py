@@ -861,7 +861,7 @@ def _run(argv: list[str] | None) -> None:
     except CanfvcError as err:
         click.echo(f"{PROG}: {err}", err=True)
         sys.exit(err.exit_code)
-    except click.exceptions.NoArgsIsHelpError as err:
+    except click.exceptions.NoArgsIsHelpError as err:  # click >= 8.2 (setup.cfg)
         err.show()  # the help itself, as `canfvc` alone asks
         sys.exit(err.exit_code)
     except click.ClickException as err:
