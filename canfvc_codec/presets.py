@@ -5,24 +5,10 @@ so any preset's stream decodes with any canfvc in the same time. An option given
 line overrides its preset's value, as in x265. Free of torch, so that the command line can list
 the presets without loading the networks.
 
-Each preset is one of the settings measured on real files of bikes' first 8 development frames,
-640x272, λ 256..2048, with model ``dbaef592e6d12596`` (``docs/encoder.md``, "Latent refinement";
-BD-rate in PSNR-RGB against ``medium``, encoding time per frame on one thread of a 2-core CPU):
-
-==========  =========================  ==========  ================
-preset      refinement steps (I / P)   BD-rate     encode s/frame
-==========  =========================  ==========  ================
-medium      0 / 0                      --          21
-slow        12 / 0                     -6.3 %      42-54
-slower      12 / 4                     -7.9 %      89-100
-veryslow    12 / 12                    -9.9 %      181-197
-==========  =========================  ==========  ================
-
-With the published model (``35f6baed47735d0a``) and the ``run`` intra choice, ``slow`` measured
--7.6 % (PSNR-RGB) on the same frames, at 46-86 s per frame against 19-24.
-
-``slow`` refines only the I-frames, which save the most bits per second of encoding time (every
-P-frame predicts from them, and they take one backward pass per step where a P-frame takes three).
+Each preset is a refinement setting measured on real files (``docs/encoder.md``, "Presets",
+holds the figures: bits saved at equal quality, encoding time). ``slow`` refines only the
+I-frames, which save the most bits per second of encoding time (every P-frame predicts from
+them, and they take one backward pass per step where a P-frame takes three).
 """
 
 from __future__ import annotations
@@ -52,6 +38,6 @@ def refine_steps(preset: str, refine: int | None, refine_inter: int | None) -> t
     none. An explicit ``refine`` also sets P-frames' steps unless ``refine_inter`` is given, as
     ``--refine N`` alone always has."""
     chosen = PRESETS[preset]
-    if refine is None:
-        return chosen.refine, chosen.refine_inter if refine_inter is None else refine_inter
-    return refine, refine if refine_inter is None else refine_inter
+    steps = chosen.refine if refine is None else refine
+    inter_default = chosen.refine_inter if refine is None else steps
+    return steps, inter_default if refine_inter is None else refine_inter

@@ -162,7 +162,7 @@ def test_unknown_numeric_path_is_a_usage_error(tmp_path, capsys, stream, monkeyp
         (("--intra-choice", "best"), "Invalid value for '--intra-choice'"),
     ],
 )
-def test_command_line_mistakes_are_one_line(tmp_path, capsys, stream, args, expected):
+def test_command_line_mistakes_are_one_line(tmp_path, capsys, args, expected):
     """A mistake on the command line is one line naming it and the command's help, status 2."""
     source = tmp_path / "in.y4m"
     source.write_bytes(b"")
