@@ -178,3 +178,55 @@ def test_real_file_runs_of_another_model_or_malformed_are_refused(tmp_path) -> N
         card.main(["--card", str(path), str(estimate), "--real", str(short)])
     assert "the stream holds 1 frames, the record 3" in str(exit_info.value.code)
     assert json.loads(path.read_text()) == {"model_id": MODEL_ID}  # left as it was
+
+
+def _merged_run(tmp_path, bd_by_sequence: dict, model: str = MODEL_ID):
+    """Real-file runs merged with the anchors: canfvc points only where a BD-rate is a number."""
+    sequences = {
+        name: {
+            "start": 100,
+            "frames": 32,
+            "codecs": {card.CANFVC: [{"value": 256.0}] if isinstance(bd, float) else []},
+        }
+        for name, bd in bd_by_sequence.items()
+    }
+    bd_rate = {metric: {card.CANFVC: dict(bd_by_sequence)} for metric in card.BD_METRICS}
+    folder = tmp_path / f"merged_{len(bd_by_sequence)}"
+    folder.mkdir()
+    results = {"canfvc": {"model_id": model}, "sequences": sequences, "bd_rate": bd_rate}
+    (folder / "results.json").write_text(json.dumps(results))
+    return folder
+
+
+def test_real_file_bd_rates_cover_the_sequences_that_have_real_files(tmp_path) -> None:
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps({"model_id": MODEL_ID, "bd_rate_vs_x265": {"real_files": "old"}}))
+    estimate = tmp_path / "e.json"
+    estimate.write_text(json.dumps(_record(256.0, "IP")))
+    one = _merged_run(tmp_path, {"bikes": 700.0, "park": "n/a (no canfvc results)"})
+    card.main(["--card", str(path), str(estimate), "--real-bd", str(one)])
+    real = json.loads(path.read_text())["bd_rate_vs_x265"]["real_files"]
+    assert real["psnr-rgb"] == {"bikes_32_frames": 700.0}  # park has no real files: left out
+    assert real["canfvc_points"].startswith("real files") and "park" not in real["canfvc_points"]
+    both = _merged_run(tmp_path, {"bikes": 700.0, "park": 900.0, "extra": 1.0})
+    card.main(["--card", str(path), str(estimate), "--real-bd", str(both)])
+    real = json.loads(path.read_text())["bd_rate_vs_x265"]["real_files"]
+    assert real["ms-ssim-rgb"]["average"] == pytest.approx((700.0 + 900.0 + 1.0) / 3, abs=1e-3)
+    # The estimate's BD-rates stay apart from the real files'.
+    assert json.loads(path.read_text())["bd_rate_vs_x265"]["psnr-rgb"] == {"clip_2_frames": 100.256}
+
+
+def test_real_file_bd_rates_of_another_model_or_without_canfvc_are_refused(tmp_path) -> None:
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps({"model_id": MODEL_ID}))
+    estimate = tmp_path / "e.json"
+    estimate.write_text(json.dumps(_record(256.0, "IP")))
+    foreign = _merged_run(tmp_path, {"bikes": 700.0}, model="ffff")
+    with pytest.raises(SystemExit) as exit_info:
+        card.main(["--card", str(path), str(estimate), "--real-bd", str(foreign)])
+    assert "merged real-file run is of model ffff" in str(exit_info.value.code)
+    anchors_only = _merged_run(tmp_path, {"bikes": "n/a (no canfvc results)", "park": "n/a"})
+    with pytest.raises(SystemExit) as exit_info:
+        card.main(["--card", str(path), str(estimate), "--real-bd", str(anchors_only)])
+    assert "no BD-rates of canfvc" in str(exit_info.value.code)
+    assert json.loads(path.read_text()) == {"model_id": MODEL_ID}  # left as it was

@@ -16,6 +16,10 @@ is.
 and the frame types come from its rows or, for records written before the rows held them, from
 ``DIR/info.json`` (``canfvc info --json`` of the stream). They replace the card's
 ``rd_points_real_files`` of the same sequence, frames and λ, and keep the others.
+
+``--real-bd DIR`` takes the BD-rates of real files: ``DIR/results.json`` is the real-file runs
+merged with the x265 anchors (:mod:`canfvc_codec.eval.merge`), and its BD-rates, per sequence and
+averaged, become ``bd_rate_vs_x265["real_files"]``.
 """
 
 from __future__ import annotations
@@ -159,15 +163,33 @@ def read_real_run(folder: Path) -> RealRun:
     return RealRun(results, info)
 
 
-def bd_rates(record: dict) -> dict[str, dict[str, float | str]]:
-    """{metric: {"<sequence>_<N>_frames": BD-rate against x265}} from one estimate record."""
+def bd_rates(record: dict, label: str = ESTIMATE) -> dict[str, dict[str, float | str]]:
+    """{metric: {"<sequence>_<N>_frames": BD-rate against x265}} of the ``label`` points of one
+    record: an estimate, or real files merged with the anchors (``label`` canfvc). Sequences
+    without such points are left out."""
     table: dict[str, dict[str, float | str]] = {}
     for metric in BD_METRICS:
-        row = record.get("bd_rate", {}).get(metric, {}).get(ESTIMATE, {})
+        row = record.get("bd_rate", {}).get(metric, {}).get(label, {})
         for name, seq in record["sequences"].items():
-            if name in row:
+            if name in row and seq.get("codecs", {}).get(label):
                 table.setdefault(metric, {})[f"{name}_{seq['frames']}_frames"] = row[name]
     return table
+
+
+def _add_averages(table: dict[str, dict[str, float | str]]) -> None:
+    """Give every metric of more than one sequence the average of their BD-rates."""
+    for row in table.values():
+        if len(row) > 1:
+            row["average"] = bdrate.average([_bd_value(value) for value in row.values()]).to_json()
+
+
+def _described(record: dict, label: str) -> str:
+    """Which frames of which sequences the ``label`` points of ``record`` cover."""
+    return ", ".join(
+        f"{name} {seq['frames']} dev frames from {seq['start']}"
+        for name, seq in record["sequences"].items()
+        if seq.get("codecs", {}).get(label)
+    )
 
 
 def _bd_value(value: float | str) -> bdrate.BDRate:
@@ -176,12 +198,18 @@ def _bd_value(value: float | str) -> bdrate.BDRate:
 
 
 def update_card(
-    card: dict, records: list[dict], gop: int | None = None, real_runs: Sequence[RealRun] = ()
+    card: dict,
+    records: list[dict],
+    gop: int | None = None,
+    real_runs: Sequence[RealRun] = (),
+    real_bd: RealRun | None = None,
 ) -> dict:
-    """``card`` with its measured RD points and BD-rates taken from ``records``, and the points
-    of ``real_runs`` in place of its real-file points of the same sequence, frames and λ."""
+    """``card`` with its measured RD points and BD-rates taken from ``records``, the points of
+    ``real_runs`` in place of its real-file points of the same sequence, frames and λ, and the
+    BD-rates of ``real_bd`` (real files merged with the anchors) as its real-file BD-rates."""
     measured = [("estimate", r.get("model_id")) for r in records]
     measured += [("real-file run", run.model_id) for run in real_runs]
+    measured += [("merged real-file run", real_bd.model_id)] if real_bd else []
     for what, model_id in measured:
         if model_id != card.get("model_id"):
             raise InputError(
@@ -195,20 +223,23 @@ def update_card(
     for record in records:
         for metric, row in bd_rates(record).items():
             bd[metric].update(row)
-    for metric in BD_METRICS:
-        if len(bd[metric]) > 1:
-            bd[metric]["average"] = bdrate.average(
-                [_bd_value(value) for value in bd[metric].values()]
-            ).to_json()
+    _add_averages({metric: bd[metric] for metric in BD_METRICS})
     bd["canfvc_points"] = (
         "estimated (rd_points): "
-        + ", ".join(
-            f"{name} {seq['frames']} dev frames from {seq['start']}"
-            for record in records
-            for name, seq in record["sequences"].items()
-        )
+        + ", ".join(_described(record, ESTIMATE) for record in records)
         + "; x265 scored on the same frames"
     )
+    if real_bd:
+        real_table = bd_rates(real_bd.results, CANFVC)
+        if not real_table:
+            raise InputError("the merged real-file run has no BD-rates of canfvc against x265")
+        _add_averages(real_table)
+        bd["real_files"] = {
+            "canfvc_points": "real files (rd_points_real_files): "
+            + _described(real_bd.results, CANFVC)
+            + "; x265 scored on the same frames",
+            **real_table,
+        }
     updated["bd_rate_vs_x265"] = bd
     try:
         real = [point for run in real_runs for point in real_points(run.results, run.info)]
@@ -239,6 +270,12 @@ def main(argv: list[str] | None = None) -> None:
         metavar="DIR",
         help="a canfvc eval run of the card's model (results.json, maybe info.json)",
     )
+    parser.add_argument(
+        "--real-bd",
+        type=Path,
+        metavar="DIR",
+        help="real-file runs of the card's model merged with the x265 anchors (results.json)",
+    )
     options = parser.parse_args(argv)
     try:
         card = json.loads(options.card.read_text(encoding="utf-8"))
@@ -247,7 +284,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         records = [read_record(path) for path in options.estimates]
         real_runs = [read_real_run(folder) for folder in options.real]
-        updated = update_card(card, records, options.gop, real_runs)
+        real_bd = read_real_run(options.real_bd) if options.real_bd else None
+        updated = update_card(card, records, options.gop, real_runs, real_bd)
     except CanfvcError as exc:
         sys.exit(f"canfvc: error: {exc}")
     options.card.write_text(json.dumps(updated, indent=CARD_INDENT, ensure_ascii=False) + "\n")
