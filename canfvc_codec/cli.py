@@ -36,7 +36,7 @@ from canfvc_codec.io import (
 from canfvc_codec.io.frame import MATRICES
 from canfvc_codec.io.output import STDIO_NAME, AtomicOutput, check_output_path, silence_stdout
 from canfvc_codec.motion import DEFAULT_MOTION_SEARCH, MOTION_SEARCHES
-from canfvc_codec.presets import DEFAULT_PRESET, PRESETS, refine_steps
+from canfvc_codec.presets import DEFAULT_PRESET, MAX_REFINE_STEPS, PRESETS, refine_steps
 from canfvc_codec.schedule import DEFAULT_GOP, DEFAULT_INTRA_CHOICE, INTRA_CHOICES
 from canfvc_codec.threads import MAX_CPU_THREADS
 
@@ -514,18 +514,16 @@ Examples:
 )
 @click.option(
     "--refine",
-    type=int,
+    type=click.IntRange(0, MAX_REFINE_STEPS),
     default=None,
-    callback=_at_least(0),
     metavar="N",
     help="Refine what each coder sends with N gradient steps on rate + λ·distortion (slower "
     "encoding; docs/encoder.md has its measured effect) [default: the preset's; medium: 0, off].",
 )
 @click.option(
     "--refine-inter",
-    type=int,
+    type=click.IntRange(0, MAX_REFINE_STEPS),
     default=None,
-    callback=_at_least(0),
     metavar="M",
     help="Refinement steps in P-frames (motion and inter coders) [default: --refine's N, else "
     "the preset's]. --refine 12 --refine-inter 0 refines only the I-frames, which gain the most "

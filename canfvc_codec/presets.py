@@ -32,6 +32,11 @@ PRESETS = {
 }
 DEFAULT_PRESET = "medium"
 
+# Each step is a backward pass through the coder, so N steps cost about N encodes of the frame,
+# and 24 steps already saved less than 12 (docs/encoder.md). The bound keeps a mistyped count
+# from starting an encode that would run for days.
+MAX_REFINE_STEPS = 100
+
 
 def refine_steps(preset: str, refine: int | None, refine_inter: int | None) -> tuple[int, int]:
     """The refinement steps of I-frames and P-frames: ``preset``'s, where the command line gave

@@ -21,6 +21,7 @@ import pytest
 
 from canfvc_codec.cli import EngineUnavailable, _import_engine, main
 from canfvc_codec.io import open_reader
+from canfvc_codec.presets import MAX_REFINE_STEPS
 from tests.test_io_yuv import info_for, random_frames, same, write_all
 
 W, H = 64, 48
@@ -319,6 +320,9 @@ def test_refinement_steps_reach_the_encoder(tmp_path, capsys, fake_engine, clip)
         assert (options.refine, options.refine_inter) == expected
     code, _, err = run_main(capsys, "encode", str(clip), "-o", "x.cvc", "--refine-inter", "-1")
     assert code == 2 and "Invalid value for '--refine-inter'" in err
+    too_many = str(MAX_REFINE_STEPS + 1)
+    code, _, err = run_main(capsys, "encode", str(clip), "-o", "x.cvc", "--refine", too_many)
+    assert code == 2 and "Invalid value for '--refine'" in err and str(MAX_REFINE_STEPS) in err
     code, _, err = run_main(capsys, "encode", str(clip), "-o", "x.cvc", "--preset", "placebo")
     assert code == 2 and "Invalid value for '--preset'" in err
     assert not Path("x.cvc").exists()

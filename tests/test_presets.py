@@ -6,7 +6,8 @@ import itertools
 
 import pytest
 
-from canfvc_codec.presets import DEFAULT_PRESET, PRESETS, refine_steps
+from canfvc_codec.errors import UsageError
+from canfvc_codec.presets import DEFAULT_PRESET, MAX_REFINE_STEPS, PRESETS, refine_steps
 from canfvc_codec.refine import check_refine_steps
 
 
@@ -26,6 +27,13 @@ def test_presets_are_ordered_by_work():
     for (intra, inter), (next_intra, next_inter) in itertools.pairwise(steps):
         assert intra <= next_intra and inter <= next_inter
     assert len(set(steps)) == len(steps)
+
+
+def test_refinement_steps_are_bounded():
+    check_refine_steps(MAX_REFINE_STEPS)
+    for steps in (-1, MAX_REFINE_STEPS + 1):
+        with pytest.raises(UsageError, match="--refine-inter must be 0"):
+            check_refine_steps(steps, "--refine-inter")
 
 
 def test_options_override_the_preset():

@@ -12,7 +12,7 @@ from canfvc_codec.eval.config import load_config
 from canfvc_codec.eval.refine_setting import RefineSetting
 from canfvc_codec.eval.report import write_report
 from canfvc_codec.eval.runner import DEFAULT_LAMBDAS, EvalOptions, run_evaluation
-from canfvc_codec.presets import DEFAULT_PRESET, PRESETS, refine_steps
+from canfvc_codec.presets import DEFAULT_PRESET, MAX_REFINE_STEPS, PRESETS, refine_steps
 from canfvc_codec.threads import MAX_CPU_THREADS
 
 
@@ -133,7 +133,7 @@ def evaluate(
 )
 @click.option(
     "--refine",
-    type=click.IntRange(min=0),
+    type=click.IntRange(0, MAX_REFINE_STEPS),
     default=None,
     metavar="N",
     help="canfvc encode --refine N: the encoder's latent refinement steps (0: off) "
@@ -141,7 +141,7 @@ def evaluate(
 )
 @click.option(
     "--refine-inter",
-    type=click.IntRange(min=0),
+    type=click.IntRange(0, MAX_REFINE_STEPS),
     default=None,
     metavar="M",
     help="canfvc encode --refine-inter M: the steps in P-frames [default: --refine's N, else "
