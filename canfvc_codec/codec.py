@@ -50,12 +50,8 @@ from canfvc_codec.numerics import (
     prepare_model,
     resolve_tie,
 )
-from canfvc_codec.refine import (
-    DEFAULT_REFINE_STEPS,
-    REFINE_DTYPE,
-    LatentRefiner,
-    check_refine_steps,
-)
+from canfvc_codec.presets import check_refine_steps
+from canfvc_codec.refine import DEFAULT_REFINE_STEPS, REFINE_DTYPE, LatentRefiner
 from canfvc_codec.schedule import (
     DEFAULT_GOP,
     DEFAULT_INTRA_CHOICE,

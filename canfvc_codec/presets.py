@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from canfvc_codec.errors import UsageError
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -36,6 +38,13 @@ DEFAULT_PRESET = "medium"
 # and 24 steps already saved less than 12 (docs/encoder.md). The bound keeps a mistyped count
 # from starting an encode that would run for days.
 MAX_REFINE_STEPS = 100
+
+
+def check_refine_steps(steps: int, option: str = "--refine") -> None:
+    if not 0 <= steps <= MAX_REFINE_STEPS:
+        raise UsageError(
+            f"{option} must be 0 (off) or a number of steps up to {MAX_REFINE_STEPS}, got {steps}"
+        )
 
 
 def refine_steps(preset: str, refine: int | None, refine_inter: int | None) -> tuple[int, int]:

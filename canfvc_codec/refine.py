@@ -33,10 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from canfvc_codec.errors import UsageError
 from canfvc_codec.networks.anf_coder import AnfCoder, Latents
 from canfvc_codec.networks.video import VideoModel
-from canfvc_codec.presets import MAX_REFINE_STEPS
+from canfvc_codec.presets import check_refine_steps
 from canfvc_codec.stripes import bound_memory
 
 DEFAULT_REFINE_STEPS = 0
@@ -51,13 +50,6 @@ REFINE_DTYPE = torch.float32
 
 # The coder of I-frames; every other coder (motion and inter) codes P-frames.
 INTRA_CODER = "intra"
-
-
-def check_refine_steps(steps: int, option: str = "--refine") -> None:
-    if not 0 <= steps <= MAX_REFINE_STEPS:
-        raise UsageError(
-            f"{option} must be 0 (off) or a number of steps up to {MAX_REFINE_STEPS}, got {steps}"
-        )
 
 
 def refine_latents(

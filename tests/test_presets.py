@@ -7,8 +7,13 @@ import itertools
 import pytest
 
 from canfvc_codec.errors import UsageError
-from canfvc_codec.presets import DEFAULT_PRESET, MAX_REFINE_STEPS, PRESETS, refine_steps
-from canfvc_codec.refine import check_refine_steps
+from canfvc_codec.presets import (
+    DEFAULT_PRESET,
+    MAX_REFINE_STEPS,
+    PRESETS,
+    check_refine_steps,
+    refine_steps,
+)
 
 
 def test_default_preset_is_the_encoder_without_refinement():
