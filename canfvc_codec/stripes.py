@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import types
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -55,9 +56,25 @@ STRIPE_PIXELS = 256 * 1920
 # ... whose heights are multiples of this (the U-Nets halve the size twice).
 STRIPE_ALIGN = 4
 # Halos: rows above and below a stripe that the network sees but whose outputs are dropped.
-# Measured receptive-field radii: 26 rows for the U-Net, 14 for the quality enhancement.
+# Measured receptive-field radii: 26 rows for the U-Net, 14 for the quality enhancement. A network
+# that works at 1/scale of the resolution (space-to-depth) sees scale times as far, needs heights
+# that divide by scale times as much, and holds scale² times fewer values per pixel, so its
+# halo, alignment and stripe size all grow with its ``scale``.
 UNET_HALO = 32
 ENHANCE_HALO = 16
+
+
+@dataclass(frozen=True)
+class StripeLayout:
+    """How one full-resolution network is cut into row stripes."""
+
+    halo: int
+    align: int
+    max_pixels: int
+
+    @classmethod
+    def scaled(cls, halo: int, scale: int) -> StripeLayout:
+        return cls(halo * scale, STRIPE_ALIGN * scale, STRIPE_PIXELS * scale * scale)
 
 
 # Types whose CPU convolutions oneDNN computes without an unfolded buffer.
@@ -202,15 +219,19 @@ def striped_conv_transpose2d(deconv: nn.ConvTranspose2d, x: Tensor) -> Tensor:
 
 
 def run_in_stripes(
-    forward: Callable[[Tensor], Tensor], x: Tensor, halo: int, max_pixels: int | None = None
+    forward: Callable[[Tensor], Tensor],
+    x: Tensor,
+    halo: int,
+    max_pixels: int | None = None,
+    align: int = STRIPE_ALIGN,
 ) -> Tensor:
     """``forward(x)`` for a fully convolutional ``forward`` with a receptive field below ``halo``
-    rows, computed on row stripes of ``x`` (heights multiples of :data:`STRIPE_ALIGN`) of at
-    most ``max_pixels`` (default :data:`STRIPE_PIXELS`) pixels each."""
+    rows, computed on row stripes of ``x`` (heights multiples of ``align``) of at most
+    ``max_pixels`` (default :data:`STRIPE_PIXELS`) pixels each."""
     max_pixels = STRIPE_PIXELS if max_pixels is None else max_pixels
     height, width = x.shape[-2:]
-    rows = max(STRIPE_ALIGN, max_pixels // max(width, 1) // STRIPE_ALIGN * STRIPE_ALIGN)
-    if rows >= height or height % STRIPE_ALIGN or halo % STRIPE_ALIGN:
+    rows = max(align, max_pixels // max(width, 1) // align * align)
+    if rows >= height or height % align or halo % align:
         return forward(x)
     out = None
     for start in range(0, height, rows):
@@ -241,7 +262,10 @@ def _deconv_forward(self: nn.ConvTranspose2d, x: Tensor, output_size=None) -> Te
 
 
 def _striped_forward(self: nn.Module, x: Tensor) -> Tensor:
-    return run_in_stripes(lambda part: type(self).forward(self, part), x, self._stripe_halo)
+    layout: StripeLayout = self._stripe_layout
+    return run_in_stripes(
+        lambda part: type(self).forward(self, part), x, layout.halo, layout.max_pixels, layout.align
+    )
 
 
 def bound_memory(model: nn.Module) -> nn.Module:
@@ -256,25 +280,25 @@ def bound_memory(model: nn.Module) -> nn.Module:
             module.forward = types.MethodType(_conv_forward, module)
         elif type(module) is nn.ConvTranspose2d:
             module.forward = types.MethodType(_deconv_forward, module)
-    for module, halo in full_resolution_networks(model):
-        module._stripe_halo = halo
+    for module, layout in full_resolution_networks(model):
+        module._stripe_layout = layout
         module.forward = types.MethodType(_striped_forward, module)
     return model
 
 
-def full_resolution_networks(model: nn.Module) -> list[tuple[nn.Module, int]]:
-    """The fully convolutional full-resolution networks of a video model, with their halos."""
+def full_resolution_networks(model: nn.Module) -> list[tuple[nn.Module, StripeLayout]]:
+    """The fully convolutional full-resolution networks of a video model, with their stripe
+    layouts (each network's ``scale`` says at what fraction of the resolution it works)."""
     found = []
     extrapolation = getattr(model, "extrapolation", None)
     mc = getattr(model, "mc", None)
-    if extrapolation is not None:
-        found.append((extrapolation.unet, UNET_HALO))
-    if mc is not None:
-        found.append((mc.refine, UNET_HALO))
+    for unet in (getattr(extrapolation, "unet", None), getattr(mc, "refine", None)):
+        if unet is not None:
+            found.append((unet, StripeLayout.scaled(UNET_HALO, unet.scale)))
     for name in ("intra", "inter"):
         enhance = getattr(getattr(model, name, None), "enhance", None)
         if enhance is not None:
-            found.append((enhance, ENHANCE_HALO))
+            found.append((enhance, StripeLayout.scaled(ENHANCE_HALO, enhance.scale)))
     return found
 
 

@@ -48,6 +48,7 @@ def _encode(
     lmbda: float = LAMBDA,
     motion_search: str = "dis",
     motion_lmbda: float | None = None,
+    model: str = MODEL,
 ) -> tuple[bytes, dict]:
     # Frame types as the GOP puts them (tests/test_codec_intra.py covers the adaptive choice).
     options = EncodeOptions(
@@ -56,7 +57,7 @@ def _encode(
         gop=gop,
         adaptive_intra=False,
         motion_search=motion_search,
-        model=MODEL,
+        model=model,
         device="cpu",
     )
     sink = io.BytesIO()
@@ -78,18 +79,19 @@ def _decode(tmp_path: Path, data: bytes, **kwargs) -> dict:
 
 
 @pytest.mark.parametrize(
-    ("width", "height", "count", "gop", "types", "motion_search"),
+    ("width", "height", "count", "gop", "types", "motion_search", "model"),
     [
-        (176, 144, 3, 0, "IPP", "dis"),  # I, first P, later P; never intra again
-        (96, 74, 5, 4, "IPPPI", "spynet"),  # GOP 4, a size that is no multiple of 64 or 16
+        (176, 144, 3, 0, "IPP", "dis", MODEL),  # I, first P, later P; never intra again
+        (96, 74, 5, 4, "IPPPI", "spynet", MODEL),  # GOP 4, a size no multiple of 64 or 16
+        (96, 74, 5, 4, "IPPPI", "dis", "random-tiny-small"),  # the compact networks
     ],
 )
 def test_decode_is_bit_identical_to_recon(
-    tmp_path, width, height, count, gop, types, motion_search
+    tmp_path, width, height, count, gop, types, motion_search, model
 ):
     clip = tmp_path / "clip.y4m"
     _write_clip(clip, width, height, count)
-    data, summary = _encode(tmp_path, clip, gop, motion_search=motion_search)
+    data, summary = _encode(tmp_path, clip, gop, motion_search=motion_search, model=model)
     assert "".join(f["type"] for f in summary["per_frame"]) == types
     assert [r.frame_type for r in CvcReader(io.BytesIO(data))] == list(types)
     assert summary["frames"] == count and summary["bpp"] > 0

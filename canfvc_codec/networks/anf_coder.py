@@ -26,10 +26,10 @@ from canfvc_codec.entropy import FactorizedPrior, GaussianConditional
 from canfvc_codec.networks.config import CoderConfig
 from canfvc_codec.nn.anf import (
     AdditiveStep,
-    AnalysisTransform,
     HyperAnalysis,
     HyperSynthesis,
     PriorFusion,
+    analysis_transform,
 )
 from canfvc_codec.nn.gain import ANCHOR_LAMBDAS, LambdaGain
 
@@ -96,13 +96,17 @@ class AnfCoder(nn.Module):
         self.cond_channels = cond_channels
         self.latent_channels = m
         self.hyper_channels = c
+        difference = config.difference and cond_channels > 0
         self.steps = nn.ModuleList(
-            AdditiveStep(channels, cond_channels, n, m, k) for _ in range(steps)
+            AdditiveStep(channels, cond_channels, n, m, k, config.transform, difference)
+            for _ in range(steps)
         )
-        self.hyper_analysis = HyperAnalysis(m, n, c)
-        self.hyper_synthesis = HyperSynthesis(c, n, 2 * m)
+        self.hyper_analysis = HyperAnalysis(m, n, c, config.hyper_kernel_size)
+        self.hyper_synthesis = HyperSynthesis(c, n, 2 * m, config.hyper_kernel_size)
         if prior_channels:
-            self.temporal_prior: nn.Module | None = AnalysisTransform(prior_channels, n, m, k)
+            self.temporal_prior: nn.Module | None = analysis_transform(
+                config.transform, prior_channels, n, m, k
+            )
             self.fusion: nn.Module | None = PriorFusion(3 * m, m)
         else:
             self.temporal_prior = self.fusion = None

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from torch import nn
+
 from canfvc_codec.networks.anf_coder import AnfCoder
 from canfvc_codec.networks.config import CoderConfig
-from canfvc_codec.nn.dq import QualityEnhancement
 from canfvc_codec.nn.gain import ANCHOR_LAMBDAS
 
 RGB = 3
@@ -12,19 +13,13 @@ INTRA_STEPS = 2
 
 
 class IntraCoder(AnfCoder):
-    """Unconditional ANF on RGB frames; decoding starts from a zero frame."""
+    """Unconditional ANF on RGB frames; decoding starts from a zero frame and ends with the
+    quality enhancement ``enhance``."""
 
     def __init__(
         self,
         config: CoderConfig,
-        dq_channels: int,
-        dq_blocks: int,
+        enhance: nn.Module,
         anchors: tuple[float, ...] = ANCHOR_LAMBDAS,
     ) -> None:
-        super().__init__(
-            RGB,
-            config,
-            INTRA_STEPS,
-            enhance=QualityEnhancement(dq_channels, dq_blocks),
-            anchors=anchors,
-        )
+        super().__init__(RGB, config, INTRA_STEPS, enhance=enhance, anchors=anchors)

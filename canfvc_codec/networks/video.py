@@ -123,14 +123,14 @@ class VideoModel(nn.Module):
         super().__init__()
         self.config = config
         anchors = config.anchor_lambdas
-        self.intra = IntraCoder(config.intra, config.dq_channels, config.dq_blocks, anchors)
+        self.intra = IntraCoder(config.intra, self._enhancement(config), anchors)
         self.motion_first = MotionHyperpriorCoder(config.motion, anchors)
         self.motion = ConditionalCoder(FLOW, config.motion, RGB, anchors=anchors)
         self.inter = ConditionalCoder(
             RGB,
             config.inter,
             RGB,
-            enhance=QualityEnhancement(config.dq_channels, config.dq_blocks),
+            enhance=self._enhancement(config),
             anchors=anchors,
         )
         self.spynet = SpyNet(config.spynet_levels, config.spynet_channels)
@@ -140,8 +140,17 @@ class VideoModel(nn.Module):
         # The encoder's refinement of the latents it codes (canfvc_codec.refine), when set;
         # like the motion search, an encoder choice that is not part of the weights.
         self.latent_refiner: LatentRefiner | None = None
-        self.extrapolation = FlowExtrapolation(config.extrapolation_channels)
-        self.mc = MotionCompensation(config.mc_channels)
+        self.extrapolation = FlowExtrapolation(
+            config.extrapolation_channels, config.unet_scale, config.zero_residuals
+        )
+        self.mc = MotionCompensation(config.mc_channels, config.unet_scale, config.zero_residuals)
+
+    @staticmethod
+    def _enhancement(config: ModelConfig) -> QualityEnhancement:
+        """The quality enhancement (DQ) after a frame decoder; intra and inter have one each."""
+        return QualityEnhancement(
+            config.dq_channels, config.dq_blocks, config.dq_scale, config.zero_residuals
+        )
 
     def coders(self) -> dict[str, nn.Module]:
         return {

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from canfvc_codec.nn.compact import CompactAnalysis, CompactSynthesis
 from canfvc_codec.nn.layers import GDN, conv, deconv
 
 # Each transform changes the resolution by 2 four times: latents live at 1/16 of the frame.
@@ -53,18 +54,63 @@ class SynthesisTransform(nn.Sequential):
         super().__init__(*layers)
 
 
+# The transform families a coder can be built from (``CoderConfig.transform``).
+PAPER, COMPACT = "paper", "compact"
+TRANSFORMS = (PAPER, COMPACT)
+
+
+def analysis_transform(
+    transform: str, in_channels: int, filters: int, out_channels: int, kernel_size: int
+) -> nn.Module:
+    """An analysis transform (to 1/16 of the input's size) of the family ``transform``."""
+    if transform == COMPACT:
+        return CompactAnalysis(in_channels, filters, out_channels)
+    if transform == PAPER:
+        return AnalysisTransform(in_channels, filters, out_channels, kernel_size)
+    raise ValueError(f"unknown transform {transform!r} (known: {', '.join(TRANSFORMS)})")
+
+
+def synthesis_transform(
+    transform: str, in_channels: int, filters: int, out_channels: int, kernel_size: int
+) -> nn.Module:
+    """The synthesis transform (to 16 times the input's size) of the family ``transform``."""
+    if transform == COMPACT:
+        return CompactSynthesis(in_channels, filters, out_channels)
+    if transform == PAPER:
+        return SynthesisTransform(in_channels, filters, out_channels, kernel_size)
+    raise ValueError(f"unknown transform {transform!r} (known: {', '.join(TRANSFORMS)})")
+
+
 class AdditiveStep(nn.Module):
-    """One additive autoencoding step of ANF/CANF (see the module docstring)."""
+    """One additive autoencoding step of ANF/CANF (see the module docstring).
+
+    With ``difference`` the analysis of a conditional step also sees ``x - cond``, the residual a
+    classical coder would send, so that a fresh coder starts from it instead of discovering it.
+    """
 
     def __init__(
-        self, channels: int, cond_channels: int, filters: int, latent: int, kernel_size: int
+        self,
+        channels: int,
+        cond_channels: int,
+        filters: int,
+        latent: int,
+        kernel_size: int,
+        transform: str = PAPER,
+        difference: bool = False,
     ) -> None:
         super().__init__()
-        self.analysis = AnalysisTransform(channels + cond_channels, filters, latent, kernel_size)
-        self.synthesis = SynthesisTransform(latent, filters, channels, kernel_size)
+        if difference and cond_channels != channels:
+            raise ValueError("x - cond needs a condition shaped like the coded signal")
+        self.difference = difference
+        in_channels = channels + cond_channels + (channels if difference else 0)
+        self.analysis = analysis_transform(transform, in_channels, filters, latent, kernel_size)
+        self.synthesis = synthesis_transform(transform, latent, filters, channels, kernel_size)
 
     def _analyse(self, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
-        return self.analysis(x if cond is None else torch.cat([x, cond], dim=1))
+        if cond is None:
+            return self.analysis(x)
+        parts = [x, cond, x - cond] if self.difference else [x, cond]
+        return self.analysis(torch.cat(parts, dim=1))
 
     def encode(
         self, x: torch.Tensor, z: torch.Tensor | None, cond: torch.Tensor | None
@@ -83,27 +129,32 @@ class AdditiveStep(nn.Module):
 
 
 class HyperAnalysis(nn.Sequential):
-    """conv3 s1, conv5 s2, conv5 s2 with ReLU: (latent, h, w) -> (hyper, h/4, w/4)."""
+    """conv3 s1, conv5 s2, conv5 s2 with ReLU: (latent, h, w) -> (hyper, h/4, w/4).
+    ``kernel_size`` replaces the 5x5 kernels (the compact model's hyper transforms use 3x3)."""
 
-    def __init__(self, latent: int, filters: int, hyper: int) -> None:
+    def __init__(
+        self, latent: int, filters: int, hyper: int, kernel_size: int = HYPER_KERNEL
+    ) -> None:
         super().__init__(
             conv(latent, filters, HYPER_FIRST_KERNEL, 1),
             nn.ReLU(inplace=True),
-            conv(filters, filters, HYPER_KERNEL),
+            conv(filters, filters, kernel_size),
             nn.ReLU(inplace=True),
-            conv(filters, hyper, HYPER_KERNEL),
+            conv(filters, hyper, kernel_size),
         )
 
 
 class HyperSynthesis(nn.Sequential):
     """The mirror of :class:`HyperAnalysis`; its output feeds the mean and scale predictions."""
 
-    def __init__(self, hyper: int, filters: int, out_channels: int) -> None:
+    def __init__(
+        self, hyper: int, filters: int, out_channels: int, kernel_size: int = HYPER_KERNEL
+    ) -> None:
         wide = filters * HYPER_WIDEN_NUM // HYPER_WIDEN_DEN
         super().__init__(
-            deconv(hyper, filters, HYPER_KERNEL),
+            deconv(hyper, filters, kernel_size),
             nn.ReLU(inplace=True),
-            deconv(filters, wide, HYPER_KERNEL),
+            deconv(filters, wide, kernel_size),
             nn.ReLU(inplace=True),
             conv(wide, out_channels, HYPER_FIRST_KERNEL, 1),
         )

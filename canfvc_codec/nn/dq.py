@@ -5,18 +5,33 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from canfvc_codec.nn.compact import zero_
 from canfvc_codec.nn.layers import ResidualBlock, conv
+
+RGB = 3
 
 
 class QualityEnhancement(nn.Module):
-    """x + conv(res-blocks(conv(x))): learns to remove coding artefacts, identity-like at start."""
+    """x + conv(res-blocks(conv(x))): learns to remove coding artefacts, identity-like at start.
 
-    def __init__(self, channels: int, blocks: int) -> None:
+    With ``scale`` > 1 the body works at 1/scale of the resolution on the folded picture
+    (space-to-depth), its output unfolded again; ``zero_output`` makes it exactly the identity
+    at start.
+    """
+
+    def __init__(
+        self, channels: int, blocks: int, scale: int = 1, zero_output: bool = False
+    ) -> None:
         super().__init__()
+        self.scale = scale
+        folded = RGB * scale * scale
+        last = conv(channels, folded, 3, 1)
         self.body = nn.Sequential(
-            conv(3, channels, 3, 1),
+            *([nn.PixelUnshuffle(scale)] if scale > 1 else []),
+            conv(folded, channels, 3, 1),
             *[ResidualBlock(channels) for _ in range(blocks)],
-            conv(channels, 3, 3, 1),
+            zero_(last) if zero_output else last,
+            *([nn.PixelShuffle(scale)] if scale > 1 else []),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

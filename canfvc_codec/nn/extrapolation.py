@@ -21,9 +21,11 @@ FLOW_CHANNELS = 2
 
 
 class FlowExtrapolation(nn.Module):
-    def __init__(self, channels: tuple[int, int, int]) -> None:
+    def __init__(
+        self, channels: tuple[int, int, int], scale: int = 1, zero_output: bool = False
+    ) -> None:
         super().__init__()
-        self.unet = UNet(IN_CHANNELS, FLOW_CHANNELS, channels)
+        self.unet = UNet(IN_CHANNELS, FLOW_CHANNELS, channels, scale, zero_output)
 
     def forward(
         self, frames: Sequence[torch.Tensor], flows: Sequence[torch.Tensor]

@@ -16,9 +16,11 @@ IN_CHANNELS = 3 + 3 + 2
 
 
 class MotionCompensation(nn.Module):
-    def __init__(self, channels: tuple[int, int, int]) -> None:
+    def __init__(
+        self, channels: tuple[int, int, int], scale: int = 1, zero_output: bool = False
+    ) -> None:
         super().__init__()
-        self.refine = UNet(IN_CHANNELS, 3, channels)
+        self.refine = UNet(IN_CHANNELS, 3, channels, scale, zero_output)
 
     def forward(self, reference: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
         warped = backward_warp(reference, flow)

@@ -14,7 +14,7 @@ import click
 from canfvc_codec.motion import DEFAULT_MOTION_SEARCH, MOTION_SEARCHES
 from canfvc_codec.threads import MAX_CPU_THREADS
 
-CONFIG_NAMES = ("tiny", "lite", "full")
+CONFIG_NAMES = ("tiny", "tiny-small", "small", "lite", "full")
 PHASE_NAMES = (
     "flow",
     "extrapolation",
