@@ -230,3 +230,25 @@ def test_real_file_bd_rates_of_another_model_or_without_canfvc_are_refused(tmp_p
         card.main(["--card", str(path), str(estimate), "--real-bd", str(anchors_only)])
     assert "no BD-rates of canfvc" in str(exit_info.value.code)
     assert json.loads(path.read_text()) == {"model_id": MODEL_ID}  # left as it was
+
+
+def _snapshot(model_id: str, steps: int, bd: float, sequence: str) -> dict:
+    """An estimate record of one sequence by a snapshot that trained ``steps`` steps."""
+    record = _record(512.0, "IP") | {"model_id": model_id}
+    record["sequences"] = {sequence: record["sequences"]["clip"]}
+    record["bd_rate"] = {m: {ESTIMATE: {sequence: bd}} for m in card.BD_METRICS}
+    return record | {"training": {"steps": steps, "device_seconds": steps * 6.0}}
+
+
+def test_the_learning_curve_has_one_point_per_snapshot_in_training_order() -> None:
+    late = [_snapshot("bb", 900, 50.0, "a"), _snapshot("bb", 900, 70.0, "b")]
+    early = [_snapshot("aa", 300, 200.0, "a"), _snapshot("aa", 300, 100.0, "b")]
+    updated = card.update_card({"model_id": "bb"}, late, curve=early)
+    first, last = updated["learning_curve"]
+    assert (first["model_id"], first["steps"], first["device_minutes"]) == ("aa", 300, 30.0)
+    assert first["sequences"] == ["a", "b"] and last["model_id"] == "bb"
+    # Each point is the average over the sequences of its snapshot's BD-rates.
+    assert first["bd_rate_vs_x265"]["psnr-rgb"] > last["bd_rate_vs_x265"]["psnr-rgb"]
+    assert "learning_curve" not in card.update_card({"model_id": "bb"}, late)
+    with pytest.raises(card.InputError, match="how long"):
+        card.learning_curve([_record(512.0, "IP")])

@@ -20,6 +20,11 @@ and the frame types come from its rows or, for records written before the rows h
 ``--real-bd DIR`` takes the BD-rates of real files: ``DIR/results.json`` is the real-file runs
 merged with the x265 anchors (:mod:`canfvc_codec.eval.merge`), and its BD-rates, per sequence and
 averaged, become ``bd_rate_vs_x265["real_files"]``.
+
+``--curve ESTIMATE`` (repeatable) adds estimate records of earlier snapshots of the same training
+to the card's ``learning_curve``: one point per model, its training so far (steps, device
+minutes, from the record) and its average BD-rates against x265; the card's own estimates give
+the last point. It shows whether more training still pays.
 """
 
 from __future__ import annotations
@@ -197,12 +202,50 @@ def _bd_value(value: float | str) -> bdrate.BDRate:
     return bdrate.BDRate(value) if isinstance(value, int | float) else bdrate.BDRate(None, value)
 
 
+SECONDS_PER_MINUTE = 60.0
+
+
+def learning_curve(records: Sequence[dict]) -> list[dict]:
+    """One point per model among estimate ``records``, in training order: its training (steps,
+    device minutes) and the average over sequences of its BD-rates against x265 per metric."""
+    by_model: dict[str, list[dict]] = {}
+    for record in records:
+        if "training" not in record:
+            raise InputError(
+                f"the estimate of model {record.get('model_id')} does not say how long its "
+                "model had trained (estimate it again)"
+            )
+        by_model.setdefault(record["model_id"], []).append(record)
+    points = []
+    for model_id, group in by_model.items():
+        table: dict[str, dict[str, float | str]] = {}
+        for record in group:
+            for metric, row in bd_rates(record).items():
+                table.setdefault(metric, {}).update(row)
+        _add_averages(table)
+        training = group[0]["training"]
+        points.append(
+            {
+                "model_id": model_id,
+                "steps": training["steps"],
+                "device_minutes": round(training["device_seconds"] / SECONDS_PER_MINUTE, 1),
+                "sequences": sorted({name for r in group for name in r["sequences"]}),
+                "bd_rate_vs_x265": {
+                    metric: row.get("average", next(iter(row.values())))
+                    for metric, row in table.items()
+                },
+            }
+        )
+    return sorted(points, key=lambda point: point["steps"])
+
+
 def update_card(
     card: dict,
     records: list[dict],
     gop: int | None = None,
     real_runs: Sequence[RealRun] = (),
     real_bd: RealRun | None = None,
+    curve: Sequence[dict] = (),
 ) -> dict:
     """``card`` with its measured RD points and BD-rates taken from ``records``, the points of
     ``real_runs`` in place of its real-file points of the same sequence, frames and λ, and the
@@ -241,6 +284,8 @@ def update_card(
             **real_table,
         }
     updated["bd_rate_vs_x265"] = bd
+    if curve:
+        updated["learning_curve"] = learning_curve([*curve, *records])
     try:
         real = [point for run in real_runs for point in real_points(run.results, run.info)]
     except (KeyError, TypeError, ValueError) as exc:
@@ -276,6 +321,14 @@ def main(argv: list[str] | None = None) -> None:
         metavar="DIR",
         help="real-file runs of the card's model merged with the x265 anchors (results.json)",
     )
+    parser.add_argument(
+        "--curve",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="ESTIMATE",
+        help="an estimate record of an earlier snapshot of the same training (learning curve)",
+    )
     options = parser.parse_args(argv)
     try:
         card = json.loads(options.card.read_text(encoding="utf-8"))
@@ -285,7 +338,8 @@ def main(argv: list[str] | None = None) -> None:
         records = [read_record(path) for path in options.estimates]
         real_runs = [read_real_run(folder) for folder in options.real]
         real_bd = read_real_run(options.real_bd) if options.real_bd else None
-        updated = update_card(card, records, options.gop, real_runs, real_bd)
+        curve = [read_record(path) for path in options.curve]
+        updated = update_card(card, records, options.gop, real_runs, real_bd, curve)
     except CanfvcError as exc:
         sys.exit(f"canfvc: error: {exc}")
     options.card.write_text(json.dumps(updated, indent=CARD_INDENT, ensure_ascii=False) + "\n")

@@ -162,10 +162,10 @@ def run(
     motion_lambda_share: float = MOTION_LAMBDA_SHARE,
     progress: bool = False,
 ) -> dict:
-    from canfvc_codec.weights import load_model
+    from canfvc_codec.weights import load_model_and_card, training_totals
 
     config = load_config(config_path)
-    model, model_id = load_model(model_name)
+    model, model_id, card = load_model_and_card(model_name)
     model.eval()
     model.flow_estimator = motion.motion_search(motion_search)
     x265 = anchor_points(anchor_files, max_frames)
@@ -219,6 +219,7 @@ def run(
         "motion_search": motion_search,
         "motion_lambda_share": motion_lambda_share,
         "model_id": model_id.hex(),
+        "training": training_totals(card),
         "sequences": sequences,
         "bd_rate": compute_bd_rates(sequences, [ESTIMATE]),
     }
@@ -233,6 +234,7 @@ MERGE_KEYS = (
     "motion_search",
     "motion_lambda_share",
     "model_id",
+    "training",
 )
 SEQUENCE_KEYS = ("start", "frames", "gop")
 
