@@ -76,8 +76,9 @@ def main(argv: list[str] | None = None) -> None:
             rows[phase][config]["slower_than_" + configs[0]] = round(
                 rows[phase][config]["seconds_per_step"] / first, 1
             )
+    arguments = sys.argv[1:] if argv is None else argv
     record = {
-        "command": "python tools/train_speed.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python tools/train_speed.py " + " ".join(arguments),
         "crop": options.crop,
         "batch": options.batch,
         "threads": options.threads,
