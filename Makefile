@@ -17,7 +17,7 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP)
 
 data: $(STAMP)
-	$(PY) -m canfvc_codec.datasets
+	$(PY) -m canfvc_codec.datasets --all
 
 test: $(STAMP)
 	$(PY) -m canfvc_codec.datasets

@@ -25,14 +25,16 @@ class QualityEnhancement(nn.Module):
         super().__init__()
         self.scale = scale
         folded = RGB * scale * scale
-        last = conv(channels, folded, 3, 1)
-        self.body = nn.Sequential(
-            *([nn.PixelUnshuffle(scale)] if scale > 1 else []),
+        layers = [
             conv(folded, channels, 3, 1),
             *[ResidualBlock(channels) for _ in range(blocks)],
-            zero_(last) if zero_output else last,
-            *([nn.PixelShuffle(scale)] if scale > 1 else []),
-        )
+            conv(channels, folded, 3, 1),
+        ]
+        if zero_output:
+            zero_(layers[-1])
+        if scale > 1:
+            layers = [nn.PixelUnshuffle(scale), *layers, nn.PixelShuffle(scale)]
+        self.body = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)

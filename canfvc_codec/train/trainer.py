@@ -123,6 +123,8 @@ class Progress:
     schedule_seconds: float = 0.0
     # The training of the weights this run started from (--init-weights), oldest first.
     lineage: list[dict] = field(default_factory=list)
+    # What the sampler drew from (clips, stills, licences), as the latest run found the cache.
+    data_sources: dict = field(default_factory=dict)
 
     def fraction(self) -> float:
         if self.plan_steps:
@@ -282,6 +284,7 @@ class Trainer:
             )
             if self._data_state is not None:
                 self._data.load_state_dict(self._data_state)
+            self.progress.data_sources = self._data.sources
         return self._data
 
     # --- checkpoints ---------------------------------------------------------------------------
@@ -690,8 +693,10 @@ def model_card(trainer: Trainer) -> dict:
         "config": trainer.config.name,
         "parameters": sum(p.numel() for p in trainer.model.parameters()),
         "data": {
+            # Runs from before the trainer recorded its sources drew from these.
             "clips": [f"{r.clip} frames {r.start}-{r.start + r.count - 1}" for r in TRAIN_RANGES],
             "stills": f"skimage.data {', '.join(STILL_NAMES)} with synthetic camera motion",
+            **progress.data_sources,
             "crop": trainer.crop,
             "batch": trainer.batch,
             "lambda": f"log-uniform over [{losses.LAMBDA_MIN:g}, {losses.LAMBDA_MAX:g}] per batch",
