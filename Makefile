@@ -24,8 +24,8 @@ test: $(STAMP)
 	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -q -x
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check canfvc_codec tests
-	$(VENV)/bin/ruff format --check canfvc_codec tests
+	$(VENV)/bin/ruff check canfvc_codec tests tools
+	$(VENV)/bin/ruff format --check canfvc_codec tests tools
 
 demo: $(STAMP)
 	$(PY) -m canfvc_codec.demo --lambda $(DEMO_LAMBDA) --frames $(DEMO_FRAMES)
