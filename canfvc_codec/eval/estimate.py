@@ -3,7 +3,9 @@
     python -m canfvc_codec.eval.estimate --config bench/configs/dev.json \\
         --model models/canfvc-lite.pt --lambdas 256,512,1024,2048 \\
         --anchors bench/results/anchors/dev_qp22-37/results.json \\
-        --anchors bench/results/anchors/dev_qp37-51/results.json --out estimate.json
+        --anchors bench/results/anchors/dev_qp37-51/results.json \\
+        --anchors bench/results/anchors/dev_vtest_qp22-37/results.json \\
+        --anchors bench/results/anchors/dev_vtest_qp37-51/results.json --out estimate.json
     python -m canfvc_codec.eval.estimate --merge l256.json l1024.json --out estimate.json
 
 ``canfvc eval`` measures real files through the command line; on a 2-core CPU the lite model
@@ -38,7 +40,8 @@ from canfvc_codec.eval.config import SequenceSpec, load_config
 from canfvc_codec.eval.metrics import QUALITY_KEYS, frame_metrics, mean_metrics
 from canfvc_codec.eval.report import plot_rd
 from canfvc_codec.eval.runner import compute_bd_rates
-from canfvc_codec.io import VideoInfo, open_reader
+from canfvc_codec.eval.sequence import open_sequence
+from canfvc_codec.io import VideoInfo
 from canfvc_codec.io.color import rgb_to_yuv, yuv_to_rgb
 from canfvc_codec.networks import References, VideoModel, to_reference
 from canfvc_codec.schedule import (
@@ -58,12 +61,8 @@ DEFAULT_LAMBDAS = (256.0, 512.0, 1024.0, 2048.0)
 def read_sequence(spec: SequenceSpec, max_frames: int | None = None) -> tuple[VideoInfo, list]:
     """The frames of ``spec`` (at most ``max_frames``), read once for every λ."""
     frames = spec.frames if max_frames is None else min(spec.frames, max_frames)
-    raw_only = {"size": spec.size, "bit_depth": spec.bit_depth} if spec.is_raw else {}
-    with open_reader(
-        str(spec.path), fps=spec.fps, start=spec.start, frames=frames, **raw_only
-    ) as reader:
-        pictures = list(reader)
-        info = reader.info
+    with open_sequence(spec, frames) as (info, frames_read):
+        pictures = list(frames_read)
     if not pictures:
         raise InputError(f"{spec.name}: no frames read")
     return info, pictures
@@ -164,15 +163,13 @@ def run(
 ) -> dict:
     from canfvc_codec.weights import load_model_and_card, training_totals
 
-    config = load_config(config_path)
+    config = load_config(config_path, only=sequences_wanted)
     model, model_id, card = load_model_and_card(model_name)
     model.eval()
     model.flow_estimator = motion.motion_search(motion_search)
     x265 = anchor_points(anchor_files, max_frames)
     sequences: dict = {}
     for spec in config.sequences:
-        if sequences_wanted and spec.name not in sequences_wanted:
-            continue
         info, pictures = read_sequence(spec, max_frames)
         points = []
         for lmbda in lambdas:

@@ -285,9 +285,11 @@ def summary_markdown(results: dict) -> str:
         *bd_table(results),
     ]
     for name, seq in results["sequences"].items():
+        factor = seq.get("downscale", 1)  # records before down-scaling existed have none
+        scaled = f" (the source down-scaled by {factor}, area filter)" if factor > 1 else ""
         lines += [
             "",
-            f"## {name}: {seq['width']}x{seq['height']}, frames {seq['start']}.."
+            f"## {name}: {seq['width']}x{seq['height']}{scaled}, frames {seq['start']}.."
             f"{seq['start'] + seq['frames'] - 1}, GOP {seq['gop']}",
             "",
             "| codec | rate | bpp | PSNR-RGB | MS-SSIM-RGB | PSNR-YUV | PSNR-Y | enc s/frame "

@@ -4,8 +4,9 @@ canfvc runs through its real command line (``python -m canfvc_codec encode/decod
 process, so its bpp comes from real .cvc files and its times and memory are those a user sees. The
 anchors run through ffmpeg (:mod:`canfvc_codec.eval.anchors`). Every codec is scored the same way:
 its decoded 4:2:0 output against the same reference frames, read once per sequence through
-:func:`canfvc_codec.io.open_reader` and stored as raw 4:2:0 (for the anchors) and Y4M (for canfvc,
-whose header then carries size, rate and range).
+:func:`canfvc_codec.eval.sequence.open_sequence` (down-scaled where the config's clip is used so)
+and stored as raw 4:2:0 (for the anchors) and Y4M (for canfvc, whose header then carries size,
+rate and range).
 """
 
 from __future__ import annotations
@@ -118,25 +119,16 @@ class RatePoint:
 def prepare_sequence(
     spec: SequenceSpec, work_dir: Path, max_frames: int | None = None
 ) -> PreparedSequence:
-    """Read the sequence once through canfvc's reader and store it as raw 4:2:0 and Y4M."""
-    from canfvc_codec.io import open_reader, open_writer  # the readers pull in ffmpeg helpers
+    """Read the sequence once (:func:`open_sequence`) and store it as raw 4:2:0 and Y4M."""
+    from canfvc_codec.eval.sequence import open_sequence  # the readers pull in ffmpeg helpers
+    from canfvc_codec.io import open_writer
 
     frames = spec.frames if max_frames is None else min(spec.frames, max_frames)
     work_dir.mkdir(parents=True, exist_ok=True)
     raw_path = work_dir / "reference.yuv"
     y4m_path = work_dir / "reference.y4m"
     count = 0
-    # Size and bit depth describe raw files; other inputs say it themselves (the size is checked).
-    raw_only = {"size": spec.size, "bit_depth": spec.bit_depth} if spec.is_raw else {}
-    with open_reader(
-        str(spec.path), fps=spec.fps, start=spec.start, frames=frames, **raw_only
-    ) as reader:
-        info = reader.info
-        if spec.size is not None and (info.width, info.height) != spec.size:
-            raise InputError(
-                f"{spec.name}: {spec.path.name} is {info.width}x{info.height}, "
-                f"the config says {spec.size[0]}x{spec.size[1]}"
-            )
+    with open_sequence(spec, frames) as (info, pictures):
         info = VideoInfo(
             info.width,
             info.height,
@@ -148,7 +140,7 @@ def prepare_sequence(
             frames,
         )
         with open(raw_path, "wb") as raw, open_writer(str(y4m_path), info, overwrite=True) as y4m:
-            for frame in reader:
+            for frame in pictures:
                 raw.write(frame_to_bytes(frame, info))
                 y4m.write(frame)
                 count += 1
@@ -553,6 +545,7 @@ def run_evaluation(
             record: dict = {
                 "source": str(spec.path),
                 "start": spec.start,
+                "downscale": spec.downscale,
                 "frames": prepared.frames,
                 "width": prepared.info.width,
                 "height": prepared.info.height,
