@@ -1,4 +1,4 @@
-"""The .cvc container, version 2: a header, frame records, an end record (docs/bitstream.md).
+"""The .cvc container, version 3: a header, frame records, an end record (docs/bitstream.md).
 
 Everything is little-endian and length-prefixed with unsigned LEB128 varints; there are no marker
 bytes. A reader goes front to back and never seeks, so a pipe works. Every length is checked
@@ -19,12 +19,16 @@ from fractions import Fraction
 from typing import BinaryIO
 
 from canfvc_codec.errors import BitstreamError
+from canfvc_codec.hevc import ANFIC, INTRA_CODERS
 from canfvc_codec.io.frame import VideoInfo
 
 MAGIC = b"CVC"
-VERSION = 2
-# Version 1 lacks the header's motion lambda (its motion coders ran at lambda); still read.
-READABLE_VERSIONS = (1, 2)
+VERSION = 3
+# Version 1 lacks the header's motion lambda (its motion coders ran at lambda), versions 1 and 2
+# the intra coder (theirs is ANFIC); both are still read.
+READABLE_VERSIONS = (1, 2, 3)
+FIRST_VERSION_WITH_MOTION_LAMBDA = 2
+FIRST_VERSION_WITH_INTRA_CODER = 3
 
 TYPE_END = 0
 TYPE_I = 1
@@ -73,6 +77,8 @@ class StreamHeader:
     frame_count: int  # 0 = unknown (streams)
     # The λ the motion coders ran at; None (a version-1 file) means ``lmbda``.
     motion_lmbda: float | None = None
+    # What codes the I-frames: the ANFIC network or HEVC intra (canfvc_codec.hevc).
+    intra_coder: str = ANFIC
 
     def __post_init__(self) -> None:
         if self.motion_lmbda is None:
@@ -80,7 +86,14 @@ class StreamHeader:
 
     @classmethod
     def for_video(
-        cls, info: VideoInfo, *, model_id: bytes, gop: int, lmbda: float, motion_lmbda: float
+        cls,
+        info: VideoInfo,
+        *,
+        model_id: bytes,
+        gop: int,
+        lmbda: float,
+        motion_lmbda: float,
+        intra_coder: str = ANFIC,
     ) -> StreamHeader:
         """The header of a stream coding the video ``info`` describes."""
         picture = {name: getattr(info, name) for name in VIDEO_FIELDS}
@@ -91,6 +104,7 @@ class StreamHeader:
             lmbda=lmbda,
             frame_count=info.frame_count or 0,
             motion_lmbda=motion_lmbda,
+            intra_coder=intra_coder,
         )
 
     @property
@@ -119,6 +133,9 @@ class StreamHeader:
                 problems.append(f"{name} {value} must be positive and finite")
         if not 0 <= self.frame_count <= MAX_U32:
             problems.append(f"frame count {self.frame_count} invalid")
+        if self.intra_coder not in INTRA_CODERS:
+            known = ", ".join(INTRA_CODERS)
+            problems.append(f"intra coder {self.intra_coder!r} not one of {known}")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -170,6 +187,7 @@ def _header_fields(header: StreamHeader) -> bytes:
             _F64.pack(float(header.lmbda)),
             encode_varint(header.frame_count),
             _F64.pack(float(header.motion_lmbda)),  # type: ignore[arg-type]
+            bytes([INTRA_CODERS.index(header.intra_coder)]),
         ]
     )
 
@@ -403,7 +421,12 @@ class CvcReader:
         gop = fields.varint("GOP", 0, MAX_U32)
         lmbda = fields.lmbda("lambda")
         frame_count = fields.varint("frame count", 0, MAX_U32)
-        motion_lmbda = fields.lmbda("motion lambda") if version > 1 else lmbda
+        motion_lmbda = lmbda
+        if version >= FIRST_VERSION_WITH_MOTION_LAMBDA:
+            motion_lmbda = fields.lmbda("motion lambda")
+        intra_coder = ANFIC
+        if version >= FIRST_VERSION_WITH_INTRA_CODER:
+            intra_coder = INTRA_CODERS[fields.byte("intra coder", 0, len(INTRA_CODERS) - 1)]
         fields.finish()
         return StreamHeader(
             model_id,
@@ -418,6 +441,7 @@ class CvcReader:
             lmbda,
             frame_count,
             motion_lmbda,
+            intra_coder,
         )
 
     def read_frame(self) -> FrameRecord | None:
@@ -532,6 +556,7 @@ def describe(fileobj: BinaryIO) -> dict:
         "gop": h.gop,
         "lambda": h.lmbda,
         "motion_lambda": h.motion_lmbda,
+        "intra_coder": h.intra_coder,
         "frame_count": h.frame_count,
     }
     return {"header": header, "frames": frames, "totals": totals}

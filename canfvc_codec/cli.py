@@ -23,6 +23,7 @@ import click
 
 from canfvc_codec import __version__
 from canfvc_codec.errors import CanfvcError, InputError, OutputError, UsageError
+from canfvc_codec.hevc import DEFAULT_INTRA_CODER, INTRA_CODERS
 from canfvc_codec.io import (
     VideoInfo,
     VideoWriter,
@@ -409,6 +410,7 @@ def cli() -> None:
                 "gop",
                 "adaptive_intra",
                 "intra_choice",
+                "intra_coder",
                 "motion_search",
                 "refine",
                 "refine_inter",
@@ -431,6 +433,7 @@ Examples:
   canfvc encode BasketballDrive_1920x1080_50.yuv -o bd.cvc --lambda 2048
   canfvc encode raw.yuv --size 416x240 --fps 30 -o out.cvc --frames 96
   canfvc encode clip.mp4 -o clip.cvc --gop 12 --recon rec_%04d.png
+  canfvc encode clip.mp4 -o clip.cvc --intra-coder hevc   # CANF-VC*
   ffmpeg -i clip.mkv -f yuv4mpegpipe - | canfvc encode - -o clip.cvc""",
 )
 @click.argument("input_path", metavar="INPUT")
@@ -495,6 +498,15 @@ Examples:
     "counting what a fresh reference saves the frames after it. Encoder only.",
 )
 @click.option(
+    "--intra-coder",
+    type=click.Choice(INTRA_CODERS),
+    default=DEFAULT_INTRA_CODER,
+    show_default=True,
+    help="What codes the I-frames: the model's ANFIC network, or HEVC intra (libx265 through "
+    "ffmpeg, at a QP set by --lambda; the paper's CANF-VC*). The stream says which: decoding "
+    "needs no option, and HEVC I-frames need ffmpeg's HEVC decoder.",
+)
+@click.option(
     "--motion-search",
     type=click.Choice(MOTION_SEARCHES),
     default=DEFAULT_MOTION_SEARCH,
@@ -551,6 +563,7 @@ def encode(
     gop: int,
     adaptive_intra: bool,
     intra_choice: str,
+    intra_coder: str,
     motion_search: str,
     preset: str,
     refine: int | None,
@@ -594,6 +607,7 @@ def encode(
             gop=gop,
             adaptive_intra=adaptive_intra,
             intra_choice=intra_choice,
+            intra_coder=intra_coder,
             motion_search=motion_search,
             refine=refine,
             refine_inter=refine_inter,

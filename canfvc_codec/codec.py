@@ -4,7 +4,10 @@
 multiple of 64 (replicating the border) and crop the reconstruction back. Both keep the same
 reference buffers (:class:`~canfvc_codec.networks.video.References`), filled with what the
 *decoder* reconstructs: the encoder's reconstructions come from decoding its own streams, and
-reference frames are rounded to 8-bit levels, what the user gets. Frame types: I-frames where
+reference frames are rounded to 8-bit levels, what the user gets. I-frames are coded by the ANFIC
+network or, with ``intra_coder="hevc"`` (CANF-VC*), by HEVC intra (:mod:`canfvc_codec.hevc`):
+the reference is then the RGB conversion of the HEVC decoder's picture, and the video output that
+picture's planes themselves. Frame types: I-frames where
 :class:`~canfvc_codec.schedule.IntraSchedule` puts them, and, with adaptive intra, wherever an
 I-frame pays in rate + λ·distortion, for the frame alone or for the run of P-frames it would
 otherwise extend (:class:`Encoder`).
@@ -37,6 +40,7 @@ from canfvc_codec.bitstream import (
     bits_per_pixel,
 )
 from canfvc_codec.errors import BitstreamError, InputError, ModelError, UsageError, warn
+from canfvc_codec.hevc import DEFAULT_INTRA_CODER, HEVC, INTRA_CODERS, HevcIntra, qp_for_lambda
 from canfvc_codec.io import VideoInfo, VideoReader, VideoWriter
 from canfvc_codec.io.color import rgb_to_yuv, yuv_to_rgb
 from canfvc_codec.io.frame import Frame
@@ -93,6 +97,9 @@ class EncodeOptions:
     # Numeric type of the networks. float64 makes streams decode anywhere (docs/determinism.md);
     # a stream decodes only with the type it was encoded with.
     dtype: str = DECODER_DTYPE_NAME
+    # What codes the I-frames: "anfic" (the model's intra coder) or "hevc" (x265 intra at the QP
+    # qp_for_lambda gives; canfvc_codec.hevc). Written in the header.
+    intra_coder: str = DEFAULT_INTRA_CODER
 
 
 def auto_motion_lambda(
@@ -177,7 +184,8 @@ def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 class _Engine:
-    """State shared by the encoder and the decoder: model, λ, references, geometry."""
+    """State shared by the encoder and the decoder: model, λ, references, geometry, and the HEVC
+    intra coder when it codes the I-frames (``hevc``; None: the model's ANFIC coder)."""
 
     def __init__(
         self,
@@ -188,6 +196,7 @@ class _Engine:
         device: torch.device,
         dtype: torch.dtype = DECODER_DTYPE,
         motion_lmbda: float | None = None,
+        hevc: HevcIntra | None = None,
     ) -> None:
         # Large frames are computed in stripes so that decoding memory stays bounded.
         self.model = bound_memory(model.to(device=device, dtype=dtype).eval())
@@ -197,9 +206,32 @@ class _Engine:
         self.device, self.dtype = device, dtype
         self.refs: References | None = None
         self.index = 0
+        self.hevc = hevc
+        self._planes: Frame | None = None  # the last frame's HEVC intra picture, if it was one
 
-    def _output(self, frame_type: str, x_hat: torch.Tensor, flow_hat: torch.Tensor | None):
-        """Store the decoded frame (and flow) as references; return it cropped, (3, H, W)."""
+    def _hevc_reconstruction(self, planes: Frame) -> torch.Tensor:
+        """An HEVC intra picture as the padded RGB frame x̂ that the references are made of:
+        converted in float64 on the CPU, so that the encoder and any decoder, on any device, get
+        the same 8-bit reference from the same (bit-exact) picture."""
+        assert self.hevc is not None
+        rgb = yuv_to_rgb(planes, self.hevc.info, dtype=torch.float64)
+        return pad_to_multiple(rgb[None]).to(self.device, self.dtype)
+
+    def output_planes(self, reconstruction: torch.Tensor, info: VideoInfo) -> Frame:
+        """The YUV planes the decoder writes for the frame just coded: an HEVC I-frame's own
+        picture, any other frame's ``reconstruction`` converted to ``info``'s format."""
+        return self._planes if self._planes is not None else rgb_to_yuv(reconstruction, info)
+
+    def _output(
+        self,
+        frame_type: str,
+        x_hat: torch.Tensor,
+        flow_hat: torch.Tensor | None,
+        planes: Frame | None = None,
+    ) -> torch.Tensor:
+        """Store the decoded frame (and flow) as references; return it cropped, (3, H, W).
+        ``planes``: the HEVC intra picture ``x_hat`` was converted from."""
+        self._planes = planes
         reference = to_reference(x_hat)
         if frame_type == INTRA:
             self.refs = References([reference])
@@ -227,6 +259,7 @@ class CodedFrame(NamedTuple):
     streams: list[bytes]
     x_hat: torch.Tensor  # padded, before rounding to 8-bit levels
     flow_hat: torch.Tensor | None = None
+    planes: Frame | None = None  # an HEVC I-frame's decoded picture
 
 
 class Encoder(_Engine):
@@ -244,6 +277,11 @@ class Encoder(_Engine):
     candidate I-frame (streams and reconstruction in float32: the same cost to ~1e-7), and the
     float64 networks code it only when it is kept. The candidate is coded for most P-frames, and
     float64 is several times slower on a CPU.
+
+    With ``hevc`` the I-frames are HEVC intra pictures of the source planes that :meth:`encode`
+    is given; each is decoded again at once, and that decoded picture, not the encoder's input,
+    becomes the reference, as in the decoder. Candidates are priced by their real bits; they
+    cost a fraction of a second, so there is no trial coding.
     """
 
     def __init__(
@@ -259,22 +297,36 @@ class Encoder(_Engine):
         motion_lmbda: float | None = None,
         trial_model: VideoModel | None = None,
         intra_choice: str = DEFAULT_INTRA_CHOICE,
+        hevc: HevcIntra | None = None,
     ) -> None:
-        super().__init__(model, lmbda, width, height, device, dtype, motion_lmbda)
+        super().__init__(model, lmbda, width, height, device, dtype, motion_lmbda, hevc)
         self.schedule = IntraSchedule(gop, adaptive_intra, intra_choice)
         self.trial_model = trial_model
         self.trial_dtype = None if trial_model is None else next(trial_model.parameters()).dtype
 
     @torch.no_grad()
-    def encode(self, rgb: torch.Tensor) -> tuple[str, list[bytes], torch.Tensor]:
-        """(frame type, streams, the decoder's reconstruction (3, H, W) on 8-bit levels)."""
+    def encode(
+        self, rgb: torch.Tensor, source: Frame | None = None
+    ) -> tuple[str, list[bytes], torch.Tensor]:
+        """(frame type, streams, the decoder's reconstruction (3, H, W) on 8-bit levels).
+        ``source``: the YUV planes ``rgb`` was converted from, which HEVC intra codes."""
         if tuple(rgb.shape) != (3, self.height, self.width):
             raise ValueError(f"expected a (3, {self.height}, {self.width}) frame")
+        if self.hevc is not None and source is None:
+            raise ValueError("HEVC intra codes the source planes: pass them as source")
         x = pad_to_multiple(rgb.to(self.device, self.dtype)[None])
 
         def cost(coded: CodedFrame) -> float:
             bits = 8 * sum(len(stream) for stream in coded.streams)
             return frame_cost(bits, x, coded.x_hat, self.lmbda, (self.height, self.width))
+
+        def code_intra() -> CodedFrame:
+            if self.hevc is None:
+                return CodedFrame(*self.model.compress_intra(x, self.lmbda))
+            assert source is not None
+            payload = self.hevc.encode(source)
+            planes = self.hevc.decode(payload)  # the reference is the decoder's picture
+            return CodedFrame([payload], self._hevc_reconstruction(planes), planes=planes)
 
         def trial_intra() -> CodedFrame:
             assert self.trial_model is not None
@@ -282,14 +334,14 @@ class Encoder(_Engine):
             return CodedFrame(streams, x_hat.to(self.dtype))
 
         frame_type, coded = self.schedule.choose(
-            lambda: CodedFrame(*self.model.compress_intra(x, self.lmbda)),
+            code_intra,
             lambda: CodedFrame(
                 *self.model.compress_inter(x, self.refs, self.lmbda, self.motion_lmbda)
             ),
             cost,
-            trial_intra=None if self.trial_model is None else trial_intra,
+            trial_intra=None if self.trial_model is None or self.hevc else trial_intra,
         )
-        reconstruction = self._output(frame_type, coded.x_hat, coded.flow_hat)
+        reconstruction = self._output(frame_type, coded.x_hat, coded.flow_hat, coded.planes)
         return frame_type, coded.streams, reconstruction
 
 
@@ -305,7 +357,13 @@ class Decoder(_Engine):
             self.height + (-self.height % PAD_MULTIPLE),
             self.width + (-self.width % PAD_MULTIPLE),
         )
-        if frame_type == INTRA:
+        planes = None
+        if frame_type == INTRA and self.hevc is not None:
+            if len(streams) != 1:
+                raise ValueError(f"an HEVC I-frame has 1 stream, got {len(streams)}")
+            planes = self.hevc.decode(streams[0])
+            x_hat, flow_hat = self._hevc_reconstruction(planes), None
+        elif frame_type == INTRA:
             x_hat = self.model.decompress_intra(streams, size, self.lmbda)
             flow_hat = None
         elif frame_type == INTER:
@@ -316,8 +374,9 @@ class Decoder(_Engine):
             )
         else:
             raise ValueError(f"unknown frame type {frame_type!r}")
-        self._unrounded = x_hat
-        return self._output(frame_type, x_hat, flow_hat)
+        # An HEVC picture is output as decoded: no rounding of the decoder's own to resolve.
+        self._unrounded = x_hat if planes is None else None
+        return self._output(frame_type, x_hat, flow_hat, planes)
 
     def resolve_tie(self, matches: Callable[[torch.Tensor], bool]) -> torch.Tensor | None:
         """After a CRC mismatch: the last frame with the one sample that sat on a rounding tie
@@ -349,6 +408,8 @@ def _check_options(options: EncodeOptions) -> None:
         raise UsageError(
             f"--gop must be 0 (only the first frame intra) or positive, got {options.gop}"
         )
+    if options.intra_coder not in INTRA_CODERS:
+        raise UsageError(f"unknown intra coder {options.intra_coder!r} ({', '.join(INTRA_CODERS)})")
 
 
 def _progress(total: int | None, enabled: bool, desc: str) -> tqdm:
@@ -367,12 +428,16 @@ def encode_video(
 
     Returns a summary: frames, I-frames, bytes of the whole stream (headers included), bpp over
     the unpadded pixels, the bitrate at the video's frame rate, mean PSNR-RGB, frames per second
-    of wall time (model loading included) and one entry per frame (type, record bytes, psnr).
+    of wall time (model loading included) and one entry per frame (type, record bytes, psnr);
+    with HEVC intra, the I-frames' QP.
     """
     started = time.perf_counter()
     _check_options(options)
     flow_estimator = motion_search(options.motion_search)
     info = reader.info
+    # Before any work: a missing ffmpeg or libx265 is one error line, and nothing is written.
+    intra_qp = qp_for_lambda(options.lmbda) if options.intra_coder == HEVC else None
+    hevc = HevcIntra(info, intra_qp) if intra_qp is not None else None
     device = resolve_device(options.device)
     dtype = resolve_dtype(options.dtype)
     model, model_id = load_model(options.model, "cpu")
@@ -388,6 +453,7 @@ def encode_video(
             if options.motion_lmbda is None
             else options.motion_lmbda
         ),
+        intra_coder=options.intra_coder,
     )
     writer = CvcWriter(output, header)
     # The decoder only knows λ as the header stores it, so the encoder uses that same value.
@@ -418,13 +484,14 @@ def encode_video(
         motion_lmbda=header.motion_lmbda,
         trial_model=trial_model,
         intra_choice=options.intra_choice,
+        hevc=hevc,
     )
     frames: list[dict] = []
     with numeric_path(path), _progress(info.frame_count, progress, "encode") as bar:
         for frame in reader:
             rgb = yuv_to_rgb(frame, info, device)
-            frame_type, streams, rgb_hat = encoder.encode(rgb)
-            decoded = rgb_to_yuv(rgb_hat, info)
+            frame_type, streams, rgb_hat = encoder.encode(rgb, frame)
+            decoded = encoder.output_planes(rgb_hat, info)
             size = writer.write_frame(FrameRecord(frame_type, streams, frame_crc(decoded)))
             if recon is not None:
                 recon.write(decoded)
@@ -445,6 +512,8 @@ def encode_video(
         "fps": len(frames) / (time.perf_counter() - started),
         "lambda": header.lmbda,
         "motion_lambda": header.motion_lmbda,
+        "intra_coder": header.intra_coder,
+        **({"intra_qp": intra_qp} if intra_qp is not None else {}),
         "model_id": model_id.hex(),
         "per_frame": frames,
     }
@@ -484,7 +553,7 @@ def _decode_checked(decoder: Decoder, info: VideoInfo, index: int, record: Frame
         raise BitstreamError(str(exc), frame=index) from None
     except (ValueError, RuntimeError, IndexError, OverflowError) as exc:
         raise BitstreamError(f"cannot decode: {exc}", frame=index) from None
-    decoded = rgb_to_yuv(rgb_hat, info)
+    decoded = decoder.output_planes(rgb_hat, info)
     if frame_crc(decoded) != record.recon_crc:
         rgb_hat = decoder.resolve_tie(_matches_crc(info, record.recon_crc))
         decoded = rgb_to_yuv(rgb_hat, info) if rgb_hat is not None else None
@@ -514,7 +583,8 @@ def decode_video(
 ) -> dict:
     """Decode a .cvc stream into the writer ``open_output(info)`` returns.
 
-    Without ``model`` the header's model id is looked up in ``models/``. Every frame's
+    Without ``model`` the header's model id is looked up in ``models/``; HEVC intra I-frames
+    need ffmpeg's HEVC decoder, checked before anything is written. Every frame's
     reconstruction is checked against the CRC the encoder stored. ``start`` and ``frames`` pick
     the frames written: decoding begins at the last I-frame at or before ``start`` (an I-frame
     resets the references), and the records after the range are not read.
@@ -529,6 +599,7 @@ def decode_video(
         raise BitstreamError(f"header: frame size {header.width}x{header.height} is not even")
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype)
+    hevc = HevcIntra(header.video_info) if header.intra_coder == HEVC else None
     if model is None:
         network, model_id = load_model_by_id(header.model_id, "cpu")
     else:
@@ -553,6 +624,7 @@ def decode_video(
         torch_device,
         torch_dtype,
         header.motion_lmbda,
+        hevc,
     )
 
     count = lead_in_frames = 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import subprocess
+import zlib
 from functools import lru_cache
 
 import imageio_ffmpeg
@@ -16,7 +17,13 @@ import numpy as np
 import pytest
 import torch
 
-from canfvc_codec.bitstream import TYPE_END, CvcReader, encode_header, encode_record
+from canfvc_codec.bitstream import (
+    TYPE_END,
+    CvcReader,
+    encode_header,
+    encode_record,
+    encode_varint,
+)
 from canfvc_codec.datasets import clip_path
 
 # Tiny models on small tensors: more threads only add contention on the 2-core CI machine.
@@ -79,3 +86,18 @@ def rewritten_header(data: bytes, **header_changes) -> bytes:
     header = dataclasses.replace(reader.header, **header_changes)
     body = b"".join(encode_record(r, header.max_payload) for r in reader)
     return encode_header(header) + body + bytes([TYPE_END])
+
+
+# Bytes of the header fields each version added at the end: version 2 the motion λ (f64), version
+# 3 the intra coder (u8).
+HEADER_FIELDS_ADDED = {2: 8, 3: 1}
+
+
+def older_version(data: bytes, version: int) -> bytes:
+    """The current .cvc stream ``data`` rewritten as ``version``: the same header without the
+    fields added since, under a new header length and CRC; the records unchanged."""
+    length = data[4]  # a header this small has a one-byte length
+    dropped = sum(size for added, size in HEADER_FIELDS_ADDED.items() if added > version)
+    fields = data[5 : 5 + length - dropped]
+    head = b"CVC" + bytes([version]) + encode_varint(len(fields)) + fields
+    return head + zlib.crc32(head).to_bytes(4, "little") + data[5 + length + 4 :]

@@ -28,6 +28,7 @@ from canfvc_codec.bitstream import (
 from canfvc_codec.entropy import GaussianConditional
 from canfvc_codec.errors import BitstreamError
 from canfvc_codec.io import VideoInfo
+from tests.conftest import older_version
 
 MUTATIONS = 10_000
 MAX_DECODE_SECONDS = 10.0
@@ -121,6 +122,7 @@ def sample() -> tuple[StreamHeader, list[FrameRecord], bytes]:
             frame_count=2**32 - 1,
             model_id=b"\xff" * 8,
             motion_lmbda=308.64195,
+            intra_coder="hevc",
         ),
     ],
 )
@@ -164,24 +166,34 @@ def test_motion_lambda_defaults_to_lambda_and_must_be_positive():
             _header(motion_lmbda=bad).check()
 
 
-def _version_1(data: bytes) -> bytes:
-    """A version-2 file rewritten as version 1: the same header without the motion λ (its
-    last field), under a new header length and CRC."""
-    length = data[4]  # a header this small has a one-byte length
-    fields = data[5 : 5 + length - 8]
-    head = b"CVC\x01" + encode_varint(len(fields)) + fields
-    return head + zlib.crc32(head).to_bytes(4, "little") + data[5 + length + 4 :]
-
-
-def test_version_1_files_are_read_with_the_motion_lambda_equal_to_lambda(sample):
+@pytest.mark.parametrize("version", [1, 2])
+def test_older_versions_are_read_with_the_defaults_of_their_missing_fields(sample, version):
+    """Version 1: the motion λ is λ; versions 1 and 2: the I-frames are ANFIC's."""
     header, records, data = sample
-    assert data[3] == 2
-    old = _version_1(_write(_header(frame_count=5, motion_lmbda=256.0), records))
-    reader = CvcReader(io.BytesIO(old))
-    assert reader.version == 1
-    assert reader.header.motion_lmbda == reader.header.lmbda == header.lmbda
+    assert data[3] == 3
+    current = _write(_header(frame_count=5, motion_lmbda=256.0, intra_coder="hevc"), records)
+    reader = CvcReader(io.BytesIO(older_version(current, version)))
+    assert reader.version == version
+    assert reader.header.motion_lmbda == (256.0 if version == 2 else header.lmbda)
+    assert reader.header.intra_coder == "anfic"
     assert list(reader) == records
-    assert describe(io.BytesIO(old))["header"]["version"] == 1
+    described = describe(io.BytesIO(older_version(current, version)))["header"]
+    assert (described["version"], described["intra_coder"]) == (version, "anfic")
+
+
+def test_the_intra_coder_is_in_the_header_and_must_be_known():
+    data = _write(_header(frame_count=1, intra_coder="hevc"), [FrameRecord("I", [b"x"], 0)])
+    assert CvcReader(io.BytesIO(data)).header.intra_coder == "hevc"
+    assert describe(io.BytesIO(data))["header"]["intra_coder"] == "hevc"
+    with pytest.raises(ValueError, match="intra coder 'bpg'"):
+        _header(intra_coder="bpg").check()
+    # The intra coder is the header's last byte, before its CRC: an unknown code is refused.
+    length = data[4]
+    head = bytearray(data[: 5 + length])
+    head[-1] = 2
+    damaged = bytes(head) + zlib.crc32(head).to_bytes(4, "little") + data[5 + length + 4 :]
+    with pytest.raises(BitstreamError, match="header: intra coder 2 outside 0..1"):
+        CvcReader(io.BytesIO(damaged))
 
 
 def test_records_roundtrip_from_file_and_pipe(sample, tmp_path):
@@ -306,7 +318,7 @@ def test_huge_lengths_are_rejected_before_allocating(sample):
     [
         (b"", "truncated"),
         (b"RIFF1234", "not a .cvc file"),
-        (b"CVC\x03", "unsupported .cvc version 3"),
+        (b"CVC\x04", "unsupported .cvc version 4"),
     ],
 )
 def test_clear_messages(data, message):

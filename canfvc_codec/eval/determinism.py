@@ -4,6 +4,8 @@
         --out bench/results/determinism.json
     python -m canfvc_codec.eval.determinism --encode-device cuda --decode-device cpu \\
         --paths default --dtype float64 --out bench/results/determinism_cuda_cpu.json
+    python -m canfvc_codec.eval.determinism --intra-coder hevc --gop 8 --dtype float64 \\
+        --out bench/results/determinism_hevc.json
 
 A stream is encoded in this process (under the numeric path ``$CANFVC_NUMERIC_PATH`` names, by
 default PyTorch's defaults), then decoded in a fresh interpreter under each other
@@ -47,8 +49,9 @@ from canfvc_codec.datasets import extract_clip
 from canfvc_codec.entropy.gaussian import GaussianConditional
 from canfvc_codec.entropy.scale_table import scale_indexes
 from canfvc_codec.errors import CanfvcError
+from canfvc_codec.hevc import ANFIC, HEVC, INTRA_CODERS, HevcIntra
 from canfvc_codec.io import VideoInfo, open_reader, open_writer
-from canfvc_codec.io.color import rgb_to_yuv, yuv_to_rgb
+from canfvc_codec.io.color import yuv_to_rgb
 from canfvc_codec.networks.video import VideoModel
 from canfvc_codec.numerics import (
     DEFAULT_PATH,
@@ -69,8 +72,9 @@ DEFAULT_START = 0
 WORKER_TIMEOUT_S = 1800
 WORKER_MODULE = "canfvc_codec.eval.determinism"
 OTHER_PATHS = tuple(name for name in NUMERIC_PATHS if name != DEFAULT_PATH)
-# One latent coder call per I-frame, two per P-frame (motion, inter): how σ arrays map to frames.
-SCALE_CALLS = {"I": 1, "P": 2}
+# One latent coder call per ANFIC I-frame, none per HEVC one, two per P-frame (motion, inter):
+# how σ arrays map to frames.
+SCALE_CALLS = {ANFIC: {"I": 1, "P": 2}, HEVC: {"I": 0, "P": 2}}
 DEVICES = ("cpu", "cuda")
 
 
@@ -123,13 +127,18 @@ def _load_scales(path: Path) -> list[np.ndarray]:
         return [data[f"arr_{k}"] for k in range(len(data.files))]
 
 
-def _frame_of_call(types: list[str]) -> list[int]:
-    return [k for k, t in enumerate(types) for _ in range(SCALE_CALLS[t])]
+def _frame_of_call(types: list[str], intra_coder: str) -> list[int]:
+    return [k for k, t in enumerate(types) for _ in range(SCALE_CALLS[intra_coder][t])]
 
 
-def compare_scales(reference: list[np.ndarray], other: list[np.ndarray], types: list[str]) -> dict:
+def compare_scales(
+    reference: list[np.ndarray],
+    other: list[np.ndarray],
+    types: list[str],
+    intra_coder: str = ANFIC,
+) -> dict:
     """Table flips of ``other`` against ``reference`` and the σ drift before the first flip."""
-    frames = _frame_of_call(types)
+    frames = _frame_of_call(types, intra_coder)
     flips, first, deviation = 0, None, 0.0
     for call, (a, b) in enumerate(zip(reference, other, strict=False)):
         if a.shape != b.shape:
@@ -180,11 +189,13 @@ def _decode_one(
             resolve_device(device),
             resolve_dtype(dtype),
             h.motion_lmbda,
+            HevcIntra(info) if h.intra_coder == HEVC else None,
         )
         with open_writer(str(output), info, overwrite=True) as writer:
             try:
                 for index, record in enumerate(reader):
-                    frame = rgb_to_yuv(decoder.decode(record.frame_type, record.streams), info)
+                    rgb = decoder.decode(record.frame_type, record.streams)
+                    frame = decoder.output_planes(rgb, info)
                     if frame_crc(frame) != record.recon_crc:
                         mismatches.append(index)
                     writer.write(frame)
@@ -241,14 +252,27 @@ def compare_planes(reference: np.ndarray, other: np.ndarray) -> dict:
 
 
 def encode_stream(
-    source: Path, dtype: str, work: Path, model: str, lmbda: float, gop: int, device: str = "cpu"
+    source: Path,
+    dtype: str,
+    work: Path,
+    model: str,
+    lmbda: float,
+    gop: int,
+    device: str = "cpu",
+    intra_coder: str = ANFIC,
 ) -> dict:
     """The encoder worker's job: stream, reconstruction and σ under this process's path."""
     stream, recon = work / f"stream-{dtype}.cvc", work / f"recon-{dtype}.yuv"
     # Frame types as the GOP puts them: the longest chains of P-frames (the hardest case), and
     # no rejected intra candidates among the captured σ, which then line up with the decoder's.
     options = EncodeOptions(
-        lmbda=lmbda, gop=gop, adaptive_intra=False, model=model, device=device, dtype=dtype
+        lmbda=lmbda,
+        gop=gop,
+        adaptive_intra=False,
+        model=model,
+        device=device,
+        dtype=dtype,
+        intra_coder=intra_coder,
     )
     with capture_scales() as scales, open_reader(str(source)) as reader:
         with stream.open("wb") as sink, open_writer(str(recon), reader.info, overwrite=True) as rec:
@@ -292,12 +316,14 @@ def run_harness(
     paths: tuple[str, ...] = OTHER_PATHS,
     encode_device: str = "cpu",
     decode_device: str = "cpu",
+    intra_coder: str = ANFIC,
 ) -> dict:
     """Encode ``source`` once per numeric type, decode it under each path; results per run.
 
     The encoder and the decoders run in interpreters of their own, so that nothing the encoder
     computed (or cached) can leak into decoding. The devices make the cross-device runs: encode
-    on CUDA and decode on the CPU (path ``default``), or the reverse.
+    on CUDA and decode on the CPU (path ``default``), or the reverse. ``intra_coder`` codes the
+    I-frames (``hevc``: HEVC intra, whose pictures no numeric path may change either).
     """
     for device in (encode_device, decode_device):
         resolve_device(device)  # a missing GPU is one clear error, before any work
@@ -307,7 +333,15 @@ def run_harness(
         info = reader.info
     for dtype in dtypes:
         encoded = _spawn(
-            "--encode", str(source), dtype, str(work), model, str(lmbda), str(gop), encode_device
+            "--encode",
+            str(source),
+            dtype,
+            str(work),
+            model,
+            str(lmbda),
+            str(gop),
+            encode_device,
+            intra_coder,
         )
         if "error" in encoded:
             raise RuntimeError(encoded["error"])
@@ -332,7 +366,7 @@ def run_harness(
                 crc_mismatches=len(mismatches),
                 first_mismatch=mismatches[0] if mismatches else None,
                 **compare_planes(reference, decoded),
-                **compare_scales(enc_scales, scales, types),
+                **compare_scales(enc_scales, scales, types, intra_coder),
             )
             runs.append(asdict(result))
         encode = {k: encoded[k] for k in ("bytes", "bpp", "threads")}
@@ -347,6 +381,7 @@ def run_harness(
         "model": model,
         "lambda": lmbda,
         "gop": gop,
+        "intra_coder": intra_coder,
         "encode_device": encode_device,
         "decode_device": decode_device,
         "runs": runs,
@@ -399,6 +434,7 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--paths", nargs="+", default=list(OTHER_PATHS))
     parser.add_argument("--encode-device", choices=DEVICES, default="cpu")
     parser.add_argument("--decode-device", choices=DEVICES, default="cpu")
+    parser.add_argument("--intra-coder", choices=INTRA_CODERS, default=ANFIC)
     parser.add_argument("--out", help="JSON file for the results (default: stdout)")
     parser.add_argument(
         "--timing",
@@ -414,9 +450,9 @@ def main(argv: list[str] | None = None) -> None:
     if args and args[0] in ("--encode", "--decode"):
         job, report, source, dtype, work, *rest = args
         if job == "--encode":
-            model, lmbda, gop, device = rest
+            model, lmbda, gop, device, intra_coder = rest
             result = encode_stream(
-                Path(source), dtype, Path(work), model, float(lmbda), int(gop), device
+                Path(source), dtype, Path(work), model, float(lmbda), int(gop), device, intra_coder
             )
         else:
             device, *paths = rest
@@ -461,6 +497,7 @@ def main(argv: list[str] | None = None) -> None:
             paths=tuple(options.paths),
             encode_device=options.encode_device,
             decode_device=options.decode_device,
+            intra_coder=options.intra_coder,
         )
     results["command"] = "python -m canfvc_codec.eval.determinism " + " ".join(args)
     text = json.dumps(results, indent=2)

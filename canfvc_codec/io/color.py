@@ -69,18 +69,23 @@ def _upsample(plane: torch.Tensor) -> torch.Tensor:
     )
 
 
-def _plane(array: np.ndarray, device: torch.device | str | None) -> torch.Tensor:
-    return torch.from_numpy(array.astype(np.float32)).to(device)[None, None]
+def _plane(
+    array: np.ndarray, device: torch.device | str | None, dtype: torch.dtype
+) -> torch.Tensor:
+    return torch.from_numpy(array.astype(np.float64)).to(device, dtype)[None, None]
 
 
 def yuv_to_rgb(
-    frame: Frame, info: VideoInfo, device: torch.device | str | None = None
+    frame: Frame,
+    info: VideoInfo,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """A YUV 4:2:0 frame as an RGB float32 tensor (3, H, W) in [0, 1]."""
+    """A YUV 4:2:0 frame as an RGB tensor (3, H, W) in [0, 1], float32 unless ``dtype`` says."""
     kr, kg, kb = _weights(info.matrix)
     y_off, y_span, c_mid, c_span = _range(info)
-    y = (_plane(frame.y, device) - y_off) / y_span
-    chroma = torch.cat([_plane(frame.u, device), _plane(frame.v, device)], dim=1)
+    y = (_plane(frame.y, device, dtype) - y_off) / y_span
+    chroma = torch.cat([_plane(frame.u, device, dtype), _plane(frame.v, device, dtype)], dim=1)
     cb, cr = ((_upsample((chroma - c_mid) / c_span))[0]).unbind(0)
     y = y[0, 0]
     r = y + 2.0 * (1.0 - kr) * cr
