@@ -160,6 +160,18 @@ def test_different_pictures_or_models_refuse(runs):
         merge_results([])
 
 
+def test_runs_of_different_intra_coders_refuse(runs):
+    runs[-1]["canfvc"]["intra_coder"] = "hevc"
+    with pytest.raises(InputError, match=r"different intra coders \(anfic, hevc\)"):
+        merge_results(runs)
+    for run in runs:
+        run["canfvc"]["intra_coder"] = "hevc"
+    assert merge_results(runs)["canfvc"]["intra_coder"] == "hevc"
+    for run in runs:
+        run["canfvc"]["intra_coder"] = "anfic"  # as the default: not recorded
+    assert "intra_coder" not in merge_results(runs)["canfvc"]
+
+
 def test_files_in_report_out(tmp_path, runs):
     paths = []
     for index, run in enumerate(runs):

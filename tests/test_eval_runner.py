@@ -28,7 +28,8 @@ QPS = (22, 30, 37)
 
 # A stand-in for `python -m canfvc_codec`: "encodes" by copying the Y4M (so the rate is known and
 # the reconstruction exact), "decodes" by stripping the Y4M headers to raw 4:2:0, and describes a
-# stream as an I-frame followed by P-frames. With $FAKE_BARRIER = N, each encode waits until N
+# stream as an I-frame followed by P-frames; beside each stream it leaves the --refine and
+# --intra-coder options it was given. With $FAKE_BARRIER = N, each encode waits until N
 # encodes have started (or fails after a while): proof that N run at once. $FAKE_FAIL_ENCODE
 # makes every encode fail.
 FAKE_CLI = """#!{python}
@@ -62,6 +63,8 @@ elif command == "encode":
     open(output, "wb").write(data)
     if "--refine" in rest:
         open(output + ".refine", "w").write(" ".join(rest[rest.index("--refine") :]))
+    if "--intra-coder" in rest:
+        open(output + ".intra", "w").write(rest[rest.index("--intra-coder") + 1])
 elif command == "decode":
     header, _, body = data.partition(b"\\n")
     frames = body.split(b"FRAME\\n")[1:]
@@ -234,6 +237,31 @@ def test_refined_points_are_coded_with_refine_and_kept_apart(
         assert "encode refused" in skipped[CANFVC]
     for kept in (RefineSetting(4), RefineSetting(4, 4), RefineSetting(12, 0)):
         assert evaluate(resume=True, refine=kept)["sequences"]["tiny"]["codecs"][CANFVC]
+
+
+def test_hevc_intra_points_are_coded_with_the_intra_coder_and_kept_apart(
+    tmp_path, evaluate_in_work, monkeypatch
+):
+    evaluate, work = evaluate_in_work, tmp_path / "work"
+    default = evaluate()
+    assert "intra_coder" not in default["canfvc"]  # records before the option read the same
+    assert (work / "tiny" / "canfvc_lambda256.cvc.intra").read_text() == "anfic"
+    hevc = evaluate(intra_coder="hevc")
+    assert hevc["canfvc"]["intra_coder"] == "hevc"
+    assert (work / "tiny" / "canfvc_lambda256_hevc.cvc.intra").read_text() == "hevc"
+    saved = json.loads((work / "tiny" / "canfvc_lambda256_hevc.point.json").read_text())
+    assert saved["intra_coder"] == "hevc"
+    assert ", hevc I-frames" in summary_markdown(hevc)
+    # Each intra coder's saved points are its own: --resume reuses them, never the other's.
+    monkeypatch.setenv("FAKE_FAIL_ENCODE", "1")
+    for intra_coder in ("anfic", "hevc"):
+        resumed = evaluate(resume=True, intra_coder=intra_coder)["sequences"]["tiny"]
+        assert len(resumed["codecs"][CANFVC]) == 2
+    (work / "tiny" / "canfvc_lambda256_hevc.point.json").write_text(
+        (work / "tiny" / "canfvc_lambda256.point.json").read_text()  # an ANFIC point
+    )
+    skipped = evaluate(resume=True, intra_coder="hevc")["sequences"]["tiny"]["skipped"]
+    assert "encode refused" in skipped[CANFVC]
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from canfvc_codec.eval.config import load_config
 from canfvc_codec.eval.refine_setting import RefineSetting
 from canfvc_codec.eval.report import write_report
 from canfvc_codec.eval.runner import DEFAULT_LAMBDAS, EvalOptions, run_evaluation
+from canfvc_codec.hevc import DEFAULT_INTRA_CODER, INTRA_CODERS
 from canfvc_codec.presets import DEFAULT_PRESET, MAX_REFINE_STEPS, PRESETS, refine_steps
 from canfvc_codec.threads import MAX_CPU_THREADS
 
@@ -46,6 +47,7 @@ def evaluate(
     work_dir: str | None = None,
     refine: int = 0,
     refine_inter: int | None = None,
+    intra_coder: str = DEFAULT_INTRA_CODER,
     sequences: tuple[str, ...] = (),
 ) -> dict:
     """Run an evaluation and write its report; the library face of ``canfvc eval``.
@@ -67,6 +69,7 @@ def evaluate(
         threads=threads,
         jobs=jobs,
         refine=RefineSetting(refine, refine_inter),
+        intra_coder=intra_coder,
         resume=resume,
         run_canfvc=not skip_canfvc,
         max_frames=max_frames,
@@ -159,6 +162,13 @@ def evaluate(
     "the preset's].",
 )
 @click.option(
+    "--intra-coder",
+    type=click.Choice(INTRA_CODERS),
+    default=DEFAULT_INTRA_CODER,
+    show_default=True,
+    help="canfvc encode --intra-coder: what codes canfvc's I-frames (hevc: CANF-VC*).",
+)
+@click.option(
     "--resume",
     is_flag=True,
     help="Reuse the canfvc points an earlier run in --work-dir finished for the same frames.",
@@ -190,6 +200,7 @@ def eval_command(
     preset: str,
     refine: int | None,
     refine_inter: int | None,
+    intra_coder: str,
     resume: bool,
     max_frames: int | None,
     skip_canfvc: bool,
@@ -213,6 +224,7 @@ def eval_command(
         work_dir=work_dir,
         refine=refine,
         refine_inter=refine_inter,
+        intra_coder=intra_coder,
         sequences=sequences,
     )
     click.echo(

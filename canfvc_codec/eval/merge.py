@@ -28,6 +28,7 @@ from canfvc_codec.errors import CanfvcError, InputError
 from canfvc_codec.eval.refine_setting import RefineSetting
 from canfvc_codec.eval.report import write_report
 from canfvc_codec.eval.runner import CANFVC, RESULTS_VERSION, compute_bd_rates
+from canfvc_codec.hevc import DEFAULT_INTRA_CODER
 
 # What must agree for two runs to have coded the same pictures.
 SEQUENCE_KEYS = ("width", "height", "frames", "gop", "bit_depth", "fps")
@@ -77,6 +78,13 @@ def _canfvc_status(runs: Sequence[dict], sequences: dict) -> dict:
             f"the runs refined the latents with different steps ({', '.join(settings)}): "
             "their points cannot share a curve"
         )
+    coded = [r["canfvc"] for r in runs if r.get("canfvc", {}).get("model_id")]
+    intra_coders = sorted({status.get("intra_coder", DEFAULT_INTRA_CODER) for status in coded})
+    if len(intra_coders) > 1:
+        raise InputError(
+            f"the runs coded their I-frames with different intra coders "
+            f"({', '.join(intra_coders)}): their points cannot share a curve"
+        )
     if not any(CANFVC in seq["codecs"] for seq in sequences.values()):
         reasons = [r.get("canfvc", {}).get("reason") for r in runs]
         return {"status": "skipped", "reason": next((r for r in reasons if r), "no results")}
@@ -86,6 +94,8 @@ def _canfvc_status(runs: Sequence[dict], sequences: dict) -> dict:
     if refines:
         (refine,) = refines
         status.update(refine.record())
+    if intra_coders and intra_coders[0] != DEFAULT_INTRA_CODER:
+        status["intra_coder"] = intra_coders[0]
     return status
 
 

@@ -104,6 +104,8 @@ def _description(results: dict, codec: str) -> str:
     status = results.get("canfvc", {})
     model, refine = status.get("model_id"), str(RefineSetting.from_record(status))
     setting = f", {refine}" if refine else ""
+    if "intra_coder" in status:  # recorded when not the default (runner.CanfvcCommand)
+        setting += f", {status['intra_coder']} I-frames"
     return f"canfvc (model {model}{setting})" if model else "canfvc"
 
 
@@ -265,6 +267,7 @@ def summary_markdown(results: dict) -> str:
         f"- canfvc: {canfvc.get('status')}"
         + (f", model id {canfvc['model_id']}" if canfvc.get("model_id") else "")
         + (f", encoded with {refine}" if refine else "")
+        + (f", {canfvc['intra_coder']} I-frames" if "intra_coder" in canfvc else "")
         + (f" ({canfvc['reason']})" if canfvc.get("reason") else "")
         + (
             f"; {jobs['jobs']} rate points at once, {jobs['threads']} threads each"

@@ -30,6 +30,7 @@ from canfvc_codec.eval.config import EvalConfig, SequenceSpec
 from canfvc_codec.eval.metrics import QUALITY_KEYS, frame_metrics, mean_metrics
 from canfvc_codec.eval.process import RunStats, run_measured
 from canfvc_codec.eval.refine_setting import RefineSetting
+from canfvc_codec.hevc import DEFAULT_INTRA_CODER
 from canfvc_codec.io.frame import Frame, VideoInfo, frame_from_buffer, frame_to_bytes
 from canfvc_codec.schedule import DEFAULT_INTRA_CHOICE
 
@@ -59,6 +60,7 @@ class EvalOptions:
     jobs: int = 1  # canfvc rate points coded at once (each an encode, then a decode)
     # canfvc encode --refine / --refine-inter: the encoder's latent refinement steps
     refine: RefineSetting = field(default_factory=RefineSetting)
+    intra_coder: str = DEFAULT_INTRA_CODER  # canfvc encode --intra-coder
     # Reuse the canfvc points a run in the same work folder finished (see run_canfvc).
     resume: bool = False
     run_canfvc: bool = True
@@ -263,6 +265,13 @@ class CanfvcCommand:
     threads: int | None = None
     # Encoder only: latent refinement steps (canfvc encode --refine, --refine-inter).
     refine: RefineSetting = field(default_factory=RefineSetting)
+    # canfvc encode --intra-coder: another intra coder codes other streams, another curve.
+    intra_coder: str = DEFAULT_INTRA_CODER
+
+    def intra_record(self) -> dict:
+        """What results and saved points store of the intra coder: nothing for the default, so
+        that records written before the option existed read as the default."""
+        return {} if self.intra_coder == DEFAULT_INTRA_CODER else {"intra_coder": self.intra_coder}
 
     def _base(self, command: str) -> list[str]:
         return [self.python, "-m", "canfvc_codec", command]
@@ -291,6 +300,7 @@ class CanfvcCommand:
             self._base("encode")
             + [source, "-o", output, "--lambda", f"{lmbda:g}", "--gop", str(gop), "--quiet"]
             + ["--intra-choice", DEFAULT_INTRA_CHOICE]
+            + ["--intra-coder", self.intra_coder]
             + self.refine.flags()
             + self._common()
         )
@@ -383,7 +393,10 @@ def run_canfvc(
     stream, and with ``resume`` a saved point of the same frames is returned instead of coding
     again: a run of hours that stops keeps what it finished."""
     # Streams of another encoder setting are other points: their own files, never resumed here.
+    intra = canfvc.intra_record()
     stem = f"canfvc_lambda{lmbda:g}{canfvc.refine.stem()}"
+    if intra:
+        stem += f"_{canfvc.intra_coder}"
     stream = work_dir / f"{stem}.cvc"
     decoded = work_dir / f"{stem}_decoded.yuv"
     saved = work_dir / f"{stem}.point.json"
@@ -396,7 +409,8 @@ def run_canfvc(
             record = {}  # cut off while being written: code the point again
         # Points saved before the encoder had the current intra choice were coded otherwise.
         same_choice = record.get("intra_choice") == DEFAULT_INTRA_CHOICE
-        if record.get("range") == range_key and same_choice:
+        same_coder = record.get("intra_coder") == intra.get("intra_coder")
+        if record.get("range") == range_key and same_choice and same_coder:
             return RatePoint.from_json(record["point"]), record.get("model_id")
     saved.unlink(missing_ok=True)
     stream.unlink(missing_ok=True)
@@ -418,6 +432,7 @@ def run_canfvc(
     record = {
         "range": range_key,
         "intra_choice": DEFAULT_INTRA_CHOICE,
+        **intra,
         "model_id": model_id,
         "point": point.to_json(),
     }
@@ -506,7 +521,12 @@ def run_evaluation(
     ffmpeg = anchors.find_ffmpeg(tuple(c.encoder for c in codecs)) if codecs else None
     threads = canfvc_threads(options, os.cpu_count())
     canfvc = CanfvcCommand(
-        options.python, options.model, options.device, threads=threads, refine=options.refine
+        options.python,
+        options.model,
+        options.device,
+        threads=threads,
+        refine=options.refine,
+        intra_coder=options.intra_coder,
     )
     canfvc_status: dict = {"status": "not run", "reason": "disabled by the options"}
     if options.run_canfvc:
@@ -516,6 +536,7 @@ def run_evaluation(
             canfvc_status = {
                 "status": "ok",
                 "intra_choice": DEFAULT_INTRA_CHOICE,
+                **canfvc.intra_record(),
                 **options.refine.record(),
             }
         except CanfvcUnavailable as exc:
