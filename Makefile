@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_LAMBDA ?= 1024
 DEMO_FRAMES ?= 3
+DEMO_INTRA_CODERS ?= anfic,hevc
 
 .PHONY: install test demo bench lint clean data
 
@@ -28,7 +29,8 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check canfvc_codec tests tools
 
 demo: $(STAMP)
-	$(PY) -m canfvc_codec.demo --lambda $(DEMO_LAMBDA) --frames $(DEMO_FRAMES)
+	$(PY) -m canfvc_codec.demo --lambda $(DEMO_LAMBDA) --frames $(DEMO_FRAMES) \
+		--intra-coders $(DEMO_INTRA_CODERS)
 
 bench: $(STAMP)
 	$(PY) -m canfvc_codec.eval.bench --out bench/results

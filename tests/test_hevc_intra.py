@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from canfvc_codec import hevc
+from canfvc_codec import demo, hevc
 from canfvc_codec.bitstream import CvcReader, CvcWriter, FrameRecord
 from canfvc_codec.cli import main
 from canfvc_codec.codec import (
@@ -415,3 +415,13 @@ def test_a_damaged_hevc_payload_is_one_line_and_writes_nothing(tmp_path, capsys,
     assert not out.exists()
     with pytest.raises(BitstreamError):
         _decode(tmp_path, data)
+
+
+def test_the_demo_codes_the_clip_with_each_intra_coder(capfd):
+    demo.main(["--model", MODEL, "--frames", "2", "--intra-coders", "anfic,hevc"])
+    out = capfd.readouterr().out  # the canfvc commands run in child processes
+    results = [line for line in out.splitlines() if line.startswith("demo result")]
+    assert [line.split("(")[1].split(" ")[0] for line in results] == ["anfic", "hevc"]
+    assert "intra_coder:   hevc" in out and "intra_coder:   anfic" in out  # canfvc info
+    with pytest.raises(SystemExit):
+        demo.main(["--intra-coders", "bpg"])
