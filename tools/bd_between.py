@@ -9,7 +9,7 @@ sequence (a later file's point at the same λ replaces an earlier one's), and fo
 both sides have, the BD-rate of the test model against the reference is computed per metric
 (negative: the test model needs fewer bits for the same quality), with the average over
 sequences. The mean bits of P-frames over I-frames of each side are given where rows say frame
-types.
+types, and for each point its I-frames and their share of the frames' bytes.
 """
 
 from __future__ import annotations
@@ -44,6 +44,22 @@ def p_over_i(points: list[dict]) -> float | None:
     return round((sum(inter) / len(inter)) / (sum(intra) / len(intra)), 3)
 
 
+def intra_use(points: list[dict]) -> dict[str, dict] | None:
+    """{λ: I-frames, frames, the I-frames' share of the frames' bytes} of each point."""
+    use = {}
+    for point in points:
+        frames = point.get("frames", [])
+        if not frames or not all("type" in f for f in frames):
+            return None
+        intra = [f["bytes"] for f in frames if f["type"] == "I"]
+        use[f"{point['value']:g}"] = {
+            "i_frames": len(intra),
+            "frames": len(frames),
+            "i_bytes_share": round(sum(intra) / sum(f["bytes"] for f in frames), 4),
+        }
+    return use
+
+
 def compare(reference: dict[str, list[dict]], test: dict[str, list[dict]]) -> dict:
     shared = [name for name in test if name in reference]
     table: dict = {}
@@ -64,6 +80,10 @@ def compare(reference: dict[str, list[dict]], test: dict[str, list[dict]]) -> di
         "bd_rate_test_vs_reference": table,
         "p_over_i": {
             name: {"reference": p_over_i(reference[name]), "test": p_over_i(test[name])}
+            for name in shared
+        },
+        "intra_use": {
+            name: {"reference": intra_use(reference[name]), "test": intra_use(test[name])}
             for name in shared
         },
     }
