@@ -50,6 +50,7 @@ class EncodeOptions:
     gop: int = 32
     adaptive_intra: bool = True
     intra_choice: str = "run"
+    intra_coder: str = "anfic"
     motion_search: str = "dis"
     refine: int = 0
     refine_inter: int | None = None
@@ -335,6 +336,16 @@ def test_intra_choice_reaches_the_encoder(tmp_path, capsys, fake_engine, clip):
         assert fake_engine.OPTIONS[-1].intra_choice == expected
     code, _, err = run_main(capsys, "encode", str(clip), "-o", "x.cvc", "--intra-choice", "gop")
     assert code == 2 and "Invalid value for '--intra-choice'" in err
+    assert not Path("x.cvc").exists()
+
+
+def test_intra_coder_reaches_the_encoder(tmp_path, capsys, fake_engine, clip):
+    for flags, expected in (((), "anfic"), (("--intra-coder", "hevc"), "hevc")):
+        out = tmp_path / f"{len(flags)}.cvc"
+        assert run_main(capsys, "encode", str(clip), "-o", str(out), *flags)[0] == 0
+        assert fake_engine.OPTIONS[-1].intra_coder == expected
+    code, _, err = run_main(capsys, "encode", str(clip), "-o", "x.cvc", "--intra-coder", "bpg")
+    assert code == 2 and "Invalid value for '--intra-coder'" in err
     assert not Path("x.cvc").exists()
 
 
