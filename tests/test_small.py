@@ -10,7 +10,10 @@ import torch
 from canfvc_codec import stripes
 from canfvc_codec.networks import References, VideoModel, get_config, to_reference
 from canfvc_codec.networks.complexity import model_report
+from canfvc_codec.networks.config import CoderConfig, ModelConfig
+from canfvc_codec.networks.motion import MotionHyperpriorCoder
 from canfvc_codec.nn.anf import COMPACT, AdditiveStep
+from canfvc_codec.nn.block_motion import PRECISION, BlockMotion
 from canfvc_codec.nn.compact import CompactAnalysis, CompactSynthesis
 from canfvc_codec.nn.dq import QualityEnhancement
 from canfvc_codec.nn.layers import backward_warp
@@ -70,6 +73,45 @@ def test_a_fresh_small_model_behaves_like_a_classical_coder():
         # An inter coder that sends nothing reconstructs the condition.
         x_hat = model.inter(frames[2], 1024.0, frames[1], frames[1]).x_hat
     torch.testing.assert_close(x_hat, frames[1])
+
+
+def test_block_motion_carries_a_smooth_flow_through_the_latent():
+    block = BlockMotion()
+    flow = torch.tensor([2.25, -1.5]).view(1, 2, 1, 1).expand(1, 2, 48, 64)
+    cells = block.analyse(flow)
+    assert cells.shape == (1, 2, 3, 4)
+    torch.testing.assert_close(cells, flow[:, :, :3, :4] * PRECISION)  # quarter pixels
+    torch.testing.assert_close(block.synthesise(torch.cat([cells, cells], dim=1)), flow)
+
+
+@pytest.mark.parametrize("block_motion", [True, False])
+def test_a_fresh_motion_coder_with_block_motion_sends_block_motion(block_motion):
+    """With every learned transform silent, the coder sends each block's mean flow on its own;
+    without the path it sends nothing."""
+    torch.manual_seed(0)
+    config = CoderConfig(8, 8, 8, 3, COMPACT, True, 3, block_motion=block_motion)
+    coder = MotionHyperpriorCoder(config).eval()
+    for layer in coder.steps[0].analysis.modules():
+        if isinstance(layer, torch.nn.Conv2d):
+            torch.nn.init.zeros_(layer.weight)
+            torch.nn.init.zeros_(layer.bias)
+    flow = torch.tensor([5.3, -2.6]).view(1, 2, 1, 1).expand(1, 2, 64, 64).contiguous()
+    with torch.no_grad():
+        coder.update()
+        decoded = coder(flow, 1024.0).x_hat
+    error = (decoded - flow).abs().max()
+    gain = coder.gain.gains(1024.0, 1, flow)[0].min()
+    if block_motion:  # within half a quantisation step of 1 / (gain * PRECISION) pixels
+        assert error <= 0.5 / (gain * PRECISION) + 1e-4
+    else:
+        assert error > 2
+
+
+def test_model_files_from_before_block_motion_load_without_it():
+    stored = get_config("small").to_dict()
+    del stored["motion"]["block_motion"]
+    assert ModelConfig.from_dict(stored).motion.block_motion is False
+    assert get_config("small").motion.block_motion is True
 
 
 @pytest.mark.parametrize("scale", [2, 4])
