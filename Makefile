@@ -7,7 +7,7 @@ DEMO_LAMBDA ?= 1024
 DEMO_FRAMES ?= 3
 DEMO_INTRA_CODERS ?= anfic,hevc
 
-.PHONY: install test demo bench lint clean data
+.PHONY: install test demo bench lint clean data wheel
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,5 +35,9 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m canfvc_codec.eval.bench --out bench/results
 
+# A wheel with the published models as package data: pip install dist/canfvc-*.whl
+wheel: $(STAMP)
+	$(PY) -m pip wheel . --no-deps -w dist
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist *.egg-info
