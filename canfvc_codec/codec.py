@@ -28,7 +28,6 @@ from dataclasses import dataclass, replace
 from typing import BinaryIO, NamedTuple
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from canfvc_codec.bitstream import (
@@ -39,13 +38,27 @@ from canfvc_codec.bitstream import (
     bitrate_kbps,
     bits_per_pixel,
 )
+from canfvc_codec.defaults import (
+    DEFAULT_DEVICE,
+    DEFAULT_LAMBDA,
+    DEFAULT_MODEL,
+    trained_lambda_range,
+)
+from canfvc_codec.device import resolve_device
 from canfvc_codec.errors import BitstreamError, InputError, ModelError, UsageError, warn
 from canfvc_codec.hevc import DEFAULT_INTRA_CODER, HEVC, INTRA_CODERS, HevcIntra, qp_for_lambda
 from canfvc_codec.io import VideoInfo, VideoReader, VideoWriter
 from canfvc_codec.io.color import rgb_to_yuv, yuv_to_rgb
 from canfvc_codec.io.frame import Frame
 from canfvc_codec.motion import DEFAULT_MOTION_SEARCH, motion_search
-from canfvc_codec.networks.video import PEAK_8BIT, References, VideoModel, to_reference
+from canfvc_codec.networks.video import (
+    PEAK_8BIT,
+    References,
+    VideoModel,
+    pad_to_multiple,
+    padded_size,
+    to_reference,
+)
 from canfvc_codec.numerics import (
     DECODER_DTYPE,
     DECODER_DTYPE_NAME,
@@ -55,6 +68,7 @@ from canfvc_codec.numerics import (
     resolve_tie,
 )
 from canfvc_codec.presets import check_refine_steps
+from canfvc_codec.psnr import psnr_from_mse
 from canfvc_codec.refine import DEFAULT_REFINE_STEPS, REFINE_DTYPE, LatentRefiner
 from canfvc_codec.schedule import (
     DEFAULT_GOP,
@@ -64,14 +78,10 @@ from canfvc_codec.schedule import (
     IntraSchedule,
 )
 from canfvc_codec.stripes import bound_memory, check_memory
-from canfvc_codec.threads import check_threads
 from canfvc_codec.weights import load_model, load_model_by_id
 
-PAD_MULTIPLE = 64  # hyper-latents are at 1/64 of the frame
-DEFAULT_LAMBDA = 1024.0
 MOTION_LAMBDA_SHARE = 0.125  # of λ, the motion coders' default λ (auto_motion_lambda)
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-PSNR_CAP = 100.0  # PSNR of an exact reconstruction, reported instead of infinity
 
 
 @dataclass
@@ -92,8 +102,8 @@ class EncodeOptions:
     # The steps of P-frames' motion and inter coders; None: ``refine``'s (I-frames gain the most
     # per step, so ``refine_inter=0`` refines only I-frames, at a fraction of the time).
     refine_inter: int | None = None
-    model: str = "lite"
-    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    model: str = DEFAULT_MODEL
+    device: str = DEFAULT_DEVICE  # "auto" | "cpu" | "cuda"
     # Numeric type of the networks. float64 makes streams decode anywhere (docs/determinism.md);
     # a stream decodes only with the type it was encoded with.
     dtype: str = DECODER_DTYPE_NAME
@@ -126,29 +136,10 @@ def warn_untrained_lambdas(options: EncodeOptions, anchors: tuple[float, ...]) -
         if value is not None and not lowest <= value <= highest:
             nearest = min(max(value, lowest), highest)
             warn(
-                f"{flag} {value:g} is outside the model's trained range {lowest:g}..{highest:g}: "
+                f"{flag} {value:g} is outside the model's trained range "
+                f"{trained_lambda_range(anchors)}: "
                 f"its latents are quantised as at {nearest:g}"
             )
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` picks CUDA when available; asking for CUDA without one is a usage error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is available")
-    if device not in ("cpu", "cuda"):
-        raise UsageError(f"unknown device {device!r} (auto, cpu or cuda)")
-    return torch.device(device)
-
-
-def set_cpu_threads(threads: int) -> None:
-    """Run the networks (and the DIS motion search) on ``threads`` CPU threads; 0 keeps torch's
-    default of one per core. What a stream decodes to does not depend on it
-    (docs/determinism.md)."""
-    check_threads(threads)
-    if threads:
-        torch.set_num_threads(threads)
 
 
 def resolve_dtype(name: str) -> torch.dtype:
@@ -156,16 +147,6 @@ def resolve_dtype(name: str) -> torch.dtype:
         return DTYPES[name]
     except KeyError:
         raise UsageError(f"unknown numeric type {name!r} ({', '.join(DTYPES)})") from None
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int = PAD_MULTIPLE) -> torch.Tensor:
-    """Pad a (N, C, H, W) tensor on the right and bottom by replicating its last row/column."""
-    height, width = x.shape[-2:]
-    pad_h = -height % multiple
-    pad_w = -width % multiple
-    if not pad_h and not pad_w:
-        return x
-    return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
 
 
 def frame_crc(frame: Frame) -> int:
@@ -179,8 +160,7 @@ def frame_crc(frame: Frame) -> int:
 
 def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
     """PSNR in dB of two [0, 1] tensors."""
-    mse = float(torch.mean((x.double() - y.double()) ** 2))
-    return PSNR_CAP if mse == 0 else min(PSNR_CAP, -10.0 * math.log10(mse))
+    return psnr_from_mse(float(torch.mean((x.double() - y.double()) ** 2)))
 
 
 class _Engine:
@@ -353,10 +333,7 @@ class Decoder(_Engine):
     @torch.no_grad()
     def decode(self, frame_type: str, streams: list[bytes]) -> torch.Tensor:
         """The reconstruction (3, H, W) on 8-bit levels, identical to the encoder's."""
-        size = (
-            self.height + (-self.height % PAD_MULTIPLE),
-            self.width + (-self.width % PAD_MULTIPLE),
-        )
+        size = padded_size(self.height, self.width)
         planes = None
         if frame_type == INTRA and self.hevc is not None:
             if len(streams) != 1:

@@ -19,13 +19,12 @@ from canfvc_codec.codec import (
     decode_video,
     encode_video,
     frame_crc,
-    pad_to_multiple,
-    resolve_device,
-    set_cpu_threads,
     warn_untrained_lambdas,
 )
+from canfvc_codec.device import resolve_device, set_cpu_threads
 from canfvc_codec.errors import BitstreamError, UsageError
 from canfvc_codec.io import Frame, VideoInfo, open_reader, open_writer
+from canfvc_codec.networks.video import pad_to_multiple
 from canfvc_codec.weights import random_model
 from tests.conftest import real_rgb_frames, real_yuv_frames, rewritten_header
 

@@ -42,10 +42,11 @@ from canfvc_codec.codec import (
     Encoder,
     encode_video,
     frame_crc,
-    resolve_device,
     resolve_dtype,
 )
 from canfvc_codec.datasets import extract_clip
+from canfvc_codec.defaults import DEFAULT_LAMBDA
+from canfvc_codec.device import resolve_device
 from canfvc_codec.entropy.gaussian import GaussianConditional
 from canfvc_codec.entropy.scale_table import scale_indexes
 from canfvc_codec.errors import CanfvcError
@@ -64,7 +65,6 @@ from canfvc_codec.numerics import (
 from canfvc_codec.weights import load_model, load_model_by_id
 
 DEFAULT_MODEL = "random-tiny"
-DEFAULT_LAMBDA = 1024.0
 DEFAULT_GOP = 32
 DEFAULT_CLIP = "bikes.mp4"
 # bikes.mp4 frames 0-185 are the training range: the only real range long enough for 96 frames.

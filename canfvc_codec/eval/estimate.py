@@ -33,7 +33,8 @@ import torch
 from tqdm import tqdm
 
 from canfvc_codec import motion
-from canfvc_codec.codec import MOTION_LAMBDA_SHARE, auto_motion_lambda, frame_cost, pad_to_multiple
+from canfvc_codec.codec import MOTION_LAMBDA_SHARE, auto_motion_lambda, frame_cost
+from canfvc_codec.defaults import ANCHOR_LAMBDAS, DEFAULT_MODEL
 from canfvc_codec.errors import CanfvcError, InputError
 from canfvc_codec.eval import anchors
 from canfvc_codec.eval.config import SequenceSpec, load_config
@@ -44,6 +45,7 @@ from canfvc_codec.eval.sequence import open_sequence
 from canfvc_codec.io import VideoInfo
 from canfvc_codec.io.color import rgb_to_yuv, yuv_to_rgb
 from canfvc_codec.networks import References, VideoModel, to_reference
+from canfvc_codec.networks.video import pad_to_multiple
 from canfvc_codec.schedule import (
     DEFAULT_INTRA_CHOICE,
     FRAME_CHOICE,
@@ -55,7 +57,7 @@ from canfvc_codec.schedule import (
 from canfvc_codec.threads import thread_count
 
 ESTIMATE = "canfvc-estimate"
-DEFAULT_LAMBDAS = (256.0, 512.0, 1024.0, 2048.0)
+DEFAULT_LAMBDAS = ANCHOR_LAMBDAS
 
 
 def read_sequence(spec: SequenceSpec, max_frames: int | None = None) -> tuple[VideoInfo, list]:
@@ -295,7 +297,7 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m canfvc_codec.eval.estimate", description=__doc__
     )
     parser.add_argument("--config", type=Path, help="the clips to estimate (see bench/configs)")
-    parser.add_argument("--model", default="lite")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--lambdas", default=",".join(f"{v:g}" for v in DEFAULT_LAMBDAS))
     parser.add_argument("--anchors", type=Path, action="append", default=[])
     parser.add_argument("--frames", type=int, help="at most this many frames per sequence")

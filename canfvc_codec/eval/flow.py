@@ -23,9 +23,8 @@ from collections.abc import Sequence
 
 import torch
 
-from canfvc_codec.codec import pad_to_multiple
+from canfvc_codec.defaults import DEFAULT_MODEL
 from canfvc_codec.errors import CanfvcError, InputError
-from canfvc_codec.eval.metrics import psnr_from_mse
 from canfvc_codec.io import open_reader
 from canfvc_codec.io.color import yuv_to_rgb
 from canfvc_codec.motion import (
@@ -36,7 +35,9 @@ from canfvc_codec.motion import (
     motion_search,
 )
 from canfvc_codec.networks import References, VideoModel
+from canfvc_codec.networks.video import pad_to_multiple
 from canfvc_codec.nn.layers import backward_warp
+from canfvc_codec.psnr import psnr_from_mse
 from canfvc_codec.threads import thread_count
 from canfvc_codec.weights import load_model
 
@@ -118,7 +119,7 @@ def summary(per_pair: dict[str, list[float]]) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m canfvc_codec.eval.flow", description=__doc__)
     parser.add_argument("input", help="a video with a header (y4m, or a container ffmpeg reads)")
-    parser.add_argument("--model", default="lite")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--start", type=int, default=0, help="first frame")
     parser.add_argument("--frames", type=int, default=9, help="frames to read (pairs + 1)")
     parser.add_argument(

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from canfvc_codec.bitstream import bits_per_pixel
+from canfvc_codec.defaults import ANCHOR_LAMBDAS
 from canfvc_codec.errors import CanfvcError, InputError
 from canfvc_codec.eval import anchors, bdrate
 from canfvc_codec.eval.config import EvalConfig, SequenceSpec
@@ -34,7 +35,7 @@ from canfvc_codec.hevc import DEFAULT_INTRA_CODER
 from canfvc_codec.io.frame import Frame, VideoInfo, frame_from_buffer, frame_to_bytes
 from canfvc_codec.schedule import DEFAULT_INTRA_CHOICE
 
-DEFAULT_LAMBDAS = (256.0, 512.0, 1024.0, 2048.0)
+DEFAULT_LAMBDAS = ANCHOR_LAMBDAS  # one point per trained anchor
 CANFVC = "canfvc"
 # Metrics the BD-rates are reported for (MS-SSIM on its natural 0..1 scale, as DCVC does).
 BD_METRICS = ("psnr-yuv", "psnr-rgb", "ms-ssim-rgb")

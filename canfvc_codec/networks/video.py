@@ -46,6 +46,24 @@ PEAK_8BIT = 255.0
 CONDITION_WEIGHT = 0.01
 INTRA_STREAMS = 2
 INTER_STREAMS = 4  # motion hyper, motion latent, inter hyper, inter latent
+# Frames are coded padded to a multiple of this (replicating the border): the hyper-latents are at
+# 1/64 of the frame.
+PAD_MULTIPLE = 64
+
+
+def padded_size(height: int, width: int) -> tuple[int, int]:
+    """(height, width) of a frame as the networks code it."""
+    return height + (-height % PAD_MULTIPLE), width + (-width % PAD_MULTIPLE)
+
+
+def pad_to_multiple(x: Tensor, multiple: int = PAD_MULTIPLE) -> Tensor:
+    """Pad a (N, C, H, W) tensor on the right and bottom by replicating its last row/column."""
+    height, width = x.shape[-2:]
+    pad_h = -height % multiple
+    pad_w = -width % multiple
+    if not pad_h and not pad_w:
+        return x
+    return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
 
 
 def to_reference(x: Tensor) -> Tensor:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..datasets import TRAIN_RANGES, ClipRange, clip_path
+from ..psnr import psnr_from_mse
 from ..threads import thread_count
 from .binary_entropy import BinaryEntropyModel
 from .modulation import DifferentialModulator
@@ -201,7 +201,7 @@ def rate_distortion(model: GroupAutoencoder, frames: Tensor, lmbda: float) -> di
 
 
 def psnr(mse: float) -> float:
-    return 10 * math.log10(PIXEL_MAX**2 / mse)
+    return psnr_from_mse(mse, PIXEL_MAX)
 
 
 # ----------------------------------------------------------------------------------------------

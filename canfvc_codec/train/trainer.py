@@ -37,9 +37,11 @@ from torch import nn
 
 from canfvc_codec import motion
 from canfvc_codec.datasets import TRAIN_RANGES
+from canfvc_codec.device import resolve_device
 from canfvc_codec.entropy import FactorizedPrior, GaussianConditional
 from canfvc_codec.errors import UsageError
 from canfvc_codec.networks import ModelConfig, VideoModel, get_config
+from canfvc_codec.networks.video import PAD_MULTIPLE
 from canfvc_codec.quant.coder_adapter import BinaryLatentAdapter
 from canfvc_codec.train import losses, phases
 from canfvc_codec.train.data import STILL_NAMES, TrainingData
@@ -134,16 +136,6 @@ class Progress:
         return 0.0
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("--device cuda asked for, but no CUDA device is available")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise UsageError(f"unknown device {name!r} (cpu, cuda or auto)")
-    return torch.device(name)
-
-
 def _fp32_forward(forward: Callable[..., object], device_type: str) -> Callable[..., object]:
     """``forward`` run in float32 with autocast off: likelihoods are differences of CDFs, which
     bf16 cannot resolve, and the rate is exactly what the loss must get right."""
@@ -179,8 +171,8 @@ class Trainer:
         kind = self.device.type
         self.crop = options.crop or DEFAULT_CROP[kind]
         self.batch = options.batch or DEFAULT_BATCH[kind]
-        if self.crop % 64:
-            raise UsageError(f"--crop {self.crop} must be a multiple of 64")
+        if self.crop % PAD_MULTIPLE:
+            raise UsageError(f"--crop {self.crop} must be a multiple of {PAD_MULTIPLE}")
         if options.phase is not None:
             phases.get_phase(options.phase)
         self._check_quantizer(options)
