@@ -19,6 +19,7 @@ install: $(STAMP)
 
 data: $(STAMP)
 	$(PY) -m canfvc_codec.datasets --all
+	$(PY) -m canfvc_codec.train.data
 
 test: $(STAMP)
 	$(PY) -m canfvc_codec.datasets
@@ -27,6 +28,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check canfvc_codec tests tools
 	$(VENV)/bin/ruff format --check canfvc_codec tests tools
+	$(PY) tools/import_cycles.py canfvc_codec
 
 demo: $(STAMP)
 	$(PY) -m canfvc_codec.demo --lambda $(DEMO_LAMBDA) --frames $(DEMO_FRAMES) \

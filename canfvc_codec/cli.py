@@ -35,6 +35,7 @@ from canfvc_codec.cli_options import (
     device_option,
     input_options,
     intra_coder_option,
+    numeric_path_option,
     overwrite_option,
     positive,
     positive_or_auto,
@@ -46,6 +47,9 @@ from canfvc_codec.cli_options import (
 )
 from canfvc_codec.cli_report import echo_report, echo_summary, json_default, video_report
 from canfvc_codec.defaults import DEFAULT_LAMBDA, DEFAULT_MODEL, trained_lambda_range
+from canfvc_codec.encoder.motion import DEFAULT_MOTION_SEARCH, MOTION_SEARCHES
+from canfvc_codec.encoder.presets import refine_steps
+from canfvc_codec.encoder.schedule import DEFAULT_GOP, DEFAULT_INTRA_CHOICE, INTRA_CHOICES
 from canfvc_codec.errors import CanfvcError, InputError, OutputError, UsageError
 from canfvc_codec.io import (
     VideoInfo,
@@ -56,9 +60,6 @@ from canfvc_codec.io import (
     open_writer,
 )
 from canfvc_codec.io.output import STDIO_NAME, AtomicOutput, check_output_path, silence_stdout
-from canfvc_codec.motion import DEFAULT_MOTION_SEARCH, MOTION_SEARCHES
-from canfvc_codec.presets import refine_steps
-from canfvc_codec.schedule import DEFAULT_GOP, DEFAULT_INTRA_CHOICE, INTRA_CHOICES
 
 PROG = "canfvc"
 CVC_SUFFIX = ".cvc"
@@ -302,6 +303,7 @@ Examples:
 @threads_option
 @input_options(with_range=True)
 @quiet_option
+@numeric_path_option
 def encode(
     input_path: str,
     output: str,
@@ -329,6 +331,7 @@ def encode(
     start: int,
     frames: int | None,
     quiet: bool,
+    numeric_path: str,
 ) -> None:
     """Compress INPUT into the bitstream OUT.cvc."""
     _check_stdout(output, recon)
@@ -344,8 +347,9 @@ def encode(
         check_video_output(recon, overwrite)
     if csv_path is not None:
         check_output_path(csv_path, overwrite)
-    from canfvc_codec.codec import EncodeOptions, encode_video
+    from canfvc_codec.codec import encode_video
     from canfvc_codec.device import set_cpu_threads
+    from canfvc_codec.encoder.options import EncodeOptions
 
     read_as = reader_options(size, fps, bit_depth, matrix, full_range)
     with open_reader(input_path, start=start, frames=frames, **read_as) as reader:
@@ -363,6 +367,7 @@ def encode(
             refine_inter=refine_inter,
             model=model,
             device=device,
+            numeric_path=numeric_path,
         )
         with open_sink(output, overwrite) as sink:
             recon_writer = open_writer(recon, reader.info, overwrite=overwrite) if recon else None
@@ -425,6 +430,7 @@ Examples:
     help="Model name or weights file [default: the one the bitstream names].",
 )
 @quiet_option
+@numeric_path_option
 def decode(
     input_path: str,
     output: str,
@@ -435,6 +441,7 @@ def decode(
     threads: int,
     model: str | None,
     quiet: bool,
+    numeric_path: str,
 ) -> None:
     """Decode the bitstream IN.cvc (- for stdin) into the video OUT."""
     _check_stdout(output)
@@ -460,6 +467,7 @@ def decode(
                 progress=not quiet,
                 start=start,
                 frames=frames,
+                numeric_path=numeric_path,
             )
         except BaseException:
             for writer in writers:

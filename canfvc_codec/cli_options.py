@@ -13,11 +13,16 @@ from typing import Any
 
 import click
 
-from canfvc_codec.defaults import DEFAULT_DEVICE, DEVICES
+from canfvc_codec.defaults import (
+    DEFAULT_DEVICE,
+    DEFAULT_NUMERIC_PATH,
+    DEVICES,
+    NUMERIC_PATH_ENV,
+)
+from canfvc_codec.encoder.presets import DEFAULT_PRESET, MAX_REFINE_STEPS, PRESETS
 from canfvc_codec.hevc import DEFAULT_INTRA_CODER, INTRA_CODERS
 from canfvc_codec.io import parse_fps, parse_size
 from canfvc_codec.io.frame import MATRICES
-from canfvc_codec.presets import DEFAULT_PRESET, MAX_REFINE_STEPS, PRESETS
 from canfvc_codec.threads import MAX_CPU_THREADS
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -231,6 +236,18 @@ def _stack(*options: Decorator) -> Decorator:
         return func
 
     return decorate
+
+
+# The numerical path of the networks (canfvc_codec.numerics): a development option, hidden from
+# the help, by which the determinism tests make one machine compute as another would.
+numeric_path_option = click.option(
+    "--numeric-path",
+    default=DEFAULT_NUMERIC_PATH,
+    envvar=NUMERIC_PATH_ENV,
+    hidden=True,
+    callback=lambda ctx, param, value: value or DEFAULT_NUMERIC_PATH,
+    help="How the networks compute on a CPU (docs/determinism.md).",
+)
 
 
 # ----------------------------------------------------------------------------- encoder choices

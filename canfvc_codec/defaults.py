@@ -11,6 +11,10 @@ ANCHOR_LAMBDAS = (256.0, 512.0, 1024.0, 2048.0)
 DEFAULT_LAMBDA = 1024.0
 # The model a plain `canfvc encode` uses: a published model, found in the model folders.
 DEFAULT_MODEL = "lite"
+# The numerical path of the networks (canfvc_codec.numerics): the hidden option --numeric-path,
+# or this variable, picks another one for the determinism tests (docs/determinism.md).
+NUMERIC_PATH_ENV = "CANFVC_NUMERIC_PATH"
+DEFAULT_NUMERIC_PATH = "default"
 # Where the networks run; auto: CUDA when there is one.
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_DEVICE = "auto"

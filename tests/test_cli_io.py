@@ -21,8 +21,8 @@ import pytest
 
 from canfvc_codec import device
 from canfvc_codec.cli import main
+from canfvc_codec.encoder.presets import MAX_REFINE_STEPS
 from canfvc_codec.io import open_reader
-from canfvc_codec.presets import MAX_REFINE_STEPS
 from tests.test_io_yuv import info_for, random_frames, same, write_all
 
 W, H = 64, 48
@@ -30,7 +30,6 @@ FRAME_BYTES = W * H * 3 // 2
 
 FAKE_ENGINE = """
 import os
-from dataclasses import dataclass
 
 from canfvc_codec.errors import CanfvcError
 from canfvc_codec.io.frame import frame_to_bytes
@@ -41,21 +40,6 @@ OPTIONS = []  # every encode's EncodeOptions, for the tests to read
 FAIL_AFTER = int(os.environ.get("FAKE_FAIL_AFTER", "-1"))
 INTERRUPT = os.environ.get("FAKE_INTERRUPT") == "1"
 READY = os.environ.get("FAKE_READY")  # with FAIL_AFTER: touch this file there, then hang
-
-
-@dataclass
-class EncodeOptions:
-    lmbda: float = 1024.0
-    motion_lmbda: float | None = None
-    gop: int = 32
-    adaptive_intra: bool = True
-    intra_choice: str = "run"
-    intra_coder: str = "anfic"
-    motion_search: str = "dis"
-    refine: int = 0
-    refine_inter: int | None = None
-    model: str = "lite"
-    device: str = "auto"
 
 
 def _maybe_fail(count):
@@ -90,7 +74,8 @@ def encode_video(reader, output, options, *, recon=None, progress=True):
 
 
 def decode_video(
-    source, open_output, *, device="auto", model=None, progress=True, start=0, frames=None
+    source, open_output, *, device="auto", model=None, progress=True, start=0, frames=None,
+    numeric_path="default",
 ):
     if source.read(len(MAGIC)) != MAGIC:
         raise CanfvcError("not a stand-in stream")

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from canfvc_codec import weights
-from canfvc_codec.codec import EncodeOptions, decode_video, encode_video
+from canfvc_codec.codec import decode_video, encode_video
+from canfvc_codec.encoder.options import EncodeOptions
 from canfvc_codec.errors import ModelError
 from canfvc_codec.io import Frame, VideoInfo, open_reader, open_writer
 from canfvc_codec.networks import VideoModel, get_config

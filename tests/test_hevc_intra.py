@@ -12,16 +12,11 @@ import pytest
 import torch
 
 from canfvc_codec import demo, hevc
-from canfvc_codec.bitstream import CvcReader, CvcWriter, FrameRecord
+from canfvc_codec.bitstream import INTRA, CvcReader, CvcWriter, FrameRecord
 from canfvc_codec.cli import main
-from canfvc_codec.codec import (
-    INTRA,
-    EncodeOptions,
-    Encoder,
-    decode_video,
-    encode_video,
-    frame_cost,
-)
+from canfvc_codec.codec import decode_video, encode_video
+from canfvc_codec.encoder.gop import Encoder, frame_cost
+from canfvc_codec.encoder.options import EncodeOptions
 from canfvc_codec.errors import BitstreamError
 from canfvc_codec.eval.determinism import OTHER_PATHS, run_harness
 from canfvc_codec.hevc import (

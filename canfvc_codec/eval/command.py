@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from canfvc_codec.cli_options import intra_coder_option, preset_options
+from canfvc_codec.encoder.presets import refine_steps
 from canfvc_codec.errors import UsageError
 from canfvc_codec.eval import anchors
 from canfvc_codec.eval.config import load_config
@@ -14,7 +15,6 @@ from canfvc_codec.eval.refine_setting import RefineSetting
 from canfvc_codec.eval.report import write_report
 from canfvc_codec.eval.runner import DEFAULT_LAMBDAS, EvalOptions, run_evaluation
 from canfvc_codec.hevc import DEFAULT_INTRA_CODER
-from canfvc_codec.presets import refine_steps
 from canfvc_codec.threads import MAX_CPU_THREADS
 
 

@@ -174,7 +174,7 @@ def traced_decode_peak(model: str, width: int, height: int) -> dict:
     from canfvc_codec.codec import Decoder
     from canfvc_codec.entropy.factorized import FactorizedPrior
     from canfvc_codec.entropy.gaussian import GaussianConditional
-    from canfvc_codec.numerics import DECODER_DTYPE
+    from canfvc_codec.numerics import DECODER_DTYPE, Numerics
     from canfvc_codec.weights import load_model
 
     counter = LiveBytes()
@@ -197,7 +197,7 @@ def traced_decode_peak(model: str, width: int, height: int) -> dict:
     FactorizedPrior.decompress = lambda self, data, shape: torch.zeros(shape, device=meta)
     GaussianConditional.decompress = lambda self, data, scales, means=None: torch.zeros_like(scales)
     try:
-        decoder = Decoder(network, LAMBDA, width, height, meta, DECODER_DTYPE)
+        decoder = Decoder(network, LAMBDA, width, height, meta, Numerics(DECODER_DTYPE))
         with Mode(), torch.no_grad():
             for frame_type, streams in (("I", 2), ("P", 4), ("P", 4)):
                 decoder.decode(frame_type, [b""] * streams)
@@ -289,7 +289,8 @@ class SamplingReader:
 
 def encode_growth_worker(clip: Path, model: str, every: int, stream: Path) -> dict:
     """Encode ``clip`` into ``stream`` (in this process), sampling resident memory."""
-    from canfvc_codec.codec import EncodeOptions, encode_video
+    from canfvc_codec.codec import encode_video
+    from canfvc_codec.encoder.options import EncodeOptions
     from canfvc_codec.io import open_reader
 
     # Frame types as the GOP puts them: untrained weights would choose I-frames only.

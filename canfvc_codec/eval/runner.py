@@ -25,6 +25,7 @@ from pathlib import Path
 
 from canfvc_codec.bitstream import bits_per_pixel
 from canfvc_codec.defaults import ANCHOR_LAMBDAS
+from canfvc_codec.encoder.schedule import DEFAULT_INTRA_CHOICE
 from canfvc_codec.errors import CanfvcError, InputError
 from canfvc_codec.eval import anchors, bdrate
 from canfvc_codec.eval.config import EvalConfig, SequenceSpec
@@ -33,7 +34,6 @@ from canfvc_codec.eval.process import RunStats, run_measured
 from canfvc_codec.eval.refine_setting import RefineSetting
 from canfvc_codec.hevc import DEFAULT_INTRA_CODER
 from canfvc_codec.io.frame import Frame, VideoInfo, frame_from_buffer, frame_to_bytes
-from canfvc_codec.schedule import DEFAULT_INTRA_CHOICE
 
 DEFAULT_LAMBDAS = ANCHOR_LAMBDAS  # one point per trained anchor
 CANFVC = "canfvc"

@@ -35,9 +35,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from canfvc_codec import motion
 from canfvc_codec.datasets import TRAIN_RANGES
 from canfvc_codec.device import resolve_device
+from canfvc_codec.encoder import motion
 from canfvc_codec.entropy import FactorizedPrior, GaussianConditional
 from canfvc_codec.errors import UsageError
 from canfvc_codec.networks import ModelConfig, VideoModel, get_config
@@ -104,7 +104,7 @@ class TrainOptions:
     use_stills: bool = True
     progress: bool = True
     # Whose flows the motion coders learn to code: the motion search of the encoder. None: the
-    # resumed run's, or canfvc_codec.motion's default for a new one.
+    # resumed run's, or canfvc_codec.encoder.motion's default for a new one.
     motion_search: str | None = None
 
 
@@ -241,7 +241,8 @@ class Trainer:
                     self.progress.plan_steps = options.steps
                 else:
                     self.progress.plan_seconds = minutes * 60
-        self.model.flow_estimator = motion.motion_search(self.motion_search)
+        # The motion search whose flows the motion coders learn to code (None: SPyNet's).
+        self.flow_estimator = motion.motion_search(self.motion_search)
         # An explicit plan on a resumed run replaces the stored one.
         if checkpoint and options.plan_steps:
             self.progress.plan_steps, self.progress.plan_seconds = options.plan_steps, None
@@ -469,6 +470,7 @@ class Trainer:
             self.teacher,
             targets,
             intra_latent=self.intra_latent,
+            motion_search=self.flow_estimator,
         )
         parameters = list(self.model.parameters())
         if self.intra_latent is not None:

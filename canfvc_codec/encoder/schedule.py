@@ -1,4 +1,4 @@
-"""Where the I-frames go: :class:`IntraSchedule`, shared by the encoder (``codec.py``) and the
+"""Where the I-frames go: :class:`IntraSchedule`, shared by the encoder (``encoder/gop.py``) and the
 RD estimate (``eval/estimate.py``) so that their frame types agree. Free of torch, so that the
 command line can list the choices without loading the networks."""
 
@@ -8,7 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-INTRA, INTER = "I", "P"
+from canfvc_codec.bitstream import INTER, INTRA
+
 DEFAULT_GOP = 32
 FRAME_CHOICE, RUN_CHOICE = "frame", "run"  # the adaptive choices, described in IntraSchedule
 INTRA_CHOICES = (FRAME_CHOICE, RUN_CHOICE)
