@@ -35,7 +35,7 @@ demo: $(STAMP)
 		--intra-coders $(DEMO_INTRA_CODERS)
 
 bench: $(STAMP)
-	$(PY) -m canfvc_codec.eval.bench --out bench/results
+	$(PY) -m canfvc_codec.lab.bench --out bench/results
 
 # A wheel with the published models as package data: pip install dist/canfvc-*.whl
 wheel: $(STAMP)

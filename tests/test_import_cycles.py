@@ -33,3 +33,16 @@ def test_cycles_through_function_level_and_relative_imports_are_found(tmp_path):
     checker = _checker()
     assert checker.cycles(checker.import_graph(package)) == [["pkg.a", "pkg.c", "pkg.sub.b"]]
     assert checker.main([str(package)]) == 1
+
+
+def test_the_product_does_not_import_the_lab():
+    """The wheel leaves canfvc_codec.lab out (setup.cfg): nothing else may need it."""
+    checker = _checker()
+    graph = checker.import_graph(REPO / "canfvc_codec")
+    lab = "canfvc_codec.lab"
+    needing = {
+        module: sorted(name for name in imported if name.startswith(lab))
+        for module, imported in graph.items()
+        if not module.startswith(lab)
+    }
+    assert {module: names for module, names in needing.items() if names} == {}

@@ -17,13 +17,13 @@ from canfvc_codec.codec import Decoder, decode_video
 from canfvc_codec.encoder.gop import Encoder
 from canfvc_codec.encoder.options import EncodeOptions
 from canfvc_codec.errors import UsageError
-from canfvc_codec.eval.determinism import (
+from canfvc_codec.io import Frame, VideoInfo, open_writer
+from canfvc_codec.lab.determinism import (
     OTHER_PATHS,
     compare_planes,
     compare_scales,
     run_harness,
 )
-from canfvc_codec.io import Frame, VideoInfo, open_writer
 from canfvc_codec.numerics import (
     DECODER_DTYPE,
     DEFAULT_PATH,

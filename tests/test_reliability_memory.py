@@ -13,8 +13,8 @@ from canfvc_codec.codec import Decoder, encode_video
 from canfvc_codec.encoder.gop import Encoder
 from canfvc_codec.encoder.options import EncodeOptions
 from canfvc_codec.errors import InputError
-from canfvc_codec.eval.memory import SamplingReader, growth_figures, traced_decode_peak
 from canfvc_codec.io import Frame, VideoInfo, open_reader, open_writer
+from canfvc_codec.lab.memory import SamplingReader, growth_figures, traced_decode_peak
 from canfvc_codec.networks.config import get_config
 from canfvc_codec.nn import stripes
 from canfvc_codec.nn.dq import QualityEnhancement
@@ -186,7 +186,7 @@ GROWTH_EVERY = 4
 def test_encoding_keeps_no_tensors_from_frame_to_frame(tmp_path):
     """After the first GOP, the tensors alive between frames are the same in number and size
     at every sample: nothing accumulates with the length of the input. (Resident memory is
-    measured over 300 frames by ``python -m canfvc_codec.eval.memory``.)"""
+    measured over 300 frames by ``python -m canfvc_codec.lab.memory``.)"""
     info = VideoInfo(64, 64, 25, 1, 8, "bt709", False, GROWTH_FRAMES)
     clip = tmp_path / "long.y4m"
     with open_writer(str(clip), info) as writer:

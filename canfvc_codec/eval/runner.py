@@ -288,13 +288,12 @@ class CanfvcCommand:
         return args
 
     def check(self) -> None:
-        """Raise CanfvcUnavailable unless both ``encode`` and ``decode`` exist."""
+        """Raise CanfvcUnavailable unless both ``encode`` and ``decode`` start (a broken
+        installation, or a missing dependency, is then reported instead of canfvc's points)."""
         for command in ("encode", "decode"):
             stats = run_measured(self._base(command) + ["--help"])
             if not stats.ok:
-                raise CanfvcUnavailable(
-                    f"the '{command}' command does not run yet ({stats.error_line()})"
-                )
+                raise CanfvcUnavailable(f"'canfvc {command}' does not start ({stats.error_line()})")
 
     def encode(self, source: Path, output: Path, lmbda: float, gop: int) -> RunStats:
         cmd = (

@@ -1,6 +1,6 @@
 """Rounding, plain binary, 1st and 2nd order differential modulation on one small model (Fig. 2).
 
-    python -m canfvc_codec.quant.experiment --out docs/experiments
+    python -m canfvc_codec.quant.experiment --out docs/lab/experiments
 
 A small convolutional autoencoder codes groups of consecutive real frames; only its latent
 quantiser (and the entropy model that goes with it) changes between runs. Every run sees the same
@@ -395,7 +395,7 @@ def plot_noise_spectra(spectra: dict[str, list[float]], out: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("docs/experiments"))
+    parser.add_argument("--out", type=Path, default=Path("docs/lab/experiments"))
     parser.add_argument("--quantizers", default="round,binary,dm1,dm2")
     parser.add_argument("--lambdas", default="128,1024")
     parser.add_argument("--steps", type=int, default=1200)

@@ -1,12 +1,12 @@
 """Rate-distortion estimated from the model's forward pass, for following training on a CPU.
 
-    python -m canfvc_codec.eval.estimate --config bench/configs/dev.json \\
+    python -m canfvc_codec.lab.estimate --config bench/configs/dev.json \\
         --model models/canfvc-lite.pt --lambdas 256,512,1024,2048 \\
         --anchors bench/results/anchors/dev_qp22-37/results.json \\
         --anchors bench/results/anchors/dev_qp37-51/results.json \\
         --anchors bench/results/anchors/dev_vtest_qp22-37/results.json \\
         --anchors bench/results/anchors/dev_vtest_qp37-51/results.json --out estimate.json
-    python -m canfvc_codec.eval.estimate --merge l256.json l1024.json --out estimate.json
+    python -m canfvc_codec.lab.estimate --merge l256.json l1024.json --out estimate.json
 
 ``canfvc eval`` measures real files through the command line; on a 2-core CPU the lite model
 needs about 80 s per 640x272 frame that way (float64 decoder path, entropy coding). This
@@ -303,7 +303,7 @@ def record_intra_choice(record: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m canfvc_codec.eval.estimate", description=__doc__
+        prog="python -m canfvc_codec.lab.estimate", description=__doc__
     )
     parser.add_argument("--config", type=Path, help="the clips to estimate (see bench/configs)")
     parser.add_argument("--model", default=DEFAULT_MODEL)

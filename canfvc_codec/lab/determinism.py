@@ -1,10 +1,10 @@
 """Platform-difference harness: encode under the default numerics, decode under other ones.
 
-    python -m canfvc_codec.eval.determinism --frames 96 --size 128x96 --dtype float64 float32 \\
+    python -m canfvc_codec.lab.determinism --frames 96 --size 128x96 --dtype float64 float32 \\
         --out bench/results/determinism.json
-    python -m canfvc_codec.eval.determinism --encode-device cuda --decode-device cpu \\
+    python -m canfvc_codec.lab.determinism --encode-device cuda --decode-device cpu \\
         --paths default --dtype float64 --out bench/results/determinism_cuda_cpu.json
-    python -m canfvc_codec.eval.determinism --intra-coder hevc --gop 8 --dtype float64 \\
+    python -m canfvc_codec.lab.determinism --intra-coder hevc --gop 8 --dtype float64 \\
         --out bench/results/determinism_hevc.json
 
 A stream is encoded in this process (on the default numeric path, PyTorch's defaults), then
@@ -67,7 +67,7 @@ DEFAULT_CLIP = "bikes.mp4"
 # bikes.mp4 frames 0-185 are the training range: the only real range long enough for 96 frames.
 DEFAULT_START = 0
 WORKER_TIMEOUT_S = 1800
-WORKER_MODULE = "canfvc_codec.eval.determinism"
+WORKER_MODULE = "canfvc_codec.lab.determinism"
 OTHER_PATHS = tuple(name for name in NUMERIC_PATHS if name != DEFAULT_PATH)
 # One latent coder call per ANFIC I-frame, none per HEVC one, two per P-frame (motion, inter):
 # how σ arrays map to frames.
@@ -420,7 +420,7 @@ def time_per_frame(model: str, width: int, height: int, frames: int, dtype: str)
 
 def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m canfvc_codec.eval.determinism", description=__doc__.split("\n\n")[0]
+        prog="python -m canfvc_codec.lab.determinism", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--frames", type=int, default=96)
     parser.add_argument("--size", default="128x96", help="WxH of the test clip")
@@ -496,7 +496,7 @@ def main(argv: list[str] | None = None) -> None:
             decode_device=options.decode_device,
             intra_coder=options.intra_coder,
         )
-    results["command"] = "python -m canfvc_codec.eval.determinism " + " ".join(args)
+    results["command"] = "python -m canfvc_codec.lab.determinism " + " ".join(args)
     text = json.dumps(results, indent=2)
     if options.out:
         Path(options.out).write_text(text + "\n")

@@ -1,6 +1,6 @@
 """Memory benchmark: peak memory of decoding per frame size, and memory over a long encode.
 
-    python -m canfvc_codec.eval.memory --out bench/results/memory.json \\
+    python -m canfvc_codec.lab.memory --out bench/results/memory.json \\
         [--decode-sizes 480x272,960x544,1920x1080] [--decode-model random-lite] \\
         [--growth-frames 300] [--growth-size 176x144] [--growth-model random-tiny]
 
@@ -44,7 +44,7 @@ TIMEOUT_S = 6 * 3600
 # smallest decode size, and with --quick a shorter encode.
 BENCH = {"decode_sizes": ((480, 272),)}
 QUICK = {"decode_sizes": ((480, 272),), "growth_frames": 100}
-WORKER_MODULE = "canfvc_codec.eval.memory"
+WORKER_MODULE = "canfvc_codec.lab.memory"
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 

@@ -1,6 +1,6 @@
 """How well the encoder's motion search predicts the next frame: warp PSNR of its flows on a clip.
 
-    python -m canfvc_codec.eval.flow bikes_dev.y4m --start 2 --frames 9 \\
+    python -m canfvc_codec.lab.flow bikes_dev.y4m --start 2 --frames 9 \\
         --model models/canfvc-lite.pt
 
 For each pair of neighbouring frames, the previous frame is warped onto the next one by a flow and
@@ -119,7 +119,7 @@ def summary(per_pair: dict[str, list[float]]) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m canfvc_codec.eval.flow", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m canfvc_codec.lab.flow", description=__doc__)
     parser.add_argument("input", help="a video with a header (y4m, or a container ffmpeg reads)")
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--start", type=int, default=0, help="first frame")

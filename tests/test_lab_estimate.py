@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from canfvc_codec.eval import estimate
 from canfvc_codec.eval.config import load_config
+from canfvc_codec.lab import estimate
 
 WIDTH, HEIGHT = 192, 128
 FRAMES = 3
