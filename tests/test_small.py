@@ -7,11 +7,11 @@ import copy
 import pytest
 import torch
 
-from canfvc_codec import stripes
 from canfvc_codec.networks import References, VideoModel, get_config, to_reference
 from canfvc_codec.networks.complexity import model_report
 from canfvc_codec.networks.config import CoderConfig, ModelConfig
 from canfvc_codec.networks.motion import MotionHyperpriorCoder
+from canfvc_codec.nn import stripes
 from canfvc_codec.nn.anf import COMPACT, AdditiveStep
 from canfvc_codec.nn.block_motion import PRECISION, BlockMotion
 from canfvc_codec.nn.compact import CompactAnalysis, CompactSynthesis
@@ -124,8 +124,8 @@ def test_scaled_networks_keep_the_size_and_stripe_exactly(monkeypatch, scale):
     generator = torch.Generator().manual_seed(5)
     features = torch.rand(1, 8, 256, 64, dtype=F64, generator=generator)
     frame = torch.rand(1, 3, 256, 64, dtype=F64, generator=generator)
-    striped_unet = stripes.bound_memory(copy.deepcopy(unet))
-    striped_enhance = stripes.bound_memory(copy.deepcopy(enhance))
+    striped_unet = stripes.compute_in_stripes(copy.deepcopy(unet))
+    striped_enhance = stripes.compute_in_stripes(copy.deepcopy(enhance))
     layout = stripes.StripeLayout.scaled(stripes.UNET_HALO, scale)
     assert layout.align == stripes.STRIPE_ALIGN * scale and layout.halo > stripes.UNET_HALO
     with torch.no_grad():
@@ -152,8 +152,7 @@ def test_small_codes_and_decodes_in_lock_step(rgb_frames):
     refs = References([to_reference(x_hat)])
     for t in (1, 2):
         flow = torch.zeros(1, 2, 64, 64, dtype=F64)
-        model.flow_estimator = lambda x, ref, flow=flow: flow
-        streams, x_hat, flow_hat = model.compress_inter(frames[t : t + 1], refs, 512.0)
+        streams, x_hat, flow_hat = model.compress_inter(frames[t : t + 1], refs, 512.0, flow=flow)
         decoded, decoded_flow = model.decompress_inter(streams, refs, 512.0)
         assert torch.equal(decoded, x_hat) and torch.equal(decoded_flow, flow_hat)
         refs = refs.push(to_reference(x_hat), flow_hat)

@@ -66,7 +66,8 @@ class CoderOutput:
 class Latents:
     """The two values a coder sends, before rounding: the gained latent ``z2 · g`` and the
     hyper-latent ``h``. The analysis transforms give them (:meth:`AnfCoder.latents`); the encoder
-    may refine them (:mod:`canfvc_codec.refine`) since the decoder only sees what is coded."""
+    may refine them (:mod:`canfvc_codec.encoder.refine`) since the decoder only sees what is
+    coded."""
 
     latent: Tensor
     hyper: Tensor

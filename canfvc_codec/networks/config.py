@@ -16,8 +16,9 @@ pass the decoded picture through).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 
+from canfvc_codec.defaults import ANCHOR_LAMBDAS
 from canfvc_codec.errors import ModelError
 from canfvc_codec.nn.anf import COMPACT, HYPER_KERNEL, PAPER
 
@@ -57,7 +58,7 @@ class ModelConfig:
     # The residual outputs of flow extrapolation, motion compensation and quality enhancement
     # start at zero: f_c = f̂_{t-1}, x_c = warp(x̂_{t-1}, f̂_t) and x̂ unchanged at first.
     zero_residuals: bool = False
-    anchor_lambdas: tuple[float, ...] = field(default=(256.0, 512.0, 1024.0, 2048.0))
+    anchor_lambdas: tuple[float, ...] = ANCHOR_LAMBDAS
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -13,7 +13,7 @@ from torch import nn
 
 from canfvc_codec.nn.block_motion import BlockMotion
 from canfvc_codec.nn.compact import CompactAnalysis, CompactSynthesis
-from canfvc_codec.nn.layers import GDN, conv, deconv
+from canfvc_codec.nn.layers import GDN, Conv2d, conv, deconv
 
 # Each transform changes the resolution by 2 four times: latents live at 1/16 of the frame.
 TRANSFORM_STAGES = 4
@@ -183,9 +183,9 @@ class PriorFusion(nn.Sequential):
     def __init__(self, in_channels: int, latent: int) -> None:
         hidden = 2 * latent
         super().__init__(
-            nn.Conv2d(in_channels, hidden, 1),
+            Conv2d(in_channels, hidden, 1),
             nn.LeakyReLU(FUSION_SLOPE, inplace=True),
-            nn.Conv2d(hidden, hidden, 1),
+            Conv2d(hidden, hidden, 1),
             nn.LeakyReLU(FUSION_SLOPE, inplace=True),
-            nn.Conv2d(hidden, 2 * latent, 1),
+            Conv2d(hidden, 2 * latent, 1),
         )

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from canfvc_codec.eval import card
-from canfvc_codec.eval.estimate import ESTIMATE
+from canfvc_codec.lab import card
+from canfvc_codec.lab.estimate import ESTIMATE
 
 MODEL_ID = "00112233"
 

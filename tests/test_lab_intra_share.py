@@ -8,8 +8,8 @@ import math
 import pytest
 
 from canfvc_codec.errors import InputError
-from canfvc_codec.eval import intra_share
-from canfvc_codec.eval.estimate import ESTIMATE
+from canfvc_codec.lab import intra_share
+from canfvc_codec.lab.estimate import ESTIMATE
 
 
 def _record(frames_per_point: list[list[dict]], lambdas: list[float]) -> dict:

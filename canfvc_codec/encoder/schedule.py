@@ -1,5 +1,5 @@
-"""Where the I-frames go: :class:`IntraSchedule`, shared by the encoder (``codec.py``) and the
-RD estimate (``eval/estimate.py``) so that their frame types agree. Free of torch, so that the
+"""Where the I-frames go: :class:`IntraSchedule`, shared by the encoder (``encoder/gop.py``) and the
+RD estimate (``lab/estimate.py``) so that their frame types agree. Free of torch, so that the
 command line can list the choices without loading the networks."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-INTRA, INTER = "I", "P"
+from canfvc_codec.bitstream import INTER, INTRA
+
 DEFAULT_GOP = 32
 FRAME_CHOICE, RUN_CHOICE = "frame", "run"  # the adaptive choices, described in IntraSchedule
 INTRA_CHOICES = (FRAME_CHOICE, RUN_CHOICE)
@@ -21,7 +22,7 @@ class IntraSchedule:
     """The frame types: I where one is due (the first frame, and ``gop`` frames after the last
     I-frame; never again when ``gop`` is 0), P elsewhere, or, with ``adaptive``, an I-frame also
     where ``choice`` finds it pays. An I-frame chosen that way restarts the count, as a scene cut
-    restarts x265's keyint. The encoder and the RD estimate (``eval/estimate.py``) both decide
+    restarts x265's keyint. The encoder and the RD estimate (``lab/estimate.py``) both decide
     through :meth:`choose`, so that their frame types agree.
 
     The adaptive choices (:data:`INTRA_CHOICES`), both in the cost of :func:`frame_cost`:

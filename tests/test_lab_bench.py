@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from canfvc_codec.eval import bench
+from canfvc_codec.lab import bench
 from tests.test_eval_runner import BROKEN_CLI, FAKE_CLI, _script
 
 SIZE = (64, 48)
@@ -21,7 +21,7 @@ def test_speed_rows_and_readme(tmp_path):
 
     record = {
         "date": "2026-01-01T00:00:00+00:00",
-        "command": "python -m canfvc_codec.eval.bench --skip-rd",
+        "command": "python -m canfvc_codec.lab.bench --skip-rd",
         "machine": {"processor": "cpu", "platform": "linux", "torch": "x", "cuda": None},
         "entropy": {"status": "skipped", "reason": "no entropy bench"},
         "speed": speed,

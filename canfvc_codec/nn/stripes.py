@@ -24,8 +24,6 @@ a different layout would be one more numerical path, harmless in float64 (docs/d
 
 from __future__ import annotations
 
-import os
-import types
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,10 +31,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from canfvc_codec.errors import InputError
-from canfvc_codec.networks.config import ModelConfig
-
-GIB = 1 << 30
 # Largest unfolded (im2col) buffer one convolution call may build. Small enough for the C
 # allocator to reuse freed buffers (glibc maps blocks above 32 MiB afresh for every call, and the
 # kernel's zeroing of their pages took half of a 640x272 decode's CPU time at 192 MiB), large
@@ -48,9 +42,9 @@ UNFOLD_BUDGET_BYTES = 16 << 20
 # 64 -> 64 channels at 640x272, one thread: 33.9 / 34.5 / 31.3 / 28.2 GFLOP/s at 4 / 8 / 16 / 32
 # rows, against 25.6 for the unfolded convolution.
 SHIFTED_PRODUCT_ROWS = 8
-# A convolution with this attribute set keeps PyTorch's own float64 kernel (a numerical path of
-# docs/determinism.md, set by numerics.prepare_model).
-LIBRARY_CONVOLUTIONS = "_library_convolutions"
+# A convolution with this attribute true keeps PyTorch's own float64 kernel (a numerical path of
+# docs/determinism.md: VideoModel.use_library_convolutions).
+LIBRARY_CONVOLUTIONS = "library_convolutions"
 # Full-resolution networks run on stripes of at most this many pixels (plus halos) ...
 STRIPE_PIXELS = 256 * 1920
 # ... whose heights are multiples of this (the U-Nets halve the size twice).
@@ -193,7 +187,7 @@ def striped_conv_transpose2d(deconv: nn.ConvTranspose2d, x: Tensor) -> Tensor:
     row_bytes = deconv.out_channels * kh * kw * width * x.element_size() * x.shape[0]
     rows_in = _rows_per_call(row_bytes)
     if plain or rows_in >= height:
-        return type(deconv).forward(deconv, x)
+        return nn.ConvTranspose2d.forward(deconv, x)
     rows = max(1, rows_in * sh)
     out = None
     for start in range(0, out_h, rows):
@@ -246,120 +240,25 @@ def run_in_stripes(
 
 
 # ---------------------------------------------------------------------------------------------
-# Applying the stripes to a model (per instance: the model's classes and state are unchanged)
+# Switching a network to stripes: every layer that can compute in stripes declares ``striped``
+# (the convolutions of nn/layers.py, the U-Net, the quality enhancement), every convolution that
+# can keep PyTorch's own float64 kernel declares ``library_convolutions``.
+
+STRIPED = "striped"
 
 
-def _conv_forward(self: nn.Conv2d, x: Tensor) -> Tensor:
-    if uses_shifted_products(self, x):
-        return shifted_products_conv2d(self, x)
-    return striped_conv2d(self, x)
+def compute_in_stripes(network: nn.Module, enabled: bool = True) -> nn.Module:
+    """Make every layer of ``network`` that can compute in stripes do so (or not); returns it."""
+    for module in network.modules():
+        if hasattr(type(module), STRIPED):
+            setattr(module, STRIPED, enabled)
+    return network
 
 
-def _deconv_forward(self: nn.ConvTranspose2d, x: Tensor, output_size=None) -> Tensor:
-    if output_size is not None:
-        return type(self).forward(self, x, output_size)
-    return striped_conv_transpose2d(self, x)
-
-
-def _striped_forward(self: nn.Module, x: Tensor) -> Tensor:
-    layout: StripeLayout = self._stripe_layout
-    return run_in_stripes(
-        lambda part: type(self).forward(self, part), x, layout.halo, layout.max_pixels, layout.align
-    )
-
-
-def bound_memory(model: nn.Module) -> nn.Module:
-    """Make ``model`` compute large frames in stripes (in place; returned for chaining).
-
-    Every convolution gets striped unfolding; the networks :func:`full_resolution_networks`
-    names run on row stripes with halos. Only the instances' ``forward`` change: classes,
-    parameters and state dicts stay as they are, and ``copy.deepcopy`` keeps the behaviour.
-    """
-    for module in model.modules():
-        if type(module) is nn.Conv2d:
-            module.forward = types.MethodType(_conv_forward, module)
-        elif type(module) is nn.ConvTranspose2d:
-            module.forward = types.MethodType(_deconv_forward, module)
-    for module, layout in full_resolution_networks(model):
-        module._stripe_layout = layout
-        module.forward = types.MethodType(_striped_forward, module)
-    return model
-
-
-def full_resolution_networks(model: nn.Module) -> list[tuple[nn.Module, StripeLayout]]:
-    """The fully convolutional full-resolution networks of a video model, with their stripe
-    layouts (each network's ``scale`` says at what fraction of the resolution it works)."""
-    found = []
-    extrapolation = getattr(model, "extrapolation", None)
-    mc = getattr(model, "mc", None)
-    for unet in (getattr(extrapolation, "unet", None), getattr(mc, "refine", None)):
-        if unet is not None:
-            found.append((unet, StripeLayout.scaled(UNET_HALO, unet.scale)))
-    for name in ("intra", "inter"):
-        enhance = getattr(getattr(model, name, None), "enhance", None)
-        if enhance is not None:
-            found.append((enhance, StripeLayout.scaled(ENHANCE_HALO, enhance.scale)))
-    return found
-
-
-# ---------------------------------------------------------------------------------------------
-# How much memory a decode needs, checked before anything is allocated
-
-# The estimate is calibrated on measured decodes (bench/results/memory.json). At its peak a decoder
-# holds, besides its weights and libraries (BASE_BYTES):
-# - frame-sized buffers: references, flows, conditions, outputs (about 40 planes of samples);
-# - then either the autoencoding transforms' half-resolution tensors that are not striped (a GDN
-#   holds about 6 of them: 6 * filters / 4 planes), or the working set of one stripe of a U-Net
-#   (about 6 activations of its first level), never both at once;
-# - and one unfolded buffer of a convolution.
-FULL_RESOLUTION_PLANES = 40
-HALF_RESOLUTION_LIVE = 6
-STRIPE_LIVE = 6
-BASE_BYTES = 640 << 20
-
-
-def decode_memory_estimate(
-    filters: int, stripe_channels: int, width: int, height: int, itemsize: int
-) -> int:
-    """An estimate of the peak memory of decoding one stream, in bytes (see the constants).
-
-    ``filters``: the widest autoencoding transform; ``stripe_channels``: the widest
-    full-resolution network (U-Net first level or quality enhancement). Sizes are padded first.
-    """
-    padded_width = -(-width // 64) * 64
-    pixels = padded_width * (-(-height // 64) * 64)
-    stripe = min(pixels, STRIPE_PIXELS + 2 * UNET_HALO * padded_width)
-    transforms = pixels * HALF_RESOLUTION_LIVE * filters / 4
-    networks = stripe * STRIPE_LIVE * stripe_channels
-    frames = pixels * FULL_RESOLUTION_PLANES
-    return int((frames + max(transforms, networks)) * itemsize + UNFOLD_BUDGET_BYTES + BASE_BYTES)
-
-
-def physical_memory() -> int | None:
-    """This machine's physical memory in bytes, when the platform says."""
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
-def check_memory(
-    config: ModelConfig, width: int, height: int, dtype: torch.dtype, task: str = "decode"
-) -> None:
-    """Refuse, with one clear line, a frame size this machine cannot decode (or encode: the
-    encoder holds the decoder's networks and more, so the decoder's need is its floor).
-
-    A header or an input may claim any size up to 16384x16384; without this check such a claim
-    would only end when the operating system kills the process.
-    """
-    filters = max(c.filters for c in (config.intra, config.inter, config.motion))
-    channels = max(config.mc_channels[0], config.extrapolation_channels[0], config.dq_channels)
-    itemsize = torch.empty((), dtype=dtype).element_size()
-    needed = decode_memory_estimate(filters, channels, width, height, itemsize)
-    available = physical_memory()
-    if available is not None and needed > available:
-        raise InputError(
-            f"frame size {width}x{height} needs {'at least ' if task != 'decode' else ''}about "
-            f"{needed / GIB:.0f} GiB to {task}, "
-            f"more than this machine's {available / GIB:.0f} GiB"
-        )
+def use_library_convolutions(network: nn.Module, enabled: bool = True) -> nn.Module:
+    """PyTorch's float64 kernel (``enabled``) or the shifted products in every striped
+    convolution of ``network``; returns it."""
+    for module in network.modules():
+        if hasattr(type(module), LIBRARY_CONVOLUTIONS):
+            setattr(module, LIBRARY_CONVOLUTIONS, enabled)
+    return network

@@ -1,9 +1,9 @@
 """Encoder presets: named trade-offs of encoding time against bits, as x265's ``--preset``.
 
-A preset sets only encoder choices (the latent refinement steps of :mod:`canfvc_codec.refine`),
-so any preset's stream decodes with any canfvc in the same time. An option given on the command
-line overrides its preset's value, as in x265. Free of torch, so that the command line can list
-the presets without loading the networks.
+A preset sets only encoder choices (the latent refinement steps of
+:mod:`canfvc_codec.encoder.refine`), so any preset's stream decodes with any canfvc in the same
+time. An option given on the command line overrides its preset's value, as in x265. Free of torch,
+so that the command line can list the presets without loading the networks.
 
 Each preset is a refinement setting measured on real files (``docs/encoder.md``, "Presets",
 holds the figures: bits saved at equal quality, encoding time). ``slow`` refines only the

@@ -1,12 +1,12 @@
 """Rate-distortion estimated from the model's forward pass, for following training on a CPU.
 
-    python -m canfvc_codec.eval.estimate --config bench/configs/dev.json \\
+    python -m canfvc_codec.lab.estimate --config bench/configs/dev.json \\
         --model models/canfvc-lite.pt --lambdas 256,512,1024,2048 \\
         --anchors bench/results/anchors/dev_qp22-37/results.json \\
         --anchors bench/results/anchors/dev_qp37-51/results.json \\
         --anchors bench/results/anchors/dev_vtest_qp22-37/results.json \\
         --anchors bench/results/anchors/dev_vtest_qp37-51/results.json --out estimate.json
-    python -m canfvc_codec.eval.estimate --merge l256.json l1024.json --out estimate.json
+    python -m canfvc_codec.lab.estimate --merge l256.json l1024.json --out estimate.json
 
 ``canfvc eval`` measures real files through the command line; on a 2-core CPU the lite model
 needs about 80 s per 640x272 frame that way (float64 decoder path, entropy coding). This
@@ -32,8 +32,18 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from canfvc_codec import motion
-from canfvc_codec.codec import MOTION_LAMBDA_SHARE, auto_motion_lambda, frame_cost, pad_to_multiple
+from canfvc_codec.defaults import ANCHOR_LAMBDAS, DEFAULT_MODEL
+from canfvc_codec.encoder import motion
+from canfvc_codec.encoder.gop import frame_cost
+from canfvc_codec.encoder.options import MOTION_LAMBDA_SHARE, auto_motion_lambda
+from canfvc_codec.encoder.schedule import (
+    DEFAULT_INTRA_CHOICE,
+    FRAME_CHOICE,
+    INTER,
+    INTRA,
+    INTRA_CHOICES,
+    IntraSchedule,
+)
 from canfvc_codec.errors import CanfvcError, InputError
 from canfvc_codec.eval import anchors
 from canfvc_codec.eval.config import SequenceSpec, load_config
@@ -43,19 +53,12 @@ from canfvc_codec.eval.runner import compute_bd_rates
 from canfvc_codec.eval.sequence import open_sequence
 from canfvc_codec.io import VideoInfo
 from canfvc_codec.io.color import rgb_to_yuv, yuv_to_rgb
-from canfvc_codec.networks import References, VideoModel, to_reference
-from canfvc_codec.schedule import (
-    DEFAULT_INTRA_CHOICE,
-    FRAME_CHOICE,
-    INTER,
-    INTRA,
-    INTRA_CHOICES,
-    IntraSchedule,
-)
+from canfvc_codec.networks import FrameOutput, References, VideoModel, to_reference
+from canfvc_codec.networks.video import pad_to_multiple
 from canfvc_codec.threads import thread_count
 
 ESTIMATE = "canfvc-estimate"
-DEFAULT_LAMBDAS = (256.0, 512.0, 1024.0, 2048.0)
+DEFAULT_LAMBDAS = ANCHOR_LAMBDAS
 
 
 def read_sequence(spec: SequenceSpec, max_frames: int | None = None) -> tuple[VideoInfo, list]:
@@ -83,12 +86,19 @@ def estimate_sequence(
     motion_lmbda: float | None = None,
     progress: bool = False,
     intra_choice: str = DEFAULT_INTRA_CHOICE,
+    search: motion.FlowEstimator | None = None,
 ) -> dict:
     """One RD point of ``pictures`` at ``lmbda`` (motion at ``motion_lmbda``, default ``lmbda``):
-    mean metrics, bpp, and a row per frame; ``progress`` shows a bar on stderr.
+    mean metrics, bpp, and a row per frame; ``progress`` shows a bar on stderr. ``search``: the
+    encoder's motion search (None: the model's SPyNet).
 
-    Frame types are chosen as the encoder chooses them (:class:`~canfvc_codec.codec.Encoder`),
-    from estimated bits instead of coded ones."""
+    Frame types are chosen as the encoder chooses them
+    (:class:`~canfvc_codec.encoder.gop.Encoder`), from estimated bits instead of coded ones."""
+
+    def inter(x: torch.Tensor, refs: References) -> FrameOutput:
+        flow = None if search is None else search(x, refs.frames[-1])
+        return model.forward_inter(x, refs, lmbda, motion_lmbda, flow)
+
     pixels = info.width * info.height
     size = (info.height, info.width)
     rows: list[dict] = []
@@ -99,7 +109,7 @@ def estimate_sequence(
         x = pad_to_multiple(yuv_to_rgb(frame, info).float()[None])
         frame_type, out = schedule.choose(
             partial(model, x, lmbda),
-            partial(model.forward_inter, x, refs, lmbda, motion_lmbda),
+            partial(inter, x, refs),
             partial(_estimated_cost, x=x, lmbda=lmbda, size=size),
         )
         x_hat = to_reference(out.x_hat)
@@ -166,7 +176,7 @@ def run(
     config = load_config(config_path, only=sequences_wanted)
     model, model_id, card = load_model_and_card(model_name)
     model.eval()
-    model.flow_estimator = motion.motion_search(motion_search)
+    search = motion.motion_search(motion_search)
     x265 = anchor_points(anchor_files, max_frames)
     sequences: dict = {}
     for spec in config.sequences:
@@ -187,6 +197,7 @@ def run(
                 motion_lmbda=motion_lmbda,
                 progress=progress,
                 intra_choice=intra_choice,
+                search=search,
             )
             points.append(point)
             p_over_i = (
@@ -292,10 +303,10 @@ def record_intra_choice(record: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m canfvc_codec.eval.estimate", description=__doc__
+        prog="python -m canfvc_codec.lab.estimate", description=__doc__
     )
     parser.add_argument("--config", type=Path, help="the clips to estimate (see bench/configs)")
-    parser.add_argument("--model", default="lite")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--lambdas", default=",".join(f"{v:g}" for v in DEFAULT_LAMBDAS))
     parser.add_argument("--anchors", type=Path, action="append", default=[])
     parser.add_argument("--frames", type=int, help="at most this many frames per sequence")

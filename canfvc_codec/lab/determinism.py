@@ -1,14 +1,14 @@
 """Platform-difference harness: encode under the default numerics, decode under other ones.
 
-    python -m canfvc_codec.eval.determinism --frames 96 --size 128x96 --dtype float64 float32 \\
+    python -m canfvc_codec.lab.determinism --frames 96 --size 128x96 --dtype float64 float32 \\
         --out bench/results/determinism.json
-    python -m canfvc_codec.eval.determinism --encode-device cuda --decode-device cpu \\
+    python -m canfvc_codec.lab.determinism --encode-device cuda --decode-device cpu \\
         --paths default --dtype float64 --out bench/results/determinism_cuda_cpu.json
-    python -m canfvc_codec.eval.determinism --intra-coder hevc --gop 8 --dtype float64 \\
+    python -m canfvc_codec.lab.determinism --intra-coder hevc --gop 8 --dtype float64 \\
         --out bench/results/determinism_hevc.json
 
-A stream is encoded in this process (under the numeric path ``$CANFVC_NUMERIC_PATH`` names, by
-default PyTorch's defaults), then decoded in a fresh interpreter under each other
+A stream is encoded in this process (on the default numeric path, PyTorch's defaults), then
+decoded in a fresh interpreter under each other
 :class:`~canfvc_codec.numerics.NumericPath` in turn (oneDNN off, channels-last, one thread), each of
 which changes float results by about one unit in the last place, as another CPU, BLAS or GPU
 would. The decoder here does not stop at a reconstruction-CRC mismatch (the real decoder does):
@@ -36,16 +36,12 @@ import numpy as np
 import torch
 
 from canfvc_codec.bitstream import CvcReader
-from canfvc_codec.codec import (
-    Decoder,
-    EncodeOptions,
-    Encoder,
-    encode_video,
-    frame_crc,
-    resolve_device,
-    resolve_dtype,
-)
+from canfvc_codec.codec import Decoder, encode_video, frame_crc
 from canfvc_codec.datasets import extract_clip
+from canfvc_codec.defaults import DEFAULT_LAMBDA
+from canfvc_codec.device import resolve_device
+from canfvc_codec.encoder.gop import Encoder
+from canfvc_codec.encoder.options import EncodeOptions
 from canfvc_codec.entropy.gaussian import GaussianConditional
 from canfvc_codec.entropy.scale_table import scale_indexes
 from canfvc_codec.errors import CanfvcError
@@ -57,20 +53,21 @@ from canfvc_codec.numerics import (
     DEFAULT_PATH,
     NUMERIC_PATHS,
     NumericPath,
+    Numerics,
     boundary_distance,
     get_numeric_path,
     numeric_path,
+    resolve_dtype,
 )
 from canfvc_codec.weights import load_model, load_model_by_id
 
 DEFAULT_MODEL = "random-tiny"
-DEFAULT_LAMBDA = 1024.0
 DEFAULT_GOP = 32
 DEFAULT_CLIP = "bikes.mp4"
 # bikes.mp4 frames 0-185 are the training range: the only real range long enough for 96 frames.
 DEFAULT_START = 0
 WORKER_TIMEOUT_S = 1800
-WORKER_MODULE = "canfvc_codec.eval.determinism"
+WORKER_MODULE = "canfvc_codec.lab.determinism"
 OTHER_PATHS = tuple(name for name in NUMERIC_PATHS if name != DEFAULT_PATH)
 # One latent coder call per ANFIC I-frame, none per HEVC one, two per P-frame (motion, inter):
 # how σ arrays map to frames.
@@ -175,19 +172,19 @@ def _decode_one(
     output, scales_out = _outputs(work, path.name, dtype)
     mismatches: list[int] = []
     failure, decoded = None, 0
-    with stream.open("rb") as source, numeric_path(path) as prepare, capture_scales() as scales:
+    with stream.open("rb") as source, numeric_path(path), capture_scales() as scales:
         reader = CvcReader(source)
         h = reader.header
         info = VideoInfo(
             h.width, h.height, h.fps_num, h.fps_den, h.bit_depth, h.matrix, h.full_range, None
         )
         decoder = Decoder(
-            prepare(copy.deepcopy(model)),
+            copy.deepcopy(model),
             h.lmbda,
             h.width,
             h.height,
             resolve_device(device),
-            resolve_dtype(dtype),
+            Numerics(resolve_dtype(dtype), path),
             h.motion_lmbda,
             HevcIntra(info) if h.intra_coder == HEVC else None,
         )
@@ -397,12 +394,12 @@ def time_per_frame(model: str, width: int, height: int, frames: int, dtype: str)
         with open_reader(str(clip)) as reader:
             info = reader.info
             pictures = [yuv_to_rgb(frame, info) for frame in reader]
-    torch_dtype = resolve_dtype(dtype)
+    numerics = Numerics(resolve_dtype(dtype))
     device = torch.device("cpu")
     encoder = Encoder(
-        copy.deepcopy(network), DEFAULT_LAMBDA, DEFAULT_GOP, width, height, device, torch_dtype
+        copy.deepcopy(network), DEFAULT_LAMBDA, DEFAULT_GOP, width, height, device, numerics
     )
-    decoder = Decoder(copy.deepcopy(network), DEFAULT_LAMBDA, width, height, device, torch_dtype)
+    decoder = Decoder(copy.deepcopy(network), DEFAULT_LAMBDA, width, height, device, numerics)
     rows = []
     for picture in pictures:
         start = time.perf_counter()
@@ -423,7 +420,7 @@ def time_per_frame(model: str, width: int, height: int, frames: int, dtype: str)
 
 def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m canfvc_codec.eval.determinism", description=__doc__.split("\n\n")[0]
+        prog="python -m canfvc_codec.lab.determinism", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--frames", type=int, default=96)
     parser.add_argument("--size", default="128x96", help="WxH of the test clip")
@@ -499,7 +496,7 @@ def main(argv: list[str] | None = None) -> None:
             decode_device=options.decode_device,
             intra_coder=options.intra_coder,
         )
-    results["command"] = "python -m canfvc_codec.eval.determinism " + " ".join(args)
+    results["command"] = "python -m canfvc_codec.lab.determinism " + " ".join(args)
     text = json.dumps(results, indent=2)
     if options.out:
         Path(options.out).write_text(text + "\n")

@@ -1,6 +1,6 @@
 """What a P-frame costs against an I-frame of the same picture at the same quality.
 
-    python -m canfvc_codec.eval.intra_share ALL_INTRA.json ESTIMATE.json [--sequence bikes]
+    python -m canfvc_codec.lab.intra_share ALL_INTRA.json ESTIMATE.json [--sequence bikes]
 
 Comparing P-frames with the I-frames of the same stream mixes two differences: the pictures and
 the quality (a P-frame coded from a P-frame is a little worse). This prices each P-frame of an
@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from canfvc_codec.errors import CanfvcError, InputError
-from canfvc_codec.eval.estimate import ESTIMATE, read_record
+from canfvc_codec.lab.estimate import ESTIMATE, read_record
 
 MIN_CURVE_POINTS = 2
 
@@ -72,7 +72,7 @@ def intra_share(all_intra: dict, record: dict, sequence: str) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m canfvc_codec.eval.intra_share", description=__doc__
+        prog="python -m canfvc_codec.lab.intra_share", description=__doc__
     )
     parser.add_argument("all_intra", type=Path, help="estimate of the frames, every one intra")
     parser.add_argument("estimate", type=Path, help="estimate of the same frames as coded")

@@ -1,6 +1,6 @@
 """``make bench``: entropy-coder benchmark, encode/decode speed, and the dev RD evaluation.
 
-    python -m canfvc_codec.eval.bench --out bench/results [--quick] [--skip-rd] [--skip-speed]
+    python -m canfvc_codec.lab.bench --out bench/results [--quick] [--skip-rd] [--skip-speed]
 
 Everything lands under ``--out``, with a ``README.md`` that summarises it. Speed is measured through
 the real command line, as a user runs it: each size is coded twice, with one frame and with N
@@ -11,7 +11,6 @@ frames, so that the per-frame speed can be given both with and without the fixed
 from __future__ import annotations
 
 import datetime
-import importlib
 import json
 import shutil
 import subprocess
@@ -22,11 +21,12 @@ from pathlib import Path
 import click
 
 from canfvc_codec.errors import CanfvcError
-from canfvc_codec.eval import anchors, memory
+from canfvc_codec.eval import anchors
 from canfvc_codec.eval.command import evaluate
 from canfvc_codec.eval.config import parse_size
 from canfvc_codec.eval.report import bd_table, describe_machine
 from canfvc_codec.eval.runner import CanfvcCommand, CanfvcUnavailable, machine_info
+from canfvc_codec.lab import entropy, memory
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEV_CONFIG = REPO_ROOT / "bench" / "configs" / "dev.json"
@@ -54,13 +54,9 @@ def _log(message: str) -> None:
 
 
 def entropy_benchmark(out_dir: Path) -> dict:
-    """Call ``canfvc_codec.entropy.bench.run(out_dir)`` when that module exists."""
-    try:
-        module = importlib.import_module("canfvc_codec.entropy.bench")
-    except ImportError as exc:
-        return {"status": "skipped", "reason": f"canfvc_codec.entropy.bench not importable ({exc})"}
+    """The range coder's throughput and table-building figures (:mod:`canfvc_codec.lab.entropy`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    result = module.run(out_dir)
+    result = entropy.run(out_dir)
     return {"status": "ok", "result": result if isinstance(result, (dict, list)) else str(result)}
 
 
@@ -332,7 +328,7 @@ def main(
     out_dir.mkdir(parents=True, exist_ok=True)
     record: dict = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": "python -m canfvc_codec.eval.bench " + " ".join(sys.argv[1:]),
+        "command": "python -m canfvc_codec.lab.bench " + " ".join(sys.argv[1:]),
         "machine": machine_info(),
     }
     try:
@@ -342,7 +338,7 @@ def main(
             if skip_entropy
             else entropy_benchmark(out_dir / "entropy")
         )
-        _log("memory benchmark (canfvc_codec.eval.memory)")
+        _log("memory benchmark (canfvc_codec.lab.memory)")
         preset = memory.QUICK if quick else memory.BENCH
         record["memory"] = memory.run(out_dir / "memory" / "memory.json", **preset)
         record["speed"] = (

@@ -1,6 +1,6 @@
 """Memory benchmark: peak memory of decoding per frame size, and memory over a long encode.
 
-    python -m canfvc_codec.eval.memory --out bench/results/memory.json \\
+    python -m canfvc_codec.lab.memory --out bench/results/memory.json \\
         [--decode-sizes 480x272,960x544,1920x1080] [--decode-model random-lite] \\
         [--growth-frames 300] [--growth-size 176x144] [--growth-model random-tiny]
 
@@ -44,7 +44,7 @@ TIMEOUT_S = 6 * 3600
 # smallest decode size, and with --quick a shorter encode.
 BENCH = {"decode_sizes": ((480, 272),)}
 QUICK = {"decode_sizes": ((480, 272),), "growth_frames": 100}
-WORKER_MODULE = "canfvc_codec.eval.memory"
+WORKER_MODULE = "canfvc_codec.lab.memory"
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -174,7 +174,7 @@ def traced_decode_peak(model: str, width: int, height: int) -> dict:
     from canfvc_codec.codec import Decoder
     from canfvc_codec.entropy.factorized import FactorizedPrior
     from canfvc_codec.entropy.gaussian import GaussianConditional
-    from canfvc_codec.numerics import DECODER_DTYPE
+    from canfvc_codec.numerics import DECODER_DTYPE, Numerics
     from canfvc_codec.weights import load_model
 
     counter = LiveBytes()
@@ -197,7 +197,7 @@ def traced_decode_peak(model: str, width: int, height: int) -> dict:
     FactorizedPrior.decompress = lambda self, data, shape: torch.zeros(shape, device=meta)
     GaussianConditional.decompress = lambda self, data, scales, means=None: torch.zeros_like(scales)
     try:
-        decoder = Decoder(network, LAMBDA, width, height, meta, DECODER_DTYPE)
+        decoder = Decoder(network, LAMBDA, width, height, meta, Numerics(DECODER_DTYPE))
         with Mode(), torch.no_grad():
             for frame_type, streams in (("I", 2), ("P", 4), ("P", 4)):
                 decoder.decode(frame_type, [b""] * streams)
@@ -289,7 +289,8 @@ class SamplingReader:
 
 def encode_growth_worker(clip: Path, model: str, every: int, stream: Path) -> dict:
     """Encode ``clip`` into ``stream`` (in this process), sampling resident memory."""
-    from canfvc_codec.codec import EncodeOptions, encode_video
+    from canfvc_codec.codec import encode_video
+    from canfvc_codec.encoder.options import EncodeOptions
     from canfvc_codec.io import open_reader
 
     # Frame types as the GOP puts them: untrained weights would choose I-frames only.

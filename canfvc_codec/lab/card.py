@@ -1,12 +1,12 @@
 """The measured half of a model card, written from estimate records.
 
-    python -m canfvc_codec.eval.card --card models/canfvc-lite.json \\
+    python -m canfvc_codec.lab.card --card models/canfvc-lite.json \\
         bench/results/estimate/<model id>/dev_bikes.json \\
         bench/results/estimate/<model id>/dev_bigbuckbunny.json \\
         [--real bench/results/real/<run>/ ...]
 
 Replaces the card's ``rd_points`` with one point per sequence and λ of the records
-(:mod:`canfvc_codec.eval.estimate`, merged per λ with ``--merge``): rate, quality, and the split
+(:mod:`canfvc_codec.lab.estimate`, merged per λ with ``--merge``): rate, quality, and the split
 between I- and P-frames that shows what conditional coding saves; and the per-sequence figures of
 ``bd_rate_vs_x265`` and their average, keeping the card's words about the anchor. The records must
 be of the card's model. Everything else in the card (data, phases, lineage, notes) is left as it
@@ -38,8 +38,8 @@ from typing import NamedTuple
 
 from canfvc_codec.errors import CanfvcError, InputError
 from canfvc_codec.eval import bdrate
-from canfvc_codec.eval.estimate import ESTIMATE, read_record, record_intra_choice
 from canfvc_codec.eval.runner import BD_METRICS, CANFVC
+from canfvc_codec.lab.estimate import ESTIMATE, read_record, record_intra_choice
 
 DIGITS = 4  # the card's precision: far below what separates two measurements
 CARD_INDENT = 2  # as the trainer writes cards
@@ -301,7 +301,7 @@ def update_card(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m canfvc_codec.eval.card", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m canfvc_codec.lab.card", description=__doc__)
     parser.add_argument("--card", type=Path, required=True, help="the model card to update")
     parser.add_argument("estimates", type=Path, nargs="+", help="estimate records of its model")
     parser.add_argument(

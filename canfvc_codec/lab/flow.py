@@ -1,11 +1,11 @@
 """How well the encoder's motion search predicts the next frame: warp PSNR of its flows on a clip.
 
-    python -m canfvc_codec.eval.flow bikes_dev.y4m --start 2 --frames 9 \\
+    python -m canfvc_codec.lab.flow bikes_dev.y4m --start 2 --frames 9 \\
         --model models/canfvc-lite.pt
 
 For each pair of neighbouring frames, the previous frame is warped onto the next one by a flow and
 scored in PSNR-RGB: no motion at all (the previous frame as it is), the model's SPyNet, and
-OpenCV's DIS flow (the encoder's default motion search, canfvc_codec.motion,
+OpenCV's DIS flow (the encoder's default motion search, canfvc_codec.encoder.motion,
 and the teacher of SPyNet's training). The motion coder codes one of these flows; motion
 compensation and the conditional coders can only be as good as the prediction it allows, so this
 is the first thing to check when P-frames cost too much. With ``--coded LAMBDA`` the flow of
@@ -23,20 +23,21 @@ from collections.abc import Sequence
 
 import torch
 
-from canfvc_codec.codec import pad_to_multiple
-from canfvc_codec.errors import CanfvcError, InputError
-from canfvc_codec.eval.metrics import psnr_from_mse
-from canfvc_codec.io import open_reader
-from canfvc_codec.io.color import yuv_to_rgb
-from canfvc_codec.motion import (
+from canfvc_codec.defaults import DEFAULT_MODEL
+from canfvc_codec.encoder.motion import (
     DEFAULT_MOTION_SEARCH,
     MOTION_SEARCHES,
     FlowEstimator,
     dis_flow,
     motion_search,
 )
+from canfvc_codec.errors import CanfvcError, InputError
+from canfvc_codec.io import open_reader
+from canfvc_codec.io.color import yuv_to_rgb
 from canfvc_codec.networks import References, VideoModel
+from canfvc_codec.networks.video import pad_to_multiple
 from canfvc_codec.nn.layers import backward_warp
+from canfvc_codec.psnr import psnr_from_mse
 from canfvc_codec.threads import thread_count
 from canfvc_codec.weights import load_model
 
@@ -84,18 +85,20 @@ def warp_quality(
 
 @torch.no_grad()
 def coded_motion_quality(
-    model: VideoModel, frames: Sequence[torch.Tensor], lmbda: float
+    model: VideoModel,
+    frames: Sequence[torch.Tensor],
+    lmbda: float,
+    search: FlowEstimator | None = None,
 ) -> dict[str, list[float]]:
-    """What the first-P motion coder makes of the model's flow at ``lmbda`` (references
-    uncompressed): warp PSNR by the decoded flow, PSNR of the motion-compensated frame x_c, and
-    the motion's estimated bits per pixel."""
+    """What the first-P motion coder makes of the flow of ``search`` (None: the model's SPyNet)
+    at ``lmbda`` (references uncompressed): warp PSNR by the decoded flow, PSNR of the
+    motion-compensated frame x_c, and the motion's estimated bits per pixel."""
     rows: dict[str, list[float]] = {"coded flow": [], "x_c": [], "motion bpp": []}
     for reference, x in zip(frames[:-1], frames[1:], strict=True):
         height, width = x.shape[-2:]
-        padded = pad_to_multiple(x)
-        coded, _, x_c = model.forward_motion(
-            padded, References([pad_to_multiple(reference)]), lmbda
-        )
+        padded, padded_reference = pad_to_multiple(x), pad_to_multiple(reference)
+        flow = None if search is None else search(padded, padded_reference)
+        coded, _, x_c = model.forward_motion(padded, References([padded_reference]), lmbda, flow)
         flow_hat = coded.x_hat[..., :height, :width]
         rows["coded flow"].append(warp_psnr(reference, x, flow_hat))
         rows["x_c"].append(picture_psnr(x_c[..., :height, :width], x))
@@ -116,9 +119,9 @@ def summary(per_pair: dict[str, list[float]]) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m canfvc_codec.eval.flow", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m canfvc_codec.lab.flow", description=__doc__)
     parser.add_argument("input", help="a video with a header (y4m, or a container ffmpeg reads)")
-    parser.add_argument("--model", default="lite")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--start", type=int, default=0, help="first frame")
     parser.add_argument("--frames", type=int, default=9, help="frames to read (pairs + 1)")
     parser.add_argument(
@@ -144,9 +147,9 @@ def main(argv: list[str] | None = None) -> None:
         }
         estimators["opencv dis"] = dis_flow()
         per_pair = warp_quality(frames, estimators)
-        model.flow_estimator = motion_search(options.motion_search)
+        search = motion_search(options.motion_search)
         for lmbda in options.coded:
-            coded = coded_motion_quality(model, frames, lmbda)
+            coded = coded_motion_quality(model, frames, lmbda, search)
             per_pair.update({f"{k}, λ {lmbda:g}": v for k, v in coded.items()})
     except (CanfvcError, OSError) as exc:
         sys.exit(f"canfvc: error: {exc}")

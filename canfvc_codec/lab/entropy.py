@@ -1,6 +1,6 @@
 """Throughput of the entropy coder on a 10^6-symbol latent with per-symbol scales.
 
-Run as ``python -m canfvc_codec.entropy.bench --out bench/results``; writes ``entropy.json``.
+Run as ``python -m canfvc_codec.lab.entropy --out bench/results``; writes ``entropy.json``.
 Times are wall-clock on one thread with every Python step included: for ``compress`` that is the
 σ → table index mapping, rounding, grouping, range coding and the escape stream; ``decompress``
 likewise down to the float latent. The coder-only figures start from ready integer symbols and

@@ -16,12 +16,12 @@ true rounding and the best latents seen are kept, the analysis's included, so re
 raises the estimated cost of a frame.
 
 The refiner works on a float32 copy of the networks: the float64 ones still code and reconstruct
-(``numerics.DECODER_DTYPE``), and refinement only chooses what they code. With 0 steps it gives
-the analysis transforms' latents, computed on that copy: the encoder's analysis needs no float64,
-since the decoder sees only the integers, and runs several times faster in float32 on a CPU
-(oneDNN). The copy computes large frames in stripes as the decoder does
-(:func:`~canfvc_codec.stripes.bound_memory`); refinement's gradients still hold memory that grows
-with the picture, as training's do.
+(``numerics.DECODER_DTYPE``), and refinement only chooses what they code. With 0 steps it gives the
+analysis transforms' latents, computed on that copy: the encoder's analysis needs no float64, since
+the decoder sees only the integers, and runs several times faster in float32 on a CPU (oneDNN). The
+copy computes large frames in stripes as the decoder does
+(:meth:`~canfvc_codec.networks.video.VideoModel.compute_in_stripes`); refinement's gradients still
+hold memory that grows with the picture, as training's do.
 """
 
 from __future__ import annotations
@@ -33,10 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from canfvc_codec.encoder.presets import check_refine_steps
 from canfvc_codec.networks.anf_coder import AnfCoder, Latents
 from canfvc_codec.networks.video import VideoModel
-from canfvc_codec.presets import check_refine_steps
-from canfvc_codec.stripes import bound_memory
 
 DEFAULT_REFINE_STEPS = 0
 # Adam's first step size, in quantisation bins of the gained latents, falling linearly to zero
@@ -96,10 +95,10 @@ def refine_latents(
 
 
 class LatentRefiner:
-    """Chooses the latents of every coder of a :class:`VideoModel` for its ``compress_*``
-    methods (set as ``VideoModel.latent_refiner``) on a float32 copy of its networks,
-    :attr:`model`: the analysis transforms' latents, refined by ``steps`` gradient steps in
-    I-frames and ``inter_steps`` (default: ``steps``) in P-frames' motion and inter coders.
+    """Chooses the latents that the encoder passes to a :class:`VideoModel`'s ``compress_*``
+    methods, on a float32 copy of its networks, :attr:`model`: the analysis transforms' latents,
+    refined by ``steps`` gradient steps in I-frames and ``inter_steps`` (default: ``steps``) in
+    P-frames' motion and inter coders.
 
     I-frames gain the most per step: they are the largest frames and the reference of the
     P-frames that follow, and one intra coder costs less to refine than a P-frame's three
@@ -122,7 +121,7 @@ class LatentRefiner:
         self.model = VideoModel(model.config)
         self.model.load_state_dict(model.state_dict())
         device = device or next(model.parameters()).device
-        bound_memory(self.model.to(device=device, dtype=REFINE_DTYPE).eval())
+        self.model.to(device=device, dtype=REFINE_DTYPE).eval().compute_in_stripes()
         self.model.requires_grad_(False)
 
     @staticmethod

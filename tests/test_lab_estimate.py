@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from canfvc_codec.eval import estimate
 from canfvc_codec.eval.config import load_config
+from canfvc_codec.lab import estimate
 
 WIDTH, HEIGHT = 192, 128
 FRAMES = 3
@@ -38,7 +38,8 @@ def clip_config(tmp_path, yuv_frames) -> Path:
 
 
 def test_estimate_matches_the_coded_stream(tmp_path, clip_config, capsys) -> None:
-    from canfvc_codec.codec import EncodeOptions, encode_video
+    from canfvc_codec.codec import encode_video
+    from canfvc_codec.encoder.options import EncodeOptions
     from canfvc_codec.eval.metrics import frame_metrics
     from canfvc_codec.io import open_reader, open_writer
 
@@ -97,6 +98,7 @@ def test_estimate_chooses_frame_types_as_the_encoder_does(clip_config, monkeypat
     import io
 
     from canfvc_codec import codec
+    from canfvc_codec.encoder import gop
     from canfvc_codec.io import open_reader
 
     spec = load_config(clip_config).sequences[0]
@@ -107,7 +109,7 @@ def test_estimate_chooses_frame_types_as_the_encoder_does(clip_config, monkeypat
         def by_bits(bits, x, x_hat, lmbda, size, sign=sign) -> float:
             return sign * bits
 
-        monkeypatch.setattr(codec, "frame_cost", by_bits)
+        monkeypatch.setattr(gop, "frame_cost", by_bits)
         monkeypatch.setattr(estimate, "frame_cost", by_bits)
         record = estimate.run(clip_config, MODEL, (LAMBDA,), [], log=lambda m: None)
         (point,) = record["sequences"]["clip"]["codecs"][estimate.ESTIMATE]

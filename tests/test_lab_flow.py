@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from canfvc_codec.eval import flow
+from canfvc_codec.lab import flow
 from canfvc_codec.weights import random_model
 
 SHIFT = 3  # pixels

@@ -6,7 +6,7 @@ the encoder's choice, like a motion search in x265, and changes no bitstream rul
 - ``dis``: OpenCV's DIS optical flow (Kroeger et al., 2016) on the luma of both frames, the
   default. On bikes' development frames its flow warps the previous frame onto the next one at
   31.0 dB PSNR-RGB, where the lite model's SPyNet reaches 23.4 dB and no motion 21.2 dB
-  (``python -m canfvc_codec.eval.flow``).
+  (``python -m canfvc_codec.lab.flow``).
 - ``spynet``: the model's own flow network, the paper's choice: differentiable, on the model's
   device, and as good as its training.
 
