@@ -9,8 +9,10 @@ from __future__ import annotations
 # rate, trained over [first, last]. Outside it the gains are clamped to the nearest end.
 ANCHOR_LAMBDAS = (256.0, 512.0, 1024.0, 2048.0)
 DEFAULT_LAMBDA = 1024.0
-# The model a plain `canfvc encode` uses: a published model, found in the model folders.
-DEFAULT_MODEL = "lite"
+# The configuration `canfvc train` builds, and the model a plain `canfvc encode` uses: the
+# published model of that configuration (models are named after their configuration).
+DEFAULT_CONFIG = "small"
+DEFAULT_MODEL = DEFAULT_CONFIG
 # The numerical path of the networks (canfvc_codec.numerics): the hidden option --numeric-path,
 # or this variable, picks another one for the determinism tests (docs/determinism.md).
 NUMERIC_PATH_ENV = "CANFVC_NUMERIC_PATH"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from canfvc_codec.defaults import DEFAULT_CONFIG
 from canfvc_codec.encoder.motion import DEFAULT_MOTION_SEARCH, MOTION_SEARCHES
 from canfvc_codec.threads import MAX_CPU_THREADS
 
@@ -39,7 +40,7 @@ QUANTIZER_NAMES = ("round", "dm1", "dm2")
     "--config",
     "config",
     type=click.Choice(CONFIG_NAMES),
-    default="lite",
+    default=DEFAULT_CONFIG,
     show_default=True,
     help="Model configuration.",
 )
@@ -71,7 +72,7 @@ QUANTIZER_NAMES = ("round", "dm1", "dm2")
 @click.option(
     "--ckpt",
     type=click.Path(file_okay=False, path_type=Path),
-    default=Path("checkpoints/lite"),
+    default=Path("checkpoints") / DEFAULT_CONFIG,
     show_default=True,
     help="Checkpoint folder (last.pt, log.csv, curves.png).",
 )

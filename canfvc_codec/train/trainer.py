@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from canfvc_codec.datasets import TRAIN_RANGES
+from canfvc_codec.defaults import DEFAULT_CONFIG
 from canfvc_codec.device import resolve_device
 from canfvc_codec.encoder import motion
 from canfvc_codec.entropy import FactorizedPrior, GaussianConditional
@@ -80,7 +81,7 @@ MIB = 1 << 20
 class TrainOptions:
     """Everything a run needs; the command line fills it in."""
 
-    config: str = "lite"
+    config: str = DEFAULT_CONFIG
     device: str = "auto"
     crop: int | None = None
     batch: int | None = None
@@ -89,7 +90,7 @@ class TrainOptions:
     minutes: float | None = None
     plan_steps: int | None = None
     plan_minutes: float | None = None
-    ckpt: Path = Path("checkpoints/lite")
+    ckpt: Path = Path("checkpoints") / DEFAULT_CONFIG
     resume: bool = False
     init_weights: Path | None = None
     export: Path | None = None
