@@ -314,9 +314,7 @@ class Trainer:
         """This rank's batches, from the data set of ``--dataset`` unless one was given."""
         if self._data is None:
             given = self._given_data
-            if isinstance(given, BatchStream):
-                self._data = given
-            else:
+            if given is None or isinstance(given, TrainingData):
                 # Workers draw on the CPU; without them, batches are drawn on the device.
                 device = self.device if self.workers == 0 else torch.device("cpu")
                 sampler = given if given is not None else self._training_data(device)
@@ -328,6 +326,8 @@ class Trainer:
                     workers=self.workers,
                     device=self.device,
                 )
+            else:  # a batch source of its own (tests)
+                self._data = given
             if self._data_state is not None:
                 self._data.load_state_dict(self._data_state)
             self.progress.data_sources = self._data.sources
