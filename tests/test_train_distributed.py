@@ -171,13 +171,19 @@ def test_vimeo90k_reads_the_training_list_only(tmp_path) -> None:
 def test_batches_are_the_same_whatever_the_workers(tmp_path) -> None:
     _vimeo(tmp_path)
     data = datasets.training_data("vimeo90k", CROP, 7, data_root=tmp_path, use_stills=False)
-    requests = [Request(7), Request(7), Request(2), Request(5), Request(5)]
+    pairs = Request(2, flow_still_fraction=0.5)
+    requests = [Request(7), Request(7), pairs, Request(5), Request(5)]
     inline = BatchStream(data, 3, seed=1, rank=1)
     drawn = [inline.next(r) for r in requests]
     workers = BatchStream(data, 3, seed=1, rank=1, workers=2)
     try:
         for request, expected in zip(requests, drawn, strict=True):
-            assert torch.equal(workers.next(request), expected)
+            got = workers.next(request)
+            if request is pairs:
+                assert isinstance(got, tuple) and len(got) == len(expected) == 3
+                assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
+            else:
+                assert torch.equal(got, expected)
         # A resumed stream goes on with the same batches; another rank draws others.
         resumed = BatchStream(data, 3, seed=0, rank=1, workers=2)
         resumed.load_state_dict(inline.state_dict())

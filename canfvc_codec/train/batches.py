@@ -143,7 +143,7 @@ class BatchStream:
         if self.workers == 0:
             return batch
         non_blocking = self.device.type == "cuda"
-        if isinstance(batch, tuple):
+        if isinstance(batch, tuple | list):  # the loader hands tuples on as lists
             return tuple(t.to(self.device, non_blocking=non_blocking) for t in batch)
         return batch.to(self.device, non_blocking=non_blocking)
 
