@@ -17,6 +17,13 @@ as before there were workers); with more they are drawn on the CPU by that many 
 processes, each drawing whole batches, which the training process then moves to its device.
 A phase change changes what a batch is (frames per sequence, or frame pairs with their flows):
 the prefetched batches are dropped and the workers start again from the next batch number.
+
+Frames travel as 8-bit pictures, rounded where a down-scaling or a synthetic camera made them
+fractional, and become floats in [0, 1] on the training device: a quarter of the bytes to copy
+between processes and to the GPU (a batch of 8 seven-frame 256x256 sequences is 11 MB instead
+of 44 MB; the copy of the floats cost a worker more than half as much time again as drawing
+them), and pictures of the kind the codec codes. The rounding is the same with and without
+workers.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from canfvc_codec.train.data import TrainingData
 
 # Batches each worker keeps ready (DataLoader's default).
 PREFETCH_PER_WORKER = 2
+PIXEL_LEVELS = 255.0  # frames travel as uint8
 Batch = torch.Tensor | tuple[torch.Tensor, ...]
 
 
@@ -47,6 +55,15 @@ class Request:
 def batch_generator(seed: int, rank: int, number: int) -> np.random.Generator:
     """The generator that draws batch ``number`` of ``rank``."""
     return np.random.default_rng(np.random.SeedSequence([seed, rank, number]))
+
+
+def to_pixels(frames: torch.Tensor) -> torch.Tensor:
+    """Frames in [0, 1] as the nearest 8-bit levels."""
+    return frames.mul(PIXEL_LEVELS).round_().to(torch.uint8)
+
+
+def from_pixels(pixels: torch.Tensor) -> torch.Tensor:
+    return pixels.float().div_(PIXEL_LEVELS)
 
 
 @dataclass(frozen=True)
@@ -72,8 +89,9 @@ class _Batches(torch.utils.data.Dataset):
         self.data.rng = batch_generator(self.seed, self.rank, number)
         try:
             if request.flow_still_fraction is not None:
-                return self.data.flow_pairs(self.batch, request.flow_still_fraction)
-            return self.data.sequences(self.batch, request.frames)
+                frames, flows, known = self.data.flow_pairs(self.batch, request.flow_still_fraction)
+                return to_pixels(frames), flows, known
+            return to_pixels(self.data.sequences(self.batch, request.frames))
         except InputError as err:
             return _Failure(str(err))
 
@@ -140,12 +158,11 @@ class BatchStream:
         if isinstance(batch, _Failure):
             raise InputError(batch.message)
         self.drawn += 1
-        if self.workers == 0:
-            return batch
         non_blocking = self.device.type == "cuda"
         if isinstance(batch, tuple | list):  # the loader hands tuples on as lists
-            return tuple(t.to(self.device, non_blocking=non_blocking) for t in batch)
-        return batch.to(self.device, non_blocking=non_blocking)
+            frames, *rest = (t.to(self.device, non_blocking=non_blocking) for t in batch)
+            return (from_pixels(frames), *rest)
+        return from_pixels(batch.to(self.device, non_blocking=non_blocking))
 
     def _next_from_workers(self, request: Request) -> Batch | _Failure:
         if self._iterator is None or request != self._request:
