@@ -18,7 +18,8 @@ refused before anything is decoded.
   with a bicubic affine grid.
 
 Windows that cross a scene cut are never drawn, so that P-frame training sees real motion.
-All randomness comes from one seeded numpy generator whose state is saved with checkpoints.
+All randomness comes from one numpy generator, ``rng``; the trainer gives each batch a generator
+of its own (:mod:`canfvc_codec.train.batches`), so that a checkpoint need only count batches.
 """
 
 from __future__ import annotations
