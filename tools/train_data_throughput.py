@@ -15,7 +15,9 @@ start, the first files are read) and then ``--batches`` timed ones; no model run
 Requests: 7-frame sequences (the fine-tuning phase), 5-frame (IPPPP), single frames (intra) and
 flow pairs (the flow phase, half of them stills with their exact flow). A GPU step consumes
 ``batch`` samples; the samples per second of one worker say how many workers keep it fed. The
-machine's load counts: the figures are only as good as the CPU was free.
+machine's load counts: the figures are only as good as the CPU was free. Drawn in the process
+itself (``workers`` 0, one torch thread), the samples per second of CPU time say what one core
+draws whatever else runs beside it, which is what one worker draws on a free core.
 """
 
 from __future__ import annotations
@@ -70,13 +72,15 @@ def write_vimeo_like(root: Path, sequences: int) -> Path:
     return root
 
 
-def measure(stream: BatchStream, request: Request, batches: int) -> float:
-    """Samples per second over ``batches`` batches, after one untimed batch."""
+def measure(stream: BatchStream, request: Request, batches: int) -> tuple[float, float]:
+    """Samples per second of wall time and of this process's CPU time over ``batches`` batches,
+    after one untimed batch."""
     stream.next(request)
-    tic = time.perf_counter()
+    tic, cpu = time.perf_counter(), time.process_time()
     for _ in range(batches):
         stream.next(request)
-    return batches * stream.batch / (time.perf_counter() - tic)
+    samples = batches * stream.batch
+    return samples / (time.perf_counter() - tic), samples / (time.process_time() - cpu)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -103,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
             for name in options.requests.split(","):
                 for workers in (int(w) for w in options.workers.split(",")):
                     stream = BatchStream(data, options.batch, seed=0, workers=workers)
-                    rate = measure(stream, REQUESTS[name], options.batches)
+                    rate, cpu_rate = measure(stream, REQUESTS[name], options.batches)
                     stream.close()
                     row = {
                         "dataset": dataset,
@@ -112,6 +116,8 @@ def main(argv: list[str] | None = None) -> None:
                         "samples_per_second": round(rate, 2),
                         "samples_per_second_per_worker": round(rate / max(workers, 1), 2),
                     }
+                    if workers == 0:  # drawn on one thread of this process: what a core does
+                        row["samples_per_cpu_second"] = round(cpu_rate, 2)
                     rows.append(row)
                     print(json.dumps(row), file=sys.stderr)
     result = {

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from canfvc_codec.datasets import count_of
 from canfvc_codec.errors import InputError, UsageError
@@ -229,7 +230,7 @@ def training_data(
     data_root: Path | None,
     clips: Path | None = None,
     seed: int = 0,
-    device: str = "cpu",
+    device: torch.device | str = "cpu",
     use_stills: bool = True,
 ) -> TrainingData:
     """The sampler of ``dataset``; ``frames`` is the longest sequence training will draw."""

@@ -8,6 +8,10 @@ progress, every random generator, data sampler). The phase comes from the schedu
 of training minutes, fixed when the run starts and kept in the checkpoint); ``--phase`` trains one
 phase only.
 
+Started by ``torchrun``, a run is data-parallel (:mod:`canfvc_codec.train.distributed`): every
+rank trains a replica on its own batches (:mod:`canfvc_codec.train.batches`), the gradients are
+averaged after each step, the ranks agree on when to stop and checkpoint, and rank 0 writes.
+
 Files in the checkpoint folder: ``last.pt`` (the checkpoint), ``log.csv`` (step, phase, loss,
 bpp, psnr, lambda, seconds) and ``curves.png``.
 
