@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from canfvc_codec.motion import DEFAULT_MOTION_SEARCH, MOTION_SEARCHES
+from canfvc_codec.encoder.motion import DEFAULT_MOTION_SEARCH, MOTION_SEARCHES
 from canfvc_codec.threads import MAX_CPU_THREADS
 
 CONFIG_NAMES = ("tiny", "tiny-small", "small", "lite", "full")
@@ -167,8 +167,9 @@ def train_command(**kwargs: object) -> None:
     started = time.monotonic()
     import torch
 
+    from canfvc_codec.device import resolve_device
     from canfvc_codec.train import distributed
-    from canfvc_codec.train.trainer import Trainer, TrainOptions, resolve_device
+    from canfvc_codec.train.trainer import Trainer, TrainOptions
 
     threads = kwargs.pop("threads")
     if threads:

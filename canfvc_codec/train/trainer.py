@@ -39,11 +39,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from canfvc_codec import motion
 from canfvc_codec.datasets import TRAIN_RANGES
+from canfvc_codec.device import resolve_device
+from canfvc_codec.encoder import motion
 from canfvc_codec.entropy import FactorizedPrior, GaussianConditional
 from canfvc_codec.errors import CanfvcError, UsageError
 from canfvc_codec.networks import ModelConfig, VideoModel, get_config
+from canfvc_codec.networks.video import PAD_MULTIPLE
 from canfvc_codec.quant.coder_adapter import CLIP_FRAMES, BinaryLatentAdapter
 from canfvc_codec.train import datasets, losses, phases
 from canfvc_codec.train.batches import BatchStream, Request
@@ -116,7 +118,7 @@ class TrainOptions:
     use_stills: bool = True
     progress: bool = True
     # Whose flows the motion coders learn to code: the motion search of the encoder. None: the
-    # resumed run's, or canfvc_codec.motion's default for a new one.
+    # resumed run's, or canfvc_codec.encoder.motion's default for a new one.
     motion_search: str | None = None
 
 
@@ -148,19 +150,15 @@ class Progress:
         return 0.0
 
 
-def resolve_device(name: str, world: World = SINGLE) -> torch.device:
-    """The device of ``name``; with several ranks, each rank's GPU is its local rank's."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("--device cuda asked for, but no CUDA device is available")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise UsageError(f"unknown device {name!r} (cpu, cuda or auto)")
-    if name.startswith("cuda") and world.is_distributed:
-        if name != "cuda":
+def rank_device(name: str, world: World = SINGLE) -> torch.device:
+    """The device of ``name`` (:func:`canfvc_codec.device.resolve_device`); with several ranks,
+    each rank's GPU is its local rank's."""
+    device = resolve_device(name)
+    if device.type == "cuda" and world.is_distributed:
+        if name not in ("cuda", "auto"):
             raise UsageError(f"--device {name} with several ranks: use --device cuda")
         return torch.device("cuda", world.local_rank)
-    return torch.device(name)
+    return device
 
 
 def _fp32_forward(forward: Callable[..., object], device_type: str) -> Callable[..., object]:
@@ -196,7 +194,7 @@ class Trainer:
         self.options = options
         self.started = time.monotonic() if started is None else started
         self.world = world
-        self.device = resolve_device(options.device, world)
+        self.device = rank_device(options.device, world)
         self.parallel = DataParallel(world, self.device)
         kind = self.device.type
         self.crop = options.crop or DEFAULT_CROP[kind]
@@ -204,8 +202,8 @@ class Trainer:
         self.workers = DEFAULT_WORKERS[kind] if options.workers is None else options.workers
         if self.workers < 0:
             raise UsageError(f"--workers {self.workers} must be 0 or more")
-        if self.crop % 64:
-            raise UsageError(f"--crop {self.crop} must be a multiple of 64")
+        if self.crop % PAD_MULTIPLE:
+            raise UsageError(f"--crop {self.crop} must be a multiple of {PAD_MULTIPLE}")
         if options.phase is not None:
             phases.get_phase(options.phase)
         self._check_quantizer(options)
@@ -278,7 +276,8 @@ class Trainer:
                     self.progress.plan_steps = options.steps
                 else:
                     self.progress.plan_seconds = minutes * 60
-        self.model.flow_estimator = motion.motion_search(self.motion_search)
+        # The motion search whose flows the motion coders learn to code (None: SPyNet's).
+        self.flow_estimator = motion.motion_search(self.motion_search)
         # An explicit plan on a resumed run replaces the stored one.
         if checkpoint and options.plan_steps:
             self.progress.plan_steps, self.progress.plan_seconds = options.plan_steps, None
@@ -587,6 +586,7 @@ class Trainer:
             self.teacher,
             targets,
             intra_latent=self.intra_latent,
+            motion_search=self.flow_estimator,
         )
         parameters = list(self.model.parameters())
         if self.intra_latent is not None:
