@@ -21,13 +21,24 @@ def main(argv: list[str] | None = None) -> None:
     try:
         train_command.main(args=argv, prog_name=PROG, standalone_mode=False)
     except CanfvcError as err:
-        click.echo(f"canfvc: {err}", err=True)
+        click.echo(f"canfvc: {_rank_prefix()}{err}", err=True)
         sys.exit(err.exit_code)
     except click.ClickException as err:
         err.show()
         sys.exit(err.exit_code)
     except (click.Abort, KeyboardInterrupt):
         sys.exit(EXIT_INTERRUPTED)
+
+
+def _rank_prefix() -> str:
+    """Under torchrun every rank reports its own errors: those of the other ranks say whose."""
+    from canfvc_codec.train.distributed import world_from_environment
+
+    try:
+        world = world_from_environment()
+    except CanfvcError:
+        return ""
+    return f"rank {world.rank}: " if world.rank else ""
 
 
 if __name__ == "__main__":

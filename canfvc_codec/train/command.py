@@ -29,8 +29,10 @@ PHASE_NAMES = (
     "entropy",
     "motion_entropy",
 )
-# Kept in step with canfvc_codec.quant (not imported here: that would import torch).
+# Kept in step with canfvc_codec.quant and canfvc_codec.train.datasets (not imported here: that
+# would import torch).
 QUANTIZER_NAMES = ("round", "dm1", "dm2")
+DATASET_NAMES = ("builtin", "vimeo90k", "folder")
 
 
 @click.command(
@@ -48,7 +50,12 @@ QUANTIZER_NAMES = ("round", "dm1", "dm2")
 @click.option(
     "--crop", type=click.IntRange(64), help="Crop side [default: 256 on CUDA, 128 on CPU]."
 )
-@click.option("--batch", type=click.IntRange(1), help="Batch size [default: 8 on CUDA, 2 on CPU].")
+@click.option(
+    "--batch",
+    type=click.IntRange(1),
+    help="Batch size of each rank; the global batch is this times the ranks "
+    "[default: 8 on CUDA, 2 on CPU].",
+)
 @click.option(
     "--phase",
     type=click.Choice(PHASE_NAMES),
@@ -100,6 +107,26 @@ QUANTIZER_NAMES = ("round", "dm1", "dm2")
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     help="Folder holding bikes.mp4 and bigbuckbunny.mp4 [default: the clip cache].",
 )
+@click.option(
+    "--dataset",
+    type=click.Choice(DATASET_NAMES),
+    default="builtin",
+    show_default=True,
+    help="builtin: the project's clips and photographs; vimeo90k: the septuplets of "
+    "Vimeo-90k's training list under --data-root; folder: every video and folder of frames "
+    "under --data-root.",
+)
+@click.option(
+    "--data-root",
+    type=click.Path(path_type=Path),
+    help="Folder of the vimeo90k or folder data set.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(0),
+    help="DataLoader worker processes per rank that draw the batches; 0 draws them in the "
+    "training process [default: 4 on CUDA, 0 on CPU].",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--checkpoint-minutes",
@@ -133,10 +160,16 @@ QUANTIZER_NAMES = ("round", "dm1", "dm2")
 @click.option("--no-stills", is_flag=True, help="Train on the video clips only.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_command(**kwargs: object) -> None:
-    """Train a CANF-VC model, resumable, in short or long runs."""
+    """Train a CANF-VC model, resumable, in short or long runs.
+
+    Started by torchrun (``torchrun --nproc-per-node N -m canfvc_codec.train ...``), it trains
+    data-parallel on N ranks: one per GPU, or N processes on the CPU.
+    """
     started = time.monotonic()
     import torch
 
+    from canfvc_codec.device import resolve_device
+    from canfvc_codec.train import distributed
     from canfvc_codec.train.trainer import Trainer, TrainOptions
 
     threads = kwargs.pop("threads")
@@ -145,8 +178,13 @@ def train_command(**kwargs: object) -> None:
     use_stills = not kwargs.pop("no_stills")
     progress = not kwargs.pop("quiet")
     options = TrainOptions(**kwargs, use_stills=use_stills, progress=progress)  # type: ignore[arg-type]
-    trainer = Trainer(options, started=started)
-    result = trainer.run()
+    world = distributed.world_from_environment()
+    device_type = resolve_device(options.device).type
+    with distributed.process_group(world, device_type):
+        trainer = Trainer(options, world=world, started=started)
+        result = trainer.run()
+    if not world.is_main:
+        return
     phase = trainer.active.name if trainer.active else "-"
     where = f"checkpoint {trainer.checkpoint_path}" if options.steps != 0 else "nothing trained"
     if options.export is not None:

@@ -18,7 +18,8 @@ refused before anything is decoded.
   with a bicubic affine grid.
 
 Windows that cross a scene cut are never drawn, so that P-frame training sees real motion.
-All randomness comes from one seeded numpy generator whose state is saved with checkpoints.
+All randomness comes from one numpy generator, ``rng``; the trainer gives each batch a generator
+of its own (:mod:`canfvc_codec.train.batches`), so that a checkpoint need only count batches.
 """
 
 from __future__ import annotations
@@ -304,10 +305,14 @@ class VideoSource:
     """One cached training range and the window starts that stay inside one shot."""
 
     name: str
-    frames: np.ndarray  # (T, H, W, 3) uint8
+    # (T, H, W, 3) uint8: an array, or frames read from disk when indexed
+    # (canfvc_codec.train.datasets: FrameFiles, VideoFile)
+    frames: np.ndarray
     cuts: np.ndarray  # (T,) bool
 
     def window_starts(self, length: int) -> np.ndarray:
+        if not self.cuts.any():
+            return np.arange(max(len(self.frames) - length + 1, 0), dtype=np.int64)
         starts = []
         for s in range(len(self.frames) - length + 1):
             if not self.cuts[s + 1 : s + length].any():
@@ -354,6 +359,10 @@ class TrainingData:
         if not self.stills:
             self.still_fraction = 0.0
         self._starts: dict[tuple[int, int], np.ndarray] = {}
+        # A clip's share grows with its length, but as its square root: a long clip of one
+        # static scene (vtest's fixed camera, 700 frames) would otherwise take most batches.
+        weights = np.sqrt(np.array([len(v.frames) for v in videos], dtype=np.float64))
+        self._video_weights = weights / weights.sum() if videos else weights
         # What the sampler draws from, for the model card; from_cache names it more precisely.
         self.sources: dict = {
             "clips": [v.name for v in videos],
@@ -443,15 +452,14 @@ class TrainingData:
         return self.sequences(batch, 1)[:, 0]
 
     def _video_sequence(self, length: int) -> torch.Tensor:
-        # A clip's share grows with its length, but as its square root: a long clip of one
-        # static scene (vtest's fixed camera, 700 frames) would otherwise take most batches.
-        weights = np.sqrt(np.array([len(v.frames) for v in self.videos], dtype=np.float64))
-        k = int(self.rng.choice(len(self.videos), p=weights / weights.sum()))
+        k = int(self.rng.choice(len(self.videos), p=self._video_weights))
         video = self.videos[k]
         key = (k, length)
-        if key not in self._starts:
-            self._starts[key] = video.window_starts(length)
-        starts = self._starts[key]
+        starts = self._starts.get(key)
+        if starts is None:
+            starts = video.window_starts(length)
+            if video.cuts.any():  # kept only where finding them costs a pass over the clip
+                self._starts[key] = starts
         if len(starts) == 0:
             raise InputError(f"{video.name} has no {length}-frame window without a scene cut")
         start = int(starts[self.rng.integers(len(starts))])

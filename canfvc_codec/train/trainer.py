@@ -8,6 +8,10 @@ progress, every random generator, data sampler). The phase comes from the schedu
 of training minutes, fixed when the run starts and kept in the checkpoint); ``--phase`` trains one
 phase only.
 
+Started by ``torchrun``, a run is data-parallel (:mod:`canfvc_codec.train.distributed`): every
+rank trains a replica on its own batches (:mod:`canfvc_codec.train.batches`), the gradients are
+averaged after each step, the ranks agree on when to stop and checkpoint, and rank 0 writes.
+
 Files in the checkpoint folder: ``last.pt`` (the checkpoint), ``log.csv`` (step, phase, loss,
 bpp, psnr, lambda, seconds) and ``curves.png``.
 
@@ -40,12 +44,14 @@ from canfvc_codec.defaults import DEFAULT_CONFIG
 from canfvc_codec.device import resolve_device
 from canfvc_codec.encoder import motion
 from canfvc_codec.entropy import FactorizedPrior, GaussianConditional
-from canfvc_codec.errors import UsageError
+from canfvc_codec.errors import CanfvcError, UsageError
 from canfvc_codec.networks import ModelConfig, VideoModel, get_config
 from canfvc_codec.networks.video import PAD_MULTIPLE
-from canfvc_codec.quant.coder_adapter import BinaryLatentAdapter
-from canfvc_codec.train import losses, phases
+from canfvc_codec.quant.coder_adapter import CLIP_FRAMES, BinaryLatentAdapter
+from canfvc_codec.train import datasets, losses, phases
+from canfvc_codec.train.batches import BatchStream, Request
 from canfvc_codec.train.data import STILL_NAMES, TrainingData
+from canfvc_codec.train.distributed import SINGLE, DataParallel, World
 
 CHECKPOINT_NAME = "last.pt"
 LOG_NAME = "log.csv"
@@ -60,7 +66,12 @@ CHECKPOINT_VERSION = 1
 LOG_FIELDS = ("step", "phase", "loss", "bpp", "psnr", "lambda", "seconds")
 
 DEFAULT_CROP = {"cuda": 256, "cpu": 128}
-DEFAULT_BATCH = {"cuda": 8, "cpu": 2}
+DEFAULT_BATCH = {"cuda": 8, "cpu": 2}  # per rank
+# DataLoader workers per rank: on a GPU the batches are drawn beside training; on the CPU the
+# cores are better spent on training itself.
+DEFAULT_WORKERS = {"cuda": 4, "cpu": 0}
+# The longest sequence any phase draws: a data set's sequences must be at least this long.
+LONGEST_SEQUENCE = max(max(p.frames for p in phases.PHASES.values()), CLIP_FRAMES)
 DEFAULT_PLAN_MINUTES = 60.0
 AUX_LR = 1e-3  # the factorised priors' quantiles (CompressAI's default)
 # The factorised priors' density networks learn this much faster than the coders: they start
@@ -91,6 +102,9 @@ class TrainOptions:
     plan_steps: int | None = None
     plan_minutes: float | None = None
     ckpt: Path = Path("checkpoints") / DEFAULT_CONFIG
+    dataset: str = "builtin"  # builtin | vimeo90k | folder (canfvc_codec.train.datasets)
+    data_root: Path | None = None
+    workers: int | None = None  # DataLoader workers per rank; default DEFAULT_WORKERS
     resume: bool = False
     init_weights: Path | None = None
     export: Path | None = None
@@ -137,6 +151,17 @@ class Progress:
         return 0.0
 
 
+def rank_device(name: str, world: World = SINGLE) -> torch.device:
+    """The device of ``name`` (:func:`canfvc_codec.device.resolve_device`); with several ranks,
+    each rank's GPU is its local rank's."""
+    device = resolve_device(name)
+    if device.type == "cuda" and world.is_distributed:
+        if name not in ("cuda", "auto"):
+            raise UsageError(f"--device {name} with several ranks: use --device cuda")
+        return torch.device("cuda", world.local_rank)
+    return device
+
+
 def _fp32_forward(forward: Callable[..., object], device_type: str) -> Callable[..., object]:
     """``forward`` run in float32 with autocast off: likelihoods are differences of CDFs, which
     bf16 cannot resolve, and the rate is exactly what the loss must get right."""
@@ -163,15 +188,21 @@ class Trainer:
         self,
         options: TrainOptions,
         *,
-        data: TrainingData | None = None,
+        data: TrainingData | BatchStream | None = None,
+        world: World = SINGLE,
         started: float | None = None,
     ) -> None:
         self.options = options
         self.started = time.monotonic() if started is None else started
-        self.device = resolve_device(options.device)
+        self.world = world
+        self.device = rank_device(options.device, world)
+        self.parallel = DataParallel(world, self.device)
         kind = self.device.type
         self.crop = options.crop or DEFAULT_CROP[kind]
         self.batch = options.batch or DEFAULT_BATCH[kind]
+        self.workers = DEFAULT_WORKERS[kind] if options.workers is None else options.workers
+        if self.workers < 0:
+            raise UsageError(f"--workers {self.workers} must be 0 or more")
         if self.crop % PAD_MULTIPLE:
             raise UsageError(f"--crop {self.crop} must be a multiple of {PAD_MULTIPLE}")
         if options.phase is not None:
@@ -188,7 +219,7 @@ class Trainer:
 
         self.ckpt_dir = Path(options.ckpt)
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        checkpoint = self._existing_checkpoint()
+        checkpoint = self._shared_checkpoint()
         config_name = checkpoint["config_name"] if checkpoint else options.config
         if checkpoint and config_name != options.config:
             raise UsageError(
@@ -220,9 +251,12 @@ class Trainer:
             lr=phases.SCHEDULE[0].lr,
         )
         self.aux_optimizer = torch.optim.Adam(aux, lr=AUX_LR)
+        # The same on every rank: the rate of each batch and the other choices a step makes
+        # are those of the global batch.
         self.rng = np.random.default_rng(options.seed + 1)
         # The data is decoded and loaded on first use, so that exporting needs none.
-        self._data = data
+        self._given_data = data
+        self._data: BatchStream | None = None
         self._data_state: dict | None = None
         self.teacher = motion.dis_flow()  # SPyNet's teacher in the flow phase
         self.motion_search = options.motion_search or motion.DEFAULT_MOTION_SEARCH
@@ -232,6 +266,7 @@ class Trainer:
         if checkpoint:
             self._restore(checkpoint)
         else:
+            self._seed_rank(options.seed, step=0)
             if options.init_weights is not None:
                 self._load_init_weights(Path(options.init_weights))
             self.progress.plan_steps = options.plan_steps
@@ -249,6 +284,10 @@ class Trainer:
             self.progress.plan_steps, self.progress.plan_seconds = options.plan_steps, None
         if checkpoint and options.plan_minutes:
             self.progress.plan_steps, self.progress.plan_seconds = None, options.plan_minutes * 60
+        # Replicas start equal (rank 0's weights), whatever each rank read or drew.
+        self.parallel.broadcast_module(self.model)
+        if self.intra_latent is not None:
+            self.parallel.broadcast_module(self.intra_latent)
         self._stop_requested = False
         self._log_rows: list[dict] = []
 
@@ -266,25 +305,70 @@ class Trainer:
         if options.phase != "intra":
             raise UsageError(f"--quantizer {options.quantizer} needs --phase intra")
 
+    def _seed_rank(self, seed: int, step: int) -> None:
+        """Give every rank but the first its own torch generator (the noise that stands for
+        quantisation in training), derived from the seed, the rank and the step."""
+        if self.world.rank == 0:
+            return
+        derived = np.random.SeedSequence([seed, self.world.rank, step]).generate_state(1)[0]
+        torch.manual_seed(int(derived))
+
     @property
-    def data(self) -> TrainingData:
+    def data(self) -> BatchStream:
+        """This rank's batches, from the data set of ``--dataset`` unless one was given."""
         if self._data is None:
-            self._data = TrainingData.from_cache(
-                self.crop,
-                clips=self.options.clips,
-                seed=self.options.seed,
-                device=self.device,
-                use_stills=self.options.use_stills,
-            )
+            given = self._given_data
+            if given is None or isinstance(given, TrainingData):
+                # Workers draw on the CPU; without them, batches are drawn on the device.
+                device = self.device if self.workers == 0 else torch.device("cpu")
+                sampler = given if given is not None else self._training_data(device)
+                self._data = BatchStream(
+                    sampler,
+                    self.batch,
+                    seed=self.options.seed,
+                    rank=self.world.rank,
+                    workers=self.workers,
+                    device=self.device,
+                )
+            else:  # a batch source of its own (tests)
+                self._data = given
             if self._data_state is not None:
                 self._data.load_state_dict(self._data_state)
             self.progress.data_sources = self._data.sources
         return self._data
 
+    def _training_data(self, device: torch.device) -> TrainingData:
+        options = self.options
+        return datasets.training_data(
+            options.dataset,
+            self.crop,
+            LONGEST_SEQUENCE,
+            data_root=options.data_root,
+            clips=options.clips,
+            seed=options.seed,
+            device=device,
+            use_stills=options.use_stills,
+        )
+
     # --- checkpoints ---------------------------------------------------------------------------
     @property
     def checkpoint_path(self) -> Path:
         return self.ckpt_dir / CHECKPOINT_NAME
+
+    def _shared_checkpoint(self) -> dict | None:
+        """The checkpoint to resume from, read by rank 0 and handed to every rank (so that the
+        checkpoint folder need not be on storage that every machine sees)."""
+        loaded: dict | None = None
+        error: CanfvcError | None = None
+        if self.world.is_main:
+            try:
+                loaded = self._existing_checkpoint()
+            except CanfvcError as err:
+                error = err
+        loaded, error = self.parallel.broadcast_object((loaded, error))  # type: ignore[misc]
+        if error is not None:
+            raise error
+        return loaded
 
     def _existing_checkpoint(self) -> dict | None:
         """The checkpoint to resume from: ``last.pt``, else a snapshot, else None."""
@@ -313,10 +397,16 @@ class Trainer:
         self.model.load_state_dict(model.state_dict())
         self.progress.lineage = [*card.get("lineage", []), training_summary(card, model_id.hex())]
 
-    def state_dict(self) -> dict:
-        rng = {"torch": torch.get_rng_state(), "numpy": self.rng.bit_generator.state}
+    def _torch_rng(self) -> dict:
+        rng = {"torch": torch.get_rng_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return rng
+
+    def state_dict(self) -> dict:
+        """The checkpoint; every rank must call it (it gathers each rank's torch generator)."""
+        ranks_rng = self.parallel.gather_objects(self._torch_rng())
+        rng = {**self._torch_rng(), "numpy": self.rng.bit_generator.state}
         return {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
@@ -328,10 +418,12 @@ class Trainer:
             "progress": asdict(self.progress),
             "phase": self.active.name if self.active else None,
             "rng": rng,
+            "ranks_rng": ranks_rng,
             "data": self._data.state_dict() if self._data is not None else self._data_state,
             "options": {
                 "crop": self.crop,
                 "batch": self.batch,
+                "ranks": self.world.size,
                 "seed": self.options.seed,
                 "precision": self.precision,
                 "quantizer": self.options.quantizer,
@@ -377,32 +469,55 @@ class Trainer:
         if "schedule_steps" not in state["progress"]:  # checkpoints from before the field
             self.progress.schedule_steps = self.progress.step
             self.progress.schedule_seconds = self.progress.seconds
-        torch.set_rng_state(state["rng"]["torch"])
-        if self.device.type == "cuda" and "cuda" in state["rng"]:
-            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        self._restore_torch_rng(state)
         self.rng.bit_generator.state = state["rng"]["numpy"]
+        data_state = state["data"]
+        if data_state is not None and "drawn" not in data_state:
+            # Checkpoints from before batches were drawn by number held one sampler generator:
+            # go on from as many batches as steps were taken.
+            seed = stored.get("seed", self.options.seed)
+            data_state = {"seed": seed, "drawn": self.progress.step}
         if self._data is not None:
-            self._data.load_state_dict(state["data"])
+            self._data.load_state_dict(data_state)
         else:
-            self._data_state = state["data"]
+            self._data_state = data_state
         if state.get("phase"):
             self._switch(phases.get_phase(state["phase"]))
 
+    def _restore_torch_rng(self, state: dict) -> None:
+        """Rank 0 goes on with the stored generator; another rank with its own when the run had
+        that rank, else with one derived from its rank and the step."""
+        rank = self.world.rank
+        stored = state.get("ranks_rng") or [state["rng"]]
+        if rank >= len(stored):
+            self._seed_rank(state.get("options", {}).get("seed", 0), self.progress.step)
+            return
+        torch.set_rng_state(stored[rank]["torch"])
+        if self.device.type == "cuda" and "cuda" in stored[rank]:
+            torch.cuda.set_rng_state(stored[rank]["cuda"], self.device)
+
     def save_checkpoint(self) -> Path:
-        """Write ``last.pt`` atomically (a crash mid-write leaves the previous one intact)."""
+        """Write ``last.pt`` atomically (a crash mid-write leaves the previous one intact).
+
+        Every rank calls it; rank 0 writes.
+        """
+        state = self.state_dict()
+        if not self.world.is_main:
+            return self.checkpoint_path
         part = self.checkpoint_path.with_suffix(".part")
-        torch.save(self.state_dict(), part)
+        torch.save(state, part)
         part.replace(self.checkpoint_path)
         self._flush_log()
         plot_curves(self.ckpt_dir / LOG_NAME, self.ckpt_dir / CURVES_NAME)
         if self.options.snapshot is not None:
-            self.save_snapshot(Path(self.options.snapshot))
+            self.save_snapshot(Path(self.options.snapshot), state)
         return self.checkpoint_path
 
-    def save_snapshot(self, folder: Path) -> list[Path]:
-        """Write the compact, shardable form of the checkpoint into ``folder``."""
+    def save_snapshot(self, folder: Path, state: dict | None = None) -> list[Path]:
+        """Write the compact, shardable form of the checkpoint (``state``, by default this
+        process's) into ``folder``."""
         folder.mkdir(parents=True, exist_ok=True)
-        state = self.state_dict()
+        state = dict(self.state_dict() if state is None else state)
         for key in ("model", "optimizer", "aux_optimizer"):
             state.pop(key)
         state["format"] = SNAPSHOT_FORMAT
@@ -455,10 +570,11 @@ class Trainer:
             self._switch(phase)
         targets = None
         if phase.kind == "flow":
-            batch, flows, known = self.data.flow_pairs(self.batch, FLOW_STILL_FRACTION)
+            pairs = Request(2, flow_still_fraction=FLOW_STILL_FRACTION)
+            batch, flows, known = self.data.next(pairs)
             targets = (flows, known)
         else:
-            batch = self.data.sequences(self.batch, phases.clip_frames(phase, self.intra_latent))
+            batch = self.data.next(Request(phases.clip_frames(phase, self.intra_latent)))
         lmbda = losses.sample_lambda(self.rng)
         self.optimizer.zero_grad(set_to_none=True)
         result = phases.run_step(
@@ -476,6 +592,11 @@ class Trainer:
         parameters = list(self.model.parameters())
         if self.intra_latent is not None:
             parameters += list(self.intra_latent.parameters())
+        # Every rank then holds the gradient of the global batch, and its figures: a loss that
+        # is not finite on one rank makes every rank skip the step.
+        self.parallel.average_gradients(parameters)
+        loss, bpp, mse = self.parallel.mean([result.loss, result.bpp, result.mse])
+        result = phases.StepResult(loss, bpp, mse, result.lmbda)
         trainable = [p for p in parameters if p.grad is not None]
         norm = torch.nn.utils.clip_grad_norm_(trainable, GRAD_CLIP) if trainable else None
         if math.isfinite(result.loss) and (norm is None or torch.isfinite(norm)):
@@ -484,6 +605,9 @@ class Trainer:
             self.progress.skipped_steps += 1
         self.aux_optimizer.zero_grad(set_to_none=True)
         self.model.aux_loss().backward()
+        # The auxiliary loss depends on the weights alone, equal on every rank; averaging its
+        # tiny gradient anyway keeps the replicas equal on devices whose kernels differ.
+        self.parallel.average_gradients(self.aux_optimizer.param_groups[0]["params"])
         self.aux_optimizer.step()
         self.progress.step += 1
         if not self.options.phase:
@@ -527,24 +651,28 @@ class Trainer:
         done = 0
         bar = tqdm(
             total=options.steps,
-            disable=not options.progress,
+            disable=not options.progress or not self.world.is_main,
             unit="step",
             dynamic_ncols=True,
             desc=self.config.name,
         )
         with self._stop_on_signal(), bar:
             try:
-                while not self._stop_requested:
-                    if options.steps is not None and done >= options.steps:
-                        break
-                    if deadline is not None and time.monotonic() + step_seconds > deadline:
+                while True:
+                    stop = self._stop_requested
+                    stop |= options.steps is not None and done >= options.steps
+                    stop |= deadline is not None and time.monotonic() + step_seconds > deadline
+                    # Every rank stops at the same step: each reads its own clock and signals.
+                    if self.parallel.any(stop):
                         break
                     if window and self.current_phase() is not self.active:
                         self._record(window)  # one log row never mixes two phases
                         window, window_started = [], time.monotonic()
                     tic = time.monotonic()
                     result = self.step()
-                    seconds = time.monotonic() - tic
+                    # The plan's clock is the slowest rank's, the same on every rank, so that
+                    # a plan in minutes switches phases at the same step everywhere.
+                    seconds = self.parallel.max(time.monotonic() - tic)
                     # The next step is assumed as slow as the slowest recent one.
                     step_seconds = max(seconds, step_seconds * 0.9)
                     self._account(seconds)
@@ -563,7 +691,8 @@ class Trainer:
                     ):
                         self._record(window)
                         window, window_started = [], time.monotonic()
-                    if time.monotonic() - last_checkpoint >= options.checkpoint_minutes * 60:
+                    due = time.monotonic() - last_checkpoint >= options.checkpoint_minutes * 60
+                    if self.parallel.any(due):
                         self.save_checkpoint()
                         last_checkpoint = time.monotonic()
             except KeyboardInterrupt:
@@ -572,7 +701,9 @@ class Trainer:
                 self._record(window)
             if done:  # a run that trained nothing (an export) leaves the checkpoint alone
                 self.save_checkpoint()
-        if options.export is not None:
+        if self._data is not None:
+            self._data.close()
+        if options.export is not None and self.world.is_main:
             export_model(self, Path(options.export))
         return self.progress
 
@@ -580,11 +711,15 @@ class Trainer:
         self.progress.seconds += seconds
         if not self.options.phase:
             self.progress.schedule_seconds += seconds
+        # Device time counts every rank's device.
         kind = self.device.type
-        self.progress.device_seconds[kind] = self.progress.device_seconds.get(kind, 0.0) + seconds
+        spent = seconds * self.world.size
+        self.progress.device_seconds[kind] = self.progress.device_seconds.get(kind, 0.0) + spent
 
     # --- logs ----------------------------------------------------------------------------------
     def _record(self, window: list[tuple[phases.StepResult, float]]) -> None:
+        if not self.world.is_main:  # rank 0 writes the log; its figures are the global batch's
+            return
         results = [r for r, _ in window]
         mean_mse = float(np.mean([r.mse for r in results]))
         self._log_rows.append(
@@ -693,7 +828,9 @@ def model_card(trainer: Trainer) -> dict:
             "stills": f"skimage.data {', '.join(STILL_NAMES)} with synthetic camera motion",
             **progress.data_sources,
             "crop": trainer.crop,
-            "batch": trainer.batch,
+            "batch": trainer.batch,  # per rank
+            "ranks": trainer.world.size,
+            "global_batch": trainer.batch * trainer.world.size,
             "lambda": f"log-uniform over [{losses.LAMBDA_MIN:g}, {losses.LAMBDA_MAX:g}] per batch",
         },
         "motion_search": trainer.motion_search,
