@@ -37,6 +37,7 @@ from canfvc_codec.io import (
 from canfvc_codec.io.frame import MATRICES
 from canfvc_codec.io.output import STDIO_NAME, AtomicOutput, check_output_path, silence_stdout
 from canfvc_codec.motion import DEFAULT_MOTION_SEARCH, MOTION_SEARCHES
+from canfvc_codec.parallel_options import CHUNK_SOURCES, FRAMES_SOURCE, PATH_SOURCE
 from canfvc_codec.presets import DEFAULT_PRESET, MAX_REFINE_STEPS, PRESETS, refine_steps
 from canfvc_codec.schedule import DEFAULT_GOP, DEFAULT_INTRA_CHOICE, INTRA_CHOICES
 from canfvc_codec.threads import MAX_CPU_THREADS
@@ -319,8 +320,24 @@ _threads_option = click.option(
     default=0,
     show_default=True,
     metavar="N",
-    help="CPU threads for the networks; 0: one per core.",
+    help="CPU threads for the networks; 0: one per core (with --jobs: the cores shared out).",
 )
+_jobs_option = click.option(
+    "--jobs",
+    type=click.IntRange(1, MAX_CPU_THREADS),
+    default=None,
+    metavar="N",
+    help="Code GOPs in N worker processes at once; the same stream and video as one "
+    "[default: 1; with --ray, one per CPU of the cluster].",
+)
+_ray_option = click.option(
+    "--ray",
+    "ray_address",
+    metavar="ADDRESS|auto",
+    help="Code GOPs as tasks on a Ray cluster (auto: a running one, else a local instance); "
+    "needs pip install 'canfvc[ray]'.",
+)
+PARALLEL_GROUP = ("Parallel", ["jobs", "ray_address", "chunk_source"])
 
 
 def _echo_summary(title: str, summary: Any) -> None:
@@ -419,6 +436,7 @@ def cli() -> None:
                 "threads",
             ],
         ),
+        PARALLEL_GROUP,
         INPUT_GROUP,
         GENERAL_GROUP,
     ],
@@ -550,6 +568,16 @@ Examples:
 )
 @_device_option
 @_threads_option
+@_jobs_option
+@_ray_option
+@click.option(
+    "--chunk-source",
+    type=click.Choice(CHUNK_SOURCES),
+    default=FRAMES_SOURCE,
+    show_default=True,
+    help="How workers get their GOPs: frames sent from this process (the input read once), or "
+    "the input's path, which each worker reads (a file every Ray node can open).",
+)
 @_input_options(with_range=True)
 @_quiet_option
 def encode(
@@ -571,6 +599,9 @@ def encode(
     model: str,
     device: str,
     threads: int,
+    jobs: int | None,
+    ray_address: str | None,
+    chunk_source: str,
     size: tuple[int, int] | None,
     fps: Fraction | None,
     bit_depth: str | None,
@@ -594,6 +625,9 @@ def encode(
         check_video_output(recon, overwrite)
     if csv_path is not None:
         check_output_path(csv_path, overwrite)
+    parallel = ray_address is not None or (jobs or 1) > 1
+    if chunk_source == PATH_SOURCE and input_path == STDIO_NAME:
+        raise UsageError("--chunk-source path: workers cannot read stdin; name an input file")
     reader_options = _reader_options(size, fps, bit_depth, matrix, full_range)
     with open_reader(input_path, start=start, frames=frames, **reader_options) as reader:
         encode_options, encode_video, set_cpu_threads = _import_engine(
@@ -617,9 +651,29 @@ def encode(
         with open_sink(output, overwrite) as sink:
             recon_writer = open_writer(recon, reader.info, overwrite=overwrite) if recon else None
             with recon_writer or nullcontext():
-                summary = encode_video(
-                    reader, sink, options, recon=recon_writer, progress=not quiet
-                )
+                if parallel:
+                    (encode_parallel, input_source) = _import_engine(
+                        "canfvc_codec.parallel", "encode_parallel", "InputSource"
+                    )
+                    source = None
+                    if chunk_source == PATH_SOURCE:
+                        path = str(Path(input_path).resolve())
+                        source = input_source(path, reader_options, start, frames)
+                    summary = encode_parallel(
+                        reader,
+                        sink,
+                        options,
+                        jobs=jobs,
+                        threads=threads,
+                        ray_address=ray_address,
+                        source=source,
+                        recon=recon_writer,
+                        progress=not quiet,
+                    )
+                else:
+                    summary = encode_video(
+                        reader, sink, options, recon=recon_writer, progress=not quiet
+                    )
     if csv_path is not None:
         _write_frame_csv(csv_path, summary["per_frame"], overwrite)
     if not quiet:
@@ -645,6 +699,7 @@ def _write_frame_csv(path: str, per_frame: list[dict], overwrite: bool) -> None:
     option_groups=[
         ("Output", ["output", "overwrite"]),
         ("Decoding", ["start", "frames", "device", "threads", "model"]),
+        PARALLEL_GROUP,
         GENERAL_GROUP,
     ],
     short_help="Decode a .cvc bitstream into a video.",
@@ -669,6 +724,8 @@ Examples:
 )
 @_device_option
 @_threads_option
+@_jobs_option
+@_ray_option
 @click.option(
     "--model",
     metavar="M",
@@ -683,6 +740,8 @@ def decode(
     frames: int | None,
     device: str,
     threads: int,
+    jobs: int | None,
+    ray_address: str | None,
     model: str | None,
     quiet: bool,
 ) -> None:
@@ -701,6 +760,10 @@ def decode(
             writers.append(writer)
             return writer
 
+        options: dict[str, Any] = {}
+        if ray_address is not None or (jobs or 1) > 1:
+            (decode_video,) = _import_engine("canfvc_codec.parallel", "decode_parallel")
+            options = {"jobs": jobs, "threads": threads, "ray_address": ray_address}
         try:
             summary = decode_video(
                 source,
@@ -710,6 +773,7 @@ def decode(
                 progress=not quiet,
                 start=start,
                 frames=frames,
+                **options,
             )
         except BaseException:
             for writer in writers:

@@ -694,7 +694,34 @@ def decode_video(
     resets the references), and the records after the range are not read.
     """
     started = time.perf_counter()
-    reader = CvcReader(source)
+    return decode_stream(
+        CvcReader(source),
+        open_output,
+        device=device,
+        model=model,
+        progress=progress,
+        dtype=dtype,
+        start=start,
+        frames=frames,
+        started=started,
+    )
+
+
+def decode_stream(
+    reader: CvcReader,
+    open_output: Callable[[VideoInfo], VideoWriter],
+    *,
+    device: str = "auto",
+    model: str | None = None,
+    progress: bool = True,
+    dtype: str = DECODER_DTYPE_NAME,
+    start: int = 0,
+    frames: int | None = None,
+    started: float | None = None,
+) -> dict:
+    """:func:`decode_video` of a stream whose header ``reader`` has read; ``started``: when the
+    decode began (perf_counter), for the summary's frame rate."""
+    started = time.perf_counter() if started is None else started
     header = reader.header
     if header.frame_count and start >= header.frame_count:
         raise UsageError(past_the_end(start, header.frame_count))
