@@ -196,10 +196,17 @@ class EncodeWorker:
                 if result.decoded is not None:
                     result.decoded.append(coded.decoded)
                 result.end = index + 1
+        if result.end >= task.min_end and encoder.schedule.intra_due():
+            # The next frame, if there is one, is a periodic I-frame: this chunk is complete.
+            # Whether there is one, a task reading its frames learns from the next chunk.
+            result.video_end = task.last
+            return result
         # Only the video's end stops a chunk short of its next I-frame.
-        if task.frames is not None and not task.last:
-            raise RuntimeError(f"chunk at frame {task.start}: ran out of frames before an I-frame")
-        if task.frames is None and result.end - task.start == task.count:
+        if task.frames is not None:
+            complete = task.last
+        else:  # a source gives fewer frames than asked only at the end of the video
+            complete = result.end - task.start < task.count
+        if not complete:
             raise RuntimeError(f"chunk at frame {task.start}: ran out of frames before an I-frame")
         result.video_end = True
         return result
@@ -288,6 +295,25 @@ def _start_worker(kind: type, args: tuple) -> None:
     _worker = kind(*args)
 
 
+def _started() -> None:
+    """A task that returns once the worker is up."""
+
+
+@contextlib.contextmanager
+def _ctrl_c_ignored() -> Iterator[None]:
+    """Processes started in the block begin with Ctrl-C ignored (a terminal sends it to every
+    process of the group; the parent stops the workers), before their initializer runs."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: signals are not ours to change
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _run_task(task: Any) -> Any:
     assert _worker is not None, "the worker process was not started"
     return _worker.run(task)
@@ -306,6 +332,9 @@ class ProcessPool:
             initargs=(worker, args),
         )
         self.futures: dict[int, Future] = {}
+        with _ctrl_c_ignored():  # the executor starts a process per task until it has ``jobs``
+            for _ in range(jobs):
+                self.executor.submit(_started)
 
     def submit(self, key: int, task: Any) -> None:
         self.futures[key] = self.executor.submit(_run_task, task)
