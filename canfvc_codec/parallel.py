@@ -499,6 +499,7 @@ def encode_parallel(
     results: dict[int, EncodeResult] = {}
     frames: list[dict] = []
     committed = 0  # frames written; the next is an I-frame of the serial encode
+    coded = 0  # frames the workers coded, in chunks guessed wrong too
     limit: int | None = None  # no frame has this index or a later one
 
     def make_task(start: int) -> EncodeTask | None:
@@ -560,6 +561,7 @@ def encode_parallel(
                 if limit is not None and committed >= limit:
                     break
                 result: EncodeResult = pool.next_result()
+                coded += len(result.records)
                 if result.video_end:
                     limit = result.end if limit is None else min(limit, result.end)
                 if result.end > committed:
@@ -570,7 +572,8 @@ def encode_parallel(
         raise
     pool.close(abort=False)
     summary = finish_encode(setup, writer, frames, started)
-    summary["jobs"] = pool.workers
+    # What the guesses cost: the frames coded again after adaptive I-frames moved the chunks.
+    summary.update(jobs=pool.workers, coded_frames=coded)
     return summary
 
 

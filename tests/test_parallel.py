@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from canfvc_codec import parallel
-from canfvc_codec.bitstream import TYPE_END, CvcReader, encode_header, encode_record
+from canfvc_codec.bitstream import TYPE_END, CvcReader, FrameRecord, encode_header, encode_record
 from canfvc_codec.cli import main
 from canfvc_codec.codec import EncodeOptions
 from canfvc_codec.io import Frame, VideoInfo, open_reader
@@ -237,3 +237,15 @@ def test_ctrl_c_stops_the_workers_and_leaves_no_output(serial, tmp_path):
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=60) == 130
     assert not list(tmp_path.iterdir())
+
+
+def test_decode_tasks_are_whole_runs_and_stop_at_the_frames_wanted():
+    types = "IPPIPIPPPIPIP"
+    records = [(k, FrameRecord(t, [], 0), k >= 1) for k, t in enumerate(types)]
+    tasks = list(parallel._decode_tasks(iter(records), task_frames=3, frames=None))
+    assert ["".join(r.frame_type for _, r, _ in task.records) for task in tasks] == [
+        "IPP", "IPIPPP", "IPIP"
+    ]  # fmt: skip
+    assert [task.sequence for task in tasks] == [0, 1, 2]
+    tasks = list(parallel._decode_tasks(iter(records), task_frames=3, frames=4))
+    assert [index for task in tasks for index, _, _ in task.records] == [0, 1, 2, 3, 4]
