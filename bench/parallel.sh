@@ -2,7 +2,7 @@
 # GOP-parallel encoding and decoding (canfvc_codec/parallel.py): speed of --jobs 2 against
 # --jobs 1, byte-identity of --jobs 1 / --jobs 2 / --chunk-source path / --ray auto and of
 # decode --jobs 2, and the memory of long encodes. Results: bench/results/parallel/.
-#   bench/parallel.sh [identity|speed|memory]...   (default: all three)
+#   bench/parallel.sh [identity|decode|speed|fixed|memory]...   (default: all, in that order)
 # PYTHON and SMALL_MODEL may be set; every run is niced and its wall time and peak memory of the
 # whole process tree recorded by tools/tree_peak_rss.py (one JSON line per run in runs.jsonl).
 set -euo pipefail
@@ -47,16 +47,24 @@ identity() {  # the compact model on bikes' dev frames, GOP 8: four chunks
   measured small_jobs2 encode "$clip" "${range[@]}" "${common[@]}" --threads 1 -o "$WORK/s2.cvc" -y --jobs 2 --recon "$WORK/s2.yuv"
   measured small_jobs2_path encode "$clip" "${range[@]}" "${common[@]}" --threads 1 -o "$WORK/s2p.cvc" -y --jobs 2 --chunk-source path
   measured small_ray encode "$clip" "${range[@]}" "${common[@]}" --threads 1 -o "$WORK/sr.cvc" -y --ray auto --jobs 2
-  measured small_decode_jobs1_t1 decode "$WORK/s1.cvc" -o "$WORK/d1.yuv" -y --threads 1
-  measured small_decode_jobs2 decode "$WORK/s1.cvc" -o "$WORK/d2.yuv" -y --threads 1 --jobs 2
-  # Default threads: one process on both cores against two on one each.
+  { echo "small, adaptive intra: $(types "$WORK/s1.cvc")"
+    same "$WORK/s1.cvc" "$WORK/s2.cvc"; same "$WORK/s1.cvc" "$WORK/s2p.cvc"; same "$WORK/s1.cvc" "$WORK/sr.cvc"
+    same "$WORK/s1.yuv" "$WORK/s2.yuv"; } | tee -a "$OUT/identity.txt"
+}
+
+decode() {  # identity's stream decoded by one process and by two workers
+  measured small_decode_jobs1_t1 decode "$WORK/s1.cvc" -o "$WORK/d1.yuv" -y --threads 1 --model "$SMALL_MODEL"
+  measured small_decode_jobs2 decode "$WORK/s1.cvc" -o "$WORK/d2.yuv" -y --threads 1 --jobs 2 --model "$SMALL_MODEL"
+  { same "$WORK/d1.yuv" "$WORK/d2.yuv"; same "$WORK/s1.yuv" "$WORK/d1.yuv"; } | tee -a "$OUT/identity.txt"
+}
+
+fixed() {  # default threads: one process on both cores against two on one each, with and without adaptive I-frames
+  local clip="$CLIPS/bikes.mp4" range=(--start 186 --frames 32) common=(--gop 8 --model "$SMALL_MODEL")
   measured small_jobs1 encode "$clip" "${range[@]}" "${common[@]}" -o "$WORK/s1d.cvc" -y
   measured small_fixed_jobs1 encode "$clip" "${range[@]}" "${common[@]}" --no-adaptive-intra -o "$WORK/f1.cvc" -y
   measured small_fixed_jobs2 encode "$clip" "${range[@]}" "${common[@]}" --no-adaptive-intra -o "$WORK/f2.cvc" -y --jobs 2
-  { echo "small, adaptive intra: $(types "$WORK/s1.cvc")"; echo "small, fixed types: $(types "$WORK/f1.cvc")"
-    same "$WORK/s1.cvc" "$WORK/s2.cvc"; same "$WORK/s1.cvc" "$WORK/s2p.cvc"; same "$WORK/s1.cvc" "$WORK/sr.cvc"
-    same "$WORK/s1.yuv" "$WORK/s2.yuv"; same "$WORK/d1.yuv" "$WORK/d2.yuv"; same "$WORK/s1.yuv" "$WORK/d1.yuv"
-    same "$WORK/s1.cvc" "$WORK/s1d.cvc"; same "$WORK/f1.cvc" "$WORK/f2.cvc"; } | tee -a "$OUT/identity.txt"
+  { echo "small, fixed types: $(types "$WORK/f1.cvc")"; same "$WORK/s1.cvc" "$WORK/s1d.cvc"
+    same "$WORK/f1.cvc" "$WORK/f2.cvc"; } | tee -a "$OUT/fixed.txt"
 }
 
 memory() {  # 100 against 300 frames of vtest at 192x144, compact model, GOP 8, --jobs 2
@@ -68,5 +76,5 @@ memory() {  # 100 against 300 frames of vtest at 192x144, compact model, GOP 8, 
   echo "vtest 300 frames: $(types "$WORK/m300.cvc")" | tee -a "$OUT/memory.txt"
 }
 
-for part in "${@:-identity speed memory}"; do for p in $part; do "$p"; done; done
+for part in "${@:-identity decode speed fixed memory}"; do for p in $part; do "$p"; done; done
 echo "work files: $WORK" >&2
