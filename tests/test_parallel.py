@@ -249,3 +249,24 @@ def test_decode_tasks_are_whole_runs_and_stop_at_the_frames_wanted():
     assert [task.sequence for task in tasks] == [0, 1, 2]
     tasks = list(parallel._decode_tasks(iter(records), task_frames=3, frames=4))
     assert [index for task in tasks for index, _, _ in task.records] == [0, 1, 2, 3, 4]
+
+
+def test_ray_without_ray_installed_is_one_line_and_no_output(serial, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "encode",
+                str(serial.clip),
+                "-o",
+                str(tmp_path / "x.cvc"),
+                "--ray",
+                "auto",
+                *serial.common,
+            ]
+        )
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "canfvc: --ray needs Ray: pip install 'canfvc[ray]'"
+    )
+    assert not list(tmp_path.iterdir())
