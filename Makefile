@@ -7,7 +7,7 @@ DEMO_LAMBDA ?= 1024
 DEMO_FRAMES ?= 3
 DEMO_INTRA_CODERS ?= anfic,hevc
 
-.PHONY: install test demo bench lint clean data
+.PHONY: install test demo bench lint clean data wheel
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,7 @@ install: $(STAMP)
 
 data: $(STAMP)
 	$(PY) -m canfvc_codec.datasets --all
+	$(PY) -m canfvc_codec.train.data
 
 test: $(STAMP)
 	$(PY) -m canfvc_codec.datasets
@@ -27,13 +28,18 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check canfvc_codec tests tools
 	$(VENV)/bin/ruff format --check canfvc_codec tests tools
+	$(PY) tools/import_cycles.py canfvc_codec
 
 demo: $(STAMP)
 	$(PY) -m canfvc_codec.demo --lambda $(DEMO_LAMBDA) --frames $(DEMO_FRAMES) \
 		--intra-coders $(DEMO_INTRA_CODERS)
 
 bench: $(STAMP)
-	$(PY) -m canfvc_codec.eval.bench --out bench/results
+	$(PY) -m canfvc_codec.lab.bench --out bench/results
+
+# A wheel with the published models as package data: pip install dist/canfvc-*.whl
+wheel: $(STAMP)
+	$(PY) -m pip wheel . --no-deps -w dist
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist *.egg-info

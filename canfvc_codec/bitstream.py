@@ -33,7 +33,9 @@ FIRST_VERSION_WITH_INTRA_CODER = 3
 TYPE_END = 0
 TYPE_I = 1
 TYPE_P = 2
-_TYPE_CODES = {"I": TYPE_I, "P": TYPE_P}
+# The frame types, as every part of canfvc names them: intra-coded and predicted.
+INTRA, INTER = "I", "P"
+_TYPE_CODES = {INTRA: TYPE_I, INTER: TYPE_P}
 _TYPE_NAMES = {code: name for name, code in _TYPE_CODES.items()}
 
 MATRICES = ("bt709", "bt601")  # code = position
@@ -239,7 +241,7 @@ class CvcWriter:
         """Append one frame; returns the record's size in bytes."""
         if self._closed:
             raise ValueError("write_frame after close")
-        if self.frames_written == 0 and record.frame_type != "I":
+        if self.frames_written == 0 and record.frame_type != INTRA:
             raise ValueError("the first frame must be an I-frame")
         count = self.header.frame_count
         if count and self.frames_written >= count:
@@ -471,7 +473,7 @@ class CvcReader:
         if zlib.crc32(recon, zlib.crc32(payload, zlib.crc32(raw))) != crc:
             raise source.error("record CRC mismatch (damaged frame)")
         frame_type = _TYPE_NAMES[code]
-        if self.frames_read == 0 and frame_type != "I":
+        if self.frames_read == 0 and frame_type != INTRA:
             raise source.error("the first frame is not an I-frame")
         fields = _Fields(payload, source, "payload")
         streams = []
@@ -525,14 +527,14 @@ def describe(fileobj: BinaryIO) -> dict:
     total_bytes = reader.position
     mean_bytes = {
         kind: sum(sizes) / len(sizes) if sizes else None
-        for kind in ("I", "P")
+        for kind in (INTRA, INTER)
         for sizes in [[f["bytes"] for f in frames if f["type"] == kind]]
     }
-    i_mean, p_mean = mean_bytes["I"], mean_bytes["P"]
+    i_mean, p_mean = mean_bytes[INTRA], mean_bytes[INTER]
     totals = {
         "frames": len(frames),
-        "i_frames": sum(f["type"] == "I" for f in frames),
-        "p_frames": sum(f["type"] == "P" for f in frames),
+        "i_frames": sum(f["type"] == INTRA for f in frames),
+        "p_frames": sum(f["type"] == INTER for f in frames),
         "i_frame_bytes_mean": round(i_mean) if i_mean is not None else None,
         "p_frame_bytes_mean": round(p_mean) if p_mean is not None else None,
         # What conditional coding saves: a P-frame's bits over an I-frame's, on average.

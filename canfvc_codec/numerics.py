@@ -13,34 +13,42 @@ reconstruction CRC (:func:`resolve_tie`). ``docs/determinism.md`` has the analys
 
 The :class:`NumericPath` s change how PyTorch computes the same float operations on one CPU
 (oneDNN on or off, channels-last memory layout, one thread, PyTorch's float64 convolutions instead
-of :mod:`canfvc_codec.stripes`' shifted products), which is how the harness in
-:mod:`canfvc_codec.eval.determinism` imitates "another platform" without one. The environment
-variable ``CANFVC_NUMERIC_PATH`` selects a path for a whole process.
+of :mod:`canfvc_codec.nn.stripes`' shifted products), which is how the determinism harness
+imitates "another platform" without one.
+
+:class:`Numerics` is how the codec is told: the numeric type and the path, built from options
+(``canfvc encode|decode --numeric-path``, hidden, or ``$CANFVC_NUMERIC_PATH``, read by the
+command line) and passed to the encoder and the decoder, which prepare their model with it.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
+from canfvc_codec.defaults import DEFAULT_NUMERIC_PATH
 from canfvc_codec.entropy.scale_table import BOUNDARIES
 from canfvc_codec.errors import UsageError
-from canfvc_codec.stripes import LIBRARY_CONVOLUTIONS
+from canfvc_codec.networks.video import VideoModel
 
 # The numeric type of every network the decoder runs, in the decoder and in the encoder's
 # reconstruction loop alike. It is part of the bitstream format: a stream decodes bit-exactly only
 # with the type it was encoded with (the per-frame reconstruction CRC says when it did not).
 DECODER_DTYPE = torch.float64
 DECODER_DTYPE_NAME = "float64"
+DTYPES = {"float32": torch.float32, DECODER_DTYPE_NAME: DECODER_DTYPE}
+DEFAULT_PATH = DEFAULT_NUMERIC_PATH
 
-NUMERIC_PATH_ENV = "CANFVC_NUMERIC_PATH"
-DEFAULT_PATH = "default"
+
+def resolve_dtype(name: str) -> torch.dtype:
+    try:
+        return DTYPES[name]
+    except KeyError:
+        raise UsageError(f"unknown numeric type {name!r} ({', '.join(DTYPES)})") from None
 
 
 @dataclass(frozen=True)
@@ -79,42 +87,50 @@ def get_numeric_path(name: str) -> NumericPath:
         raise UsageError(f"unknown numeric path {name!r} (known: {known})") from None
 
 
-def numeric_path_from_env(environ: Mapping[str, str] | None = None) -> NumericPath:
-    """The path ``$CANFVC_NUMERIC_PATH`` names (the default path when unset or empty)."""
-    env = os.environ if environ is None else environ
-    return get_numeric_path(env.get(NUMERIC_PATH_ENV) or DEFAULT_PATH)
-
-
 @contextmanager
-def numeric_path(path: NumericPath) -> Iterator[Callable[[nn.Module], nn.Module]]:
-    """Run the block under ``path``; yields the function that prepares a model for it.
-
-    The process-wide switches (oneDNN, thread count) are restored on exit.
-    """
+def numeric_path(path: NumericPath) -> Iterator[None]:
+    """Run the block under ``path``'s process-wide switches (oneDNN, thread count), restored on
+    exit."""
     mkldnn, threads = torch.backends.mkldnn.enabled, torch.get_num_threads()
     torch.backends.mkldnn.enabled = path.mkldnn
     if path.threads is not None:
         torch.set_num_threads(path.threads)
     try:
-        yield lambda model: prepare_model(model, path)
+        yield
     finally:
         torch.backends.mkldnn.enabled = mkldnn
         torch.set_num_threads(threads)
 
 
-def prepare_model(model: nn.Module, path: NumericPath) -> nn.Module:
-    """``model`` in the memory layout and with the convolutions ``path`` asks for (in place;
-    returned for chaining).
+@dataclass(frozen=True)
+class Numerics:
+    """How the codec computes its networks: the numeric type (float64 by default, part of the
+    stream: a stream decodes only with the type it was encoded with) and the numerical path
+    (:data:`NUMERIC_PATHS`). Built from options and passed to the encoder and the decoder."""
 
-    Channels-last weights are enough: a convolution with NHWC weights returns NHWC activations,
-    which carry the layout through the rest of the network.
-    """
-    if path.channels_last:
-        model.to(memory_format=torch.channels_last)
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            setattr(module, LIBRARY_CONVOLUTIONS, path.library_convolutions)
-    return model
+    dtype: torch.dtype = DECODER_DTYPE
+    path: NumericPath = NUMERIC_PATHS[DEFAULT_PATH]
+
+    @classmethod
+    def from_options(cls, dtype: str = DECODER_DTYPE_NAME, path: str = DEFAULT_PATH) -> Numerics:
+        """From the names the options give; a UsageError for an unknown one."""
+        return cls(resolve_dtype(dtype), get_numeric_path(path))
+
+    def prepare(self, model: VideoModel, device: torch.device) -> VideoModel:
+        """``model`` (in place) on ``device`` in :attr:`dtype`, in eval mode, computing large
+        frames in bounded memory, with the memory layout and convolutions of :attr:`path`.
+
+        Channels-last weights are enough: a convolution with NHWC weights returns NHWC
+        activations, which carry the layout through the rest of the network.
+        """
+        if self.path.channels_last:
+            model.to(memory_format=torch.channels_last)
+        model.use_library_convolutions(self.path.library_convolutions)
+        return model.to(device=device, dtype=self.dtype).eval().compute_in_stripes()
+
+    def switches(self) -> AbstractContextManager[None]:
+        """The process-wide switches of :attr:`path`, for the time the networks run."""
+        return numeric_path(self.path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,3 +209,7 @@ def resolve_tie(
         if matches(candidate):
             return candidate
     return None
+
+
+# The codec's default: float64 on PyTorch's default path.
+DEFAULT_NUMERICS = Numerics()

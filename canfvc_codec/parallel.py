@@ -4,7 +4,7 @@ order into the one stream the serial engine would write.
 
 Why chunks can be coded apart. An I-frame resets everything the encoder carries from frame to
 frame: the references, and the intra schedule's count and run cost
-(:class:`~canfvc_codec.schedule.IntraSchedule`). So an encoder started at an I-frame of the
+(:class:`~canfvc_codec.encoder.schedule.IntraSchedule`). So an encoder started at an I-frame of the
 serial encode codes the frames from there exactly as the serial encoder does (same thread count,
 since the encoder's float32 side may round differently on another one: docs/encoder.md).
 
@@ -40,30 +40,32 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
 import torch
 
-from canfvc_codec.bitstream import CvcReader, CvcWriter, FrameRecord
+from canfvc_codec.bitstream import INTRA, CvcReader, CvcWriter, FrameRecord, StreamHeader
 from canfvc_codec.codec import (
-    EncodeOptions,
+    check_range,
     decode_checked,
     decode_stream,
     encode_frame,
     encode_video,
     finish_encode,
+    output_info,
     past_the_end,
     prepare_decode,
     prepare_encode,
     progress_bar,
     records_from,
 )
-from canfvc_codec.errors import BitstreamError, CanfvcError, InputError, UsageError
+from canfvc_codec.defaults import DEFAULT_NUMERIC_PATH
+from canfvc_codec.encoder.options import EncodeOptions
+from canfvc_codec.errors import CanfvcError, InputError, UsageError
 from canfvc_codec.io import Frame, VideoInfo, VideoReader, VideoWriter, open_reader
-from canfvc_codec.numerics import numeric_path
+from canfvc_codec.numerics import DECODER_DTYPE_NAME
 from canfvc_codec.parallel_options import AUTO_ADDRESS, DEFAULT_JOBS
-from canfvc_codec.schedule import INTRA
 
 # Decode tasks queued beyond one per worker, so that a worker finishing one starts the next at
 # once. Encode chunks are not queued: a guess made before the chunk ahead of it ends is more
@@ -185,7 +187,7 @@ class EncodeWorker:
             frames = self.source.read(task.start, task.count)
         result = EncodeResult(task.start, task.start, video_end=False)
         result.decoded = [] if self.keep_decoded else None
-        with numeric_path(setup.path):
+        with setup.numerics.switches():
             for index, frame in enumerate(frames, task.start):
                 past_min_end = index >= task.min_end
                 if past_min_end and encoder.schedule.intra_due():
@@ -237,22 +239,23 @@ class DecodeWorker:
 
     def __init__(
         self,
-        header: Any,
+        header: StreamHeader,
         info: VideoInfo,
         device: str,
         model: str | None,
         dtype: str,
+        numeric_path: str,
         threads: int,
     ) -> None:
         torch.set_num_threads(threads)
         with contextlib.redirect_stderr(io.StringIO()):  # the parent warned once already
-            self.setup = prepare_decode(header, device, model, dtype)
+            self.setup = prepare_decode(header, device, model, dtype, numeric_path)
         self.info = info
 
     def run(self, task: DecodeTask) -> DecodeResult:
         decoder = self.setup.decoder()
         result = DecodeResult(task.sequence, [], 0)
-        with numeric_path(self.setup.path):
+        with self.setup.numerics.switches():
             for index, record, shown in task.records:
                 if record.frame_type == INTRA:
                     decoder = self.setup.decoder()  # a run restarts from nothing
@@ -614,9 +617,10 @@ def decode_parallel(
     device: str = "auto",
     model: str | None = None,
     progress: bool = True,
-    dtype: str = "float64",
+    dtype: str = DECODER_DTYPE_NAME,
     start: int = 0,
     frames: int | None = None,
+    numeric_path: str = DEFAULT_NUMERIC_PATH,
 ) -> dict:
     """:func:`~canfvc_codec.codec.decode_video` with runs of frames decoded by ``jobs``
     workers; the same frames, written in order."""
@@ -633,17 +637,13 @@ def decode_parallel(
             dtype=dtype,
             start=start,
             frames=frames,
+            numeric_path=numeric_path,
             started=started,
         )
-    if header.frame_count and start >= header.frame_count:
-        raise UsageError(past_the_end(start, header.frame_count))
-    if header.width % 2 or header.height % 2:
-        raise BitstreamError(f"header: frame size {header.width}x{header.height} is not even")
-    info = header.video_info
-    if header.frame_count:
-        remaining = header.frame_count - start
-        info = replace(info, frame_count=min(remaining, frames or remaining))
-    prepare_decode(header, device, model, dtype)  # a missing model fails before any output
+    check_range(header, start)
+    # A missing model fails before any output.
+    prepare_decode(header, device, model, dtype, numeric_path)
+    info = output_info(header, start, frames)
     per_worker = threads_per_worker(jobs or available_cores(), threads)
     tasks = _decode_tasks(records_from(reader, start), MIN_DECODE_TASK_FRAMES, frames)
     pool = open_pool(
@@ -651,7 +651,7 @@ def decode_parallel(
         per_worker,
         ray_address,
         DecodeWorker,
-        (header, info, device, model, dtype, per_worker),
+        (header, info, device, model, dtype, numeric_path, per_worker),
     )
     done: dict[int, DecodeResult] = {}
     count = lead_in = written = 0

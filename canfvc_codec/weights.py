@@ -1,4 +1,12 @@
-"""Model files: one file per model under ``models/``, named ``canfvc-<name>.pt``.
+"""Model files: one file per model, named ``canfvc-<name>.pt``, found by name in the model folders.
+
+The model folders, searched in this order (:func:`model_folders`):
+
+- the user's: ``$CANFVC_MODELS``, else ``models/`` in the user cache (``~/.cache/canfvc``);
+- the package's: ``canfvc_codec/models``, the published models shipped in the wheel. In a
+  checkout it is a link to the repository's ``models/``, where the published files live.
+
+A name with an extension or a folder is a path to a file instead.
 
 A model file is a ``torch.save`` of a plain dict (loaded with ``weights_only=True``)::
 
@@ -26,6 +34,7 @@ from pathlib import Path
 
 import torch
 
+from canfvc_codec.datasets import cache_dir
 from canfvc_codec.errors import ModelError, warn
 from canfvc_codec.networks.config import CONFIGS, ModelConfig, get_config
 from canfvc_codec.networks.video import VideoModel
@@ -43,10 +52,24 @@ UNTRAINED_WARNING = "untrained model: output quality is meaningless"
 HASH_CHUNK = 1 << 20
 
 
-def models_dir() -> Path:
-    """Where named models live: ``$CANFVC_MODELS`` or the repository's ``models/``."""
-    default = Path(__file__).resolve().parent.parent / "models"
-    return Path(os.environ.get(MODELS_ENV, default))
+# The published models: package data in a wheel, a link to the repository's models/ in a checkout.
+PACKAGE_MODELS = Path(__file__).resolve().parent / "models"
+USER_MODELS_SUBDIR = "models"
+
+
+def user_models_dir() -> Path:
+    """The user's model folder: ``$CANFVC_MODELS``, else ``models/`` in the user cache."""
+    folder = os.environ.get(MODELS_ENV)
+    return Path(folder) if folder else cache_dir() / USER_MODELS_SUBDIR
+
+
+def model_folders() -> tuple[Path, ...]:
+    """Where named models are looked up, first match first: the user's folder, the package's."""
+    return (user_models_dir(), PACKAGE_MODELS)
+
+
+def model_file_name(name: str) -> str:
+    return f"{FILE_PREFIX}{name}{FILE_SUFFIX}"
 
 
 def _warn_untrained(name: str) -> None:
@@ -139,13 +162,20 @@ def random_model(config_name: str, seed: int = RANDOM_SEED) -> tuple[VideoModel,
     return _as_stored(model), random_model_id(config_name, seed)
 
 
-def _model_path(name_or_path: str) -> Path:
-    """A file for anything with an extension or a folder (``in.y4m`` given by mistake is read as
-    a file, and refused as one); otherwise a model name in :func:`models_dir`."""
+def _is_path(name_or_path: str) -> bool:
+    """Anything with an extension or a folder is a file (``in.y4m`` given by mistake is read as a
+    file, and refused as one); anything else is a model name."""
     candidate = Path(name_or_path)
-    if candidate.suffix or candidate.parent != Path("."):
-        return candidate
-    return models_dir() / f"{FILE_PREFIX}{name_or_path}{FILE_SUFFIX}"
+    return bool(candidate.suffix) or candidate.parent != Path(".")
+
+
+def _model_path(name_or_path: str) -> Path:
+    """The file a path or a model name stands for: for a name, the first model folder that holds
+    it (the user's when none does, so that the error names where to put it)."""
+    if _is_path(name_or_path):
+        return Path(name_or_path)
+    paths = [folder / model_file_name(name_or_path) for folder in model_folders()]
+    return next((path for path in paths if path.is_file()), paths[0])
 
 
 def _read_model_file(path: Path) -> tuple[VideoModel, dict]:
@@ -195,11 +225,11 @@ def load_model_and_card(name_or_path: str, device: str = "cpu") -> tuple[VideoMo
     path = _model_path(name_or_path)
     if not path.is_file():
         hint = ""
-        if path.parent == models_dir() and name_or_path in CONFIGS:
+        if not _is_path(name_or_path) and name_or_path in CONFIGS:
             hint = (
                 f" (no trained weights yet; --model {RANDOM_PREFIX}{name_or_path} runs untrained)"
             )
-        raise ModelError(f"model {name_or_path!r} not found: {path} does not exist{hint}")
+        raise ModelError(f"model {name_or_path!r} not found: {_not_found(name_or_path)}{hint}")
     model, card = _read_model_file(path)
     if card.get("untrained"):
         _warn_untrained(str(path))
@@ -213,29 +243,38 @@ def model_config(name_or_path: str) -> ModelConfig:
         return get_config(name)
     path = _model_path(name_or_path)
     if not path.is_file():
-        raise ModelError(f"model {name_or_path!r} not found: {path} does not exist")
+        raise ModelError(f"model {name_or_path!r} not found: {_not_found(name_or_path)}")
     return _read_model_file(path)[0].config
 
 
+def _not_found(name_or_path: str) -> str:
+    if _is_path(name_or_path):
+        return f"{name_or_path} does not exist"
+    folders = " nor ".join(str(folder) for folder in model_folders())
+    return f"no {model_file_name(name_or_path)} in {folders}"
+
+
 def find_model_by_id(model_id: bytes) -> Path | None:
-    """The model file under :func:`models_dir` whose id is ``model_id``, if any."""
-    folder = models_dir()
-    if not folder.is_dir():
-        return None
-    for path in sorted(folder.glob(f"*{FILE_SUFFIX}")):
-        if file_model_id(path) == model_id:
-            return path
+    """The model file in the model folders whose id is ``model_id``, if any."""
+    for folder in model_folders():
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.glob(f"*{FILE_SUFFIX}")):
+            if file_model_id(path) == model_id:
+                return path
     return None
 
 
 def load_model_by_id(model_id: bytes, device: str = "cpu") -> tuple[VideoModel, bytes]:
-    """The model a .cvc header names: one of the random models or a file under ``models/``."""
+    """The model a .cvc header names: one of the random models or a file in the model folders."""
     for config_name in CONFIGS:
         if random_model_id(config_name) == model_id:
             return load_model(RANDOM_PREFIX + config_name, device)
     path = find_model_by_id(model_id)
     if path is None:
         raise ModelError(
-            f"no model with id {model_id.hex()} in {models_dir()} (give one with --model)"
+            f"no model with id {model_id.hex()} in "
+            + " nor ".join(str(folder) for folder in model_folders())
+            + " (give one with --model)"
         )
     return load_model(str(path), device)

@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from canfvc_codec.cli import EngineUnavailable, _import_engine, main
+from canfvc_codec import device
+from canfvc_codec.cli import main
+from canfvc_codec.encoder.presets import MAX_REFINE_STEPS
 from canfvc_codec.io import open_reader
-from canfvc_codec.presets import MAX_REFINE_STEPS
 from tests.test_io_yuv import info_for, random_frames, same, write_all
 
 W, H = 64, 48
@@ -29,37 +30,16 @@ FRAME_BYTES = W * H * 3 // 2
 
 FAKE_ENGINE = """
 import os
-from dataclasses import dataclass
 
 from canfvc_codec.errors import CanfvcError
 from canfvc_codec.io.frame import frame_to_bytes
 from canfvc_codec.io.y4m import Y4MReader, format_header
 
 MAGIC = b"CVC-FAKE\\n"
-THREADS = []  # every set_cpu_threads call, for the tests to read
 OPTIONS = []  # every encode's EncodeOptions, for the tests to read
 FAIL_AFTER = int(os.environ.get("FAKE_FAIL_AFTER", "-1"))
 INTERRUPT = os.environ.get("FAKE_INTERRUPT") == "1"
 READY = os.environ.get("FAKE_READY")  # with FAIL_AFTER: touch this file there, then hang
-
-
-@dataclass
-class EncodeOptions:
-    lmbda: float = 1024.0
-    motion_lmbda: float | None = None
-    gop: int = 32
-    adaptive_intra: bool = True
-    intra_choice: str = "run"
-    intra_coder: str = "anfic"
-    motion_search: str = "dis"
-    refine: int = 0
-    refine_inter: int | None = None
-    model: str = "lite"
-    device: str = "auto"
-
-
-def set_cpu_threads(threads):
-    THREADS.append(threads)
 
 
 def _maybe_fail(count):
@@ -94,7 +74,8 @@ def encode_video(reader, output, options, *, recon=None, progress=True):
 
 
 def decode_video(
-    source, open_output, *, device="auto", model=None, progress=True, start=0, frames=None
+    source, open_output, *, device="auto", model=None, progress=True, start=0, frames=None,
+    numeric_path="default",
 ):
     if source.read(len(MAGIC)) != MAGIC:
         raise CanfvcError("not a stand-in stream")
@@ -269,13 +250,20 @@ def test_output_errors(tmp_path, capsys, fake_engine, clip):
     assert not any((tmp_path / "folder").iterdir())
 
 
-def test_engine_unavailable(tmp_path, capsys, monkeypatch, clip):
-    monkeypatch.setitem(sys.modules, "canfvc_codec.codec", None)  # import fails as if missing
+def test_a_missing_dependency_is_one_line_naming_it(tmp_path, capsys, monkeypatch, clip):
+    monkeypatch.delitem(sys.modules, "canfvc_codec.codec", raising=False)
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # import fails as if not installed
     code, _, err = run_main(capsys, "encode", str(clip), "-o", str(tmp_path / "o.cvc"))
-    assert code == 1 and err == "canfvc: the codec engine is not available in this build\n"
+    assert code == 1
+    assert err == (
+        "canfvc: missing dependency: the Python package 'tqdm' is not installed "
+        "(installing canfvc with pip installs every package it needs)\n"
+    )
     assert not (tmp_path / "o.cvc").exists()
-    with pytest.raises(EngineUnavailable):
-        _import_engine("canfvc_codec.no_such_part", "anything")
+    # A missing part of canfvc itself is a broken installation: shown as it is, not hidden.
+    monkeypatch.setitem(sys.modules, "canfvc_codec.codec", None)
+    with pytest.raises(ModuleNotFoundError):
+        main(["encode", str(clip), "-o", str(tmp_path / "o.cvc")])
 
 
 def test_usage_errors_exit_2(capsys, clip):
@@ -378,11 +366,13 @@ def test_encode_and_decode_to_dev_null(tmp_path, capsys, fake_engine, clip):
     assert code == 0 and "frames=4" in err
 
 
-def test_threads_reach_the_engine(tmp_path, capsys, fake_engine, clip):
+def test_threads_reach_the_engine(tmp_path, capsys, fake_engine, clip, monkeypatch):
+    threads = []
+    monkeypatch.setattr(device, "set_cpu_threads", threads.append)
     stream = tmp_path / "clip.cvc"
     assert run_main(capsys, "encode", str(clip), "-o", str(stream), "--threads", "3")[0] == 0
     assert run_main(capsys, "decode", str(stream), "-o", str(tmp_path / "d.y4m"))[0] == 0
-    assert fake_engine.THREADS == [3, 0]  # 0: torch's default
+    assert threads == [3, 0]  # 0: torch's default
     code, _, err = run_main(capsys, "decode", str(stream), "-o", "x.y4m", "--threads", "-1")
     assert code == 2 and "Invalid value for '--threads'" in err
 

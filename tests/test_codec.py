@@ -10,22 +10,18 @@ import pytest
 import torch
 
 from canfvc_codec.bitstream import CvcReader, CvcWriter, FrameRecord
-from canfvc_codec.codec import (
+from canfvc_codec.codec import Decoder, decode_video, encode_video, frame_crc
+from canfvc_codec.device import resolve_device, set_cpu_threads
+from canfvc_codec.encoder.gop import Encoder
+from canfvc_codec.encoder.options import (
     MOTION_LAMBDA_SHARE,
-    Decoder,
     EncodeOptions,
-    Encoder,
     auto_motion_lambda,
-    decode_video,
-    encode_video,
-    frame_crc,
-    pad_to_multiple,
-    resolve_device,
-    set_cpu_threads,
     warn_untrained_lambdas,
 )
 from canfvc_codec.errors import BitstreamError, UsageError
 from canfvc_codec.io import Frame, VideoInfo, open_reader, open_writer
+from canfvc_codec.networks.video import pad_to_multiple
 from canfvc_codec.weights import random_model
 from tests.conftest import real_rgb_frames, real_yuv_frames, rewritten_header
 

@@ -8,20 +8,13 @@ import itertools
 import pytest
 import torch
 
-from canfvc_codec.bitstream import CvcReader
-from canfvc_codec.codec import (
-    INTER,
-    INTRA,
-    EncodeOptions,
-    Encoder,
-    IntraSchedule,
-    decode_video,
-    encode_video,
-    frame_cost,
-)
+from canfvc_codec.bitstream import INTER, INTRA, CvcReader
+from canfvc_codec.codec import decode_video, encode_video
+from canfvc_codec.encoder.gop import Encoder, frame_cost
+from canfvc_codec.encoder.options import EncodeOptions
+from canfvc_codec.encoder.refine import LatentRefiner
+from canfvc_codec.encoder.schedule import FRAME_CHOICE, RUN_CHOICE, IntraSchedule
 from canfvc_codec.io import Frame, VideoInfo, open_reader, open_writer
-from canfvc_codec.refine import LatentRefiner
-from canfvc_codec.schedule import FRAME_CHOICE, RUN_CHOICE
 from canfvc_codec.weights import load_model
 from tests.conftest import real_rgb_frames, real_yuv_frames
 

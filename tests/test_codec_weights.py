@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from canfvc_codec.codec import EncodeOptions, decode_video, encode_video
+from canfvc_codec import weights
+from canfvc_codec.codec import decode_video, encode_video
+from canfvc_codec.encoder.options import EncodeOptions
 from canfvc_codec.errors import ModelError
 from canfvc_codec.io import Frame, VideoInfo, open_reader, open_writer
 from canfvc_codec.networks import VideoModel, get_config
@@ -28,9 +30,11 @@ from tests.conftest import real_yuv_frames
 
 @pytest.fixture
 def models_dir(tmp_path, monkeypatch):
+    """An empty user model folder, and no published models."""
     folder = tmp_path / "models"
     folder.mkdir()
     monkeypatch.setenv(MODELS_ENV, str(folder))
+    monkeypatch.setattr(weights, "PACKAGE_MODELS", tmp_path / "published")
     return folder
 
 
@@ -113,3 +117,34 @@ def test_decoder_finds_the_model_by_id_and_rejects_another(models_dir, tmp_path)
     assert summary["frames"] == 1
     with pytest.raises(ModelError, match="encoded with model"):
         decode_video(io.BytesIO(data), output, device="cpu", model="two", progress=False)
+
+
+def test_models_are_found_in_the_user_folder_before_the_package(tmp_path, monkeypatch):
+    published = tmp_path / "published"
+    save_model(_trained_like(1), published / "canfvc-one.pt")
+    shipped_id = save_model(_trained_like(2), published / "canfvc-two.pt")
+    monkeypatch.setattr(weights, "PACKAGE_MODELS", published)
+    # Without $CANFVC_MODELS the user's folder is models/ in the user cache.
+    monkeypatch.delenv(MODELS_ENV, raising=False)
+    monkeypatch.setenv("CANFVC_CACHE", str(tmp_path / "cache"))
+    user = tmp_path / "cache" / "models"
+    user_id = save_model(_trained_like(3), user / "canfvc-two.pt")
+    assert load_model("one")[1] == file_id(published / "canfvc-one.pt")
+    assert load_model("two")[1].hex() == user_id  # the user's copy comes first
+    assert find_model_by_id(bytes.fromhex(shipped_id)) == published / "canfvc-two.pt"
+    monkeypatch.setenv(MODELS_ENV, str(tmp_path / "elsewhere"))
+    assert load_model("two")[1].hex() == shipped_id
+    with pytest.raises(ModelError, match="no canfvc-three.pt in"):
+        load_model("three")
+
+
+def file_id(path: Path) -> bytes:
+    return hashlib.sha256(path.read_bytes()).digest()[:8]
+
+
+def test_the_published_models_are_in_the_package():
+    """The wheel ships canfvc_codec/models (setup.cfg's package data); in a checkout it is the
+    repository's models/, so a published model is found by name without any setting."""
+    published = sorted(p.name for p in weights.PACKAGE_MODELS.glob("*.pt"))
+    repository = sorted(p.name for p in (Path(__file__).parent.parent / "models").glob("*.pt"))
+    assert published == repository and published

@@ -10,15 +10,14 @@ import torch
 
 from canfvc_codec.bitstream import bits_per_pixel
 from canfvc_codec.eval.metrics import (
-    PSNR_CAP_DB,
     frame_metrics,
     mean_metrics,
-    psnr_from_mse,
     rgb_ms_ssim,
     rgb_psnr,
     yuv_psnr,
 )
 from canfvc_codec.io.frame import Frame, VideoInfo
+from canfvc_codec.psnr import PSNR_CAP_DB, psnr_from_mse
 
 PEAK_8BIT = 255.0
 

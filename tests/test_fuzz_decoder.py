@@ -37,7 +37,8 @@ from canfvc_codec.bitstream import (
     encode_header,
     encode_record,
 )
-from canfvc_codec.codec import Decoder, EncodeOptions, decode_video, encode_video
+from canfvc_codec.codec import Decoder, decode_video, encode_video
+from canfvc_codec.encoder.options import EncodeOptions
 from canfvc_codec.errors import CanfvcError, ModelError
 from canfvc_codec.io import Frame, VideoInfo, VideoWriter, open_reader, open_writer
 from canfvc_codec.networks.video import References

@@ -12,19 +12,12 @@ import pytest
 import torch
 
 from canfvc_codec import demo, hevc
-from canfvc_codec.bitstream import CvcReader, CvcWriter, FrameRecord
+from canfvc_codec.bitstream import INTRA, CvcReader, CvcWriter, FrameRecord
 from canfvc_codec.cli import main
-from canfvc_codec.codec import (
-    INTRA,
-    EncodeOptions,
-    Encoder,
-    decode_video,
-    encode_video,
-    frame_cost,
-    pad_to_multiple,
-)
+from canfvc_codec.codec import decode_video, encode_video
+from canfvc_codec.encoder.gop import Encoder, frame_cost
+from canfvc_codec.encoder.options import EncodeOptions
 from canfvc_codec.errors import BitstreamError
-from canfvc_codec.eval.determinism import OTHER_PATHS, run_harness
 from canfvc_codec.hevc import (
     MAX_QP,
     MIN_QP,
@@ -37,6 +30,8 @@ from canfvc_codec.hevc import (
 from canfvc_codec.io import Frame, VideoInfo, open_reader, open_writer
 from canfvc_codec.io.color import yuv_to_rgb
 from canfvc_codec.io.frame import frame_from_buffer
+from canfvc_codec.lab.determinism import OTHER_PATHS, run_harness
+from canfvc_codec.networks.video import pad_to_multiple
 from canfvc_codec.weights import random_model
 from tests.conftest import older_version, real_yuv_frames
 

@@ -19,14 +19,21 @@ import pytest
 import torch
 
 from canfvc_codec import parallel
-from canfvc_codec.bitstream import TYPE_END, CvcReader, FrameRecord, encode_header, encode_record
+from canfvc_codec.bitstream import (
+    INTRA,
+    TYPE_END,
+    CvcReader,
+    FrameRecord,
+    encode_header,
+    encode_record,
+)
 from canfvc_codec.cli import main
-from canfvc_codec.codec import EncodeOptions
+from canfvc_codec.encoder.options import EncodeOptions
+from canfvc_codec.encoder.schedule import IntraSchedule
 from canfvc_codec.io import Frame, VideoInfo, open_reader
 from canfvc_codec.io.color import rgb_to_yuv
-from canfvc_codec.numerics import numeric_path_from_env
+from canfvc_codec.numerics import DEFAULT_NUMERICS
 from canfvc_codec.parallel import EncodeTask, EncodeWorker, encode_parallel, threads_per_worker
-from canfvc_codec.schedule import INTRA, IntraSchedule
 from tests.test_codec import _write_clip
 
 MODEL = "random-tiny"
@@ -67,7 +74,7 @@ class DriftingEncoder:
 class DriftingWorker(EncodeWorker):
     def __init__(self, info: VideoInfo, gop: int) -> None:
         encoder = lambda: DriftingEncoder(gop)  # noqa: E731
-        self.setup = SimpleNamespace(info=info, path=numeric_path_from_env(), encoder=encoder)
+        self.setup = SimpleNamespace(info=info, numerics=DEFAULT_NUMERICS, encoder=encoder)
         self.source = None
         self.keep_decoded = False
 

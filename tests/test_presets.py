@@ -6,14 +6,14 @@ import itertools
 
 import pytest
 
-from canfvc_codec.errors import UsageError
-from canfvc_codec.presets import (
+from canfvc_codec.encoder.presets import (
     DEFAULT_PRESET,
     MAX_REFINE_STEPS,
     PRESETS,
     check_refine_steps,
     refine_steps,
 )
+from canfvc_codec.errors import UsageError
 
 
 def test_default_preset_is_the_encoder_without_refinement():

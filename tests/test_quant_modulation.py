@@ -101,7 +101,7 @@ SPECTRUM_SEQUENCES, SPECTRUM_LENGTH = 128, 1024
 # The band where the shaping is measured. The linear model b = y + e with a white e only holds
 # where the shaped noise is small: a 1-bit 2nd-order loop runs with |y| well above 1, its error is
 # not white, and the top of the band rises less steeply than (1 - z^-1)^2 (measured slope ~1.0
-# over [pi/8, pi]; see docs/experiments/differential-modulation.md).
+# over [pi/8, pi]; see docs/lab/experiments/differential-modulation.md).
 LOW_BAND = (np.pi / 64, np.pi / 8)
 
 

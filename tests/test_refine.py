@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from canfvc_codec.bitstream import CvcReader
-from canfvc_codec.codec import EncodeOptions, encode_video
+from canfvc_codec.codec import encode_video
+from canfvc_codec.encoder.options import EncodeOptions
+from canfvc_codec.encoder.refine import REFINE_STEP_SIZE, LatentRefiner, refine_latents
 from canfvc_codec.errors import UsageError
 from canfvc_codec.io import open_reader
 from canfvc_codec.networks.anf_coder import Latents
-from canfvc_codec.refine import REFINE_STEP_SIZE, LatentRefiner, refine_latents
 from canfvc_codec.weights import load_model
 from tests.test_codec import LAMBDA, MODEL, _decode, _write_clip
 

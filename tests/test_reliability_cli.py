@@ -16,9 +16,10 @@ import pytest
 
 from canfvc_codec.bitstream import TYPE_END, CvcReader, encode_header, encode_record
 from canfvc_codec.cli import main
-from canfvc_codec.codec import EncodeOptions, encode_video
+from canfvc_codec.codec import encode_video
+from canfvc_codec.defaults import NUMERIC_PATH_ENV
+from canfvc_codec.encoder.options import EncodeOptions
 from canfvc_codec.io import Frame, VideoInfo, open_reader, open_writer
-from canfvc_codec.numerics import NUMERIC_PATH_ENV
 from tests.conftest import real_yuv_frames, rewritten_header
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,26 +13,27 @@ import numpy as np
 import pytest
 import torch
 
-from canfvc_codec.codec import Decoder, EncodeOptions, Encoder, decode_video
+from canfvc_codec.codec import Decoder, decode_video
+from canfvc_codec.encoder.gop import Encoder
+from canfvc_codec.encoder.options import EncodeOptions
 from canfvc_codec.errors import UsageError
-from canfvc_codec.eval.determinism import (
+from canfvc_codec.io import Frame, VideoInfo, open_writer
+from canfvc_codec.lab.determinism import (
     OTHER_PATHS,
     compare_planes,
     compare_scales,
     run_harness,
 )
-from canfvc_codec.io import Frame, VideoInfo, open_writer
 from canfvc_codec.numerics import (
     DECODER_DTYPE,
     DEFAULT_PATH,
-    NUMERIC_PATH_ENV,
     NUMERIC_PATHS,
+    Numerics,
     boundary_distance,
     flip_probability,
     get_numeric_path,
     near_ties,
     numeric_path,
-    numeric_path_from_env,
     resolve_tie,
 )
 from canfvc_codec.weights import random_model
@@ -82,8 +83,12 @@ def test_the_other_paths_really_change_float32_results():
     with torch.no_grad():
         reference = analysis(frame)
         for name in ("mkldnn-off", "channels-last"):
-            with numeric_path(get_numeric_path(name)) as prepare:
-                outputs[name] = prepare(copy.deepcopy(analysis))(frame)
+            path = get_numeric_path(name)
+            with numeric_path(path):
+                network = copy.deepcopy(analysis)
+                if path.channels_last:
+                    network.to(memory_format=torch.channels_last)
+                outputs[name] = network(frame)
     assert any(not torch.equal(reference, other) for other in outputs.values())
     for other in outputs.values():
         assert torch.allclose(reference, other, rtol=0, atol=1e-5)
@@ -98,11 +103,13 @@ def test_numeric_path_restores_the_process_switches():
     assert (torch.get_num_threads(), torch.backends.mkldnn.enabled) == (threads, mkldnn)
 
 
-def test_path_from_the_environment():
-    assert numeric_path_from_env({}).name == "default"
-    assert numeric_path_from_env({NUMERIC_PATH_ENV: "channels-last"}).channels_last
+def test_numerics_from_options():
+    assert Numerics.from_options() == Numerics(DECODER_DTYPE, NUMERIC_PATHS[DEFAULT_PATH])
+    assert Numerics.from_options("float32", "channels-last").path.channels_last
     with pytest.raises(UsageError, match="unknown numeric path 'gpu'"):
-        numeric_path_from_env({NUMERIC_PATH_ENV: "gpu"})
+        Numerics.from_options(path="gpu")
+    with pytest.raises(UsageError, match="unknown numeric type 'float16'"):
+        Numerics.from_options("float16")
 
 
 def test_the_codec_decodes_in_float64_by_default():

@@ -8,13 +8,18 @@ import pytest
 import torch
 from torch import nn
 
-from canfvc_codec import stripes
-from canfvc_codec.codec import Decoder, EncodeOptions, Encoder, encode_video
+from canfvc_codec import memory
+from canfvc_codec.codec import Decoder, encode_video
+from canfvc_codec.encoder.gop import Encoder
+from canfvc_codec.encoder.options import EncodeOptions
 from canfvc_codec.errors import InputError
-from canfvc_codec.eval.memory import SamplingReader, growth_figures, traced_decode_peak
 from canfvc_codec.io import Frame, VideoInfo, open_reader, open_writer
+from canfvc_codec.lab.memory import SamplingReader, growth_figures, traced_decode_peak
 from canfvc_codec.networks.config import get_config
-from canfvc_codec.numerics import get_numeric_path, prepare_model
+from canfvc_codec.nn import stripes
+from canfvc_codec.nn.dq import QualityEnhancement
+from canfvc_codec.nn.layers import Conv2d, ConvTranspose2d
+from canfvc_codec.nn.unet import UNet
 from canfvc_codec.weights import random_model
 from tests.conftest import real_rgb_frames, real_yuv_frames
 
@@ -34,11 +39,11 @@ def small_budgets(monkeypatch):
 @pytest.mark.parametrize(
     "layer, library",
     [
-        (nn.Conv2d(5, 7, 5, 2, 2), False),
-        (nn.Conv2d(5, 7, 3, 1, 1), False),  # shifted products
-        (nn.Conv2d(5, 7, 3, 1, 1), True),  # PyTorch's kernel, unfolding in stripes
-        (nn.ConvTranspose2d(5, 7, 5, 2, 2, 1), False),
-        (nn.ConvTranspose2d(5, 7, 3, 2, 1, 1), False),
+        (Conv2d(5, 7, 5, 2, 2), False),
+        (Conv2d(5, 7, 3, 1, 1), False),  # shifted products
+        (Conv2d(5, 7, 3, 1, 1), True),  # PyTorch's kernel, unfolding in stripes
+        (ConvTranspose2d(5, 7, 5, 2, 2, 1), False),
+        (ConvTranspose2d(5, 7, 3, 2, 1, 1), False),
     ],
     ids=["conv5s2", "conv3", "conv3-library", "deconv5s2", "deconv3s2"],
 )
@@ -46,9 +51,8 @@ def small_budgets(monkeypatch):
 def test_striped_convolutions_match_whole_ones(small_budgets, layer, size, library):
     layer = layer.double()
     x = torch.randn(2, 5, *size, dtype=F64, generator=torch.Generator().manual_seed(3))
-    striped = copy.deepcopy(layer)
-    setattr(striped, stripes.LIBRARY_CONVOLUTIONS, library)
-    stripes.bound_memory(striped)
+    striped = stripes.compute_in_stripes(copy.deepcopy(layer))
+    stripes.use_library_convolutions(striped, library)
     with torch.no_grad():
         whole, parts = layer(x), striped(x)
     assert parts.shape == whole.shape
@@ -95,7 +99,7 @@ def test_only_convolutions_that_unfold_are_striped(small_budgets, monkeypatch, d
     monkeypatch.setattr(
         torch.nn.functional, "conv2d", lambda *a, **k: made.append(1) or conv2d(*a, **k)
     )
-    layer = stripes.bound_memory(nn.Conv2d(5, 7, 5, 2, 2).to(dtype))
+    layer = stripes.compute_in_stripes(Conv2d(5, 7, 5, 2, 2).to(dtype))
     with torch.no_grad():
         layer(torch.rand(1, 5, 32, 16, dtype=dtype))
     assert (len(made) > 1) == striped
@@ -105,12 +109,12 @@ def test_the_library_conv_path_really_changes_float64_results():
     """The determinism harness decodes under ``library-conv``: it must compute other floats
     (else it tests nothing), within rounding."""
     model, _ = random_model("tiny")
-    refine = model.mc.refine.double().eval()
+    model = model.double().eval().compute_in_stripes()
     features = torch.rand(1, 8, 32, 32, dtype=F64, generator=torch.Generator().manual_seed(6))
-    library = prepare_model(copy.deepcopy(refine), get_numeric_path("library-conv"))
+    library = copy.deepcopy(model).use_library_convolutions()
     with torch.no_grad():
-        shifted = stripes.bound_memory(copy.deepcopy(refine))(features)
-        unfolded = stripes.bound_memory(library)(features)
+        shifted = model.mc.refine(features)
+        unfolded = library.mc.refine(features)
     assert not torch.equal(shifted, unfolded)
     torch.testing.assert_close(shifted, unfolded, rtol=0, atol=ULPS)
 
@@ -118,9 +122,9 @@ def test_the_library_conv_path_really_changes_float64_results():
 def test_full_resolution_networks_in_stripes(small_budgets):
     model, _ = random_model("tiny")
     model = model.double().eval()
-    striped = stripes.bound_memory(copy.deepcopy(model))
-    names = {id(m) for m, _ in stripes.full_resolution_networks(striped)}
-    assert len(names) == 4  # extrapolation and MC U-Nets, two quality enhancements
+    striped = copy.deepcopy(model).compute_in_stripes()
+    networks = [m for m in striped.modules() if isinstance(m, (UNet, QualityEnhancement))]
+    assert len(networks) == 4 and all(m.striped for m in networks)  # U-Nets, enhancements
     generator = torch.Generator().manual_seed(4)
     features = torch.rand(1, 8, 64, 48, dtype=F64, generator=generator)
     frame = torch.rand(1, 3, 64, 48, dtype=F64, generator=generator)
@@ -149,14 +153,14 @@ def test_a_striped_decoder_decodes_an_unstriped_encoders_stream(monkeypatch):
 
 def test_decode_memory_is_checked_before_decoding(monkeypatch):
     lite = get_config("lite")
-    monkeypatch.setattr(stripes, "physical_memory", lambda: 8 << 30)
-    stripes.check_memory(lite, 1920, 1080, F64)
+    monkeypatch.setattr(memory, "physical_memory", lambda: 8 << 30)
+    memory.check_memory(lite, 1920, 1080, F64)
     with pytest.raises(InputError, match="16384x16384 needs about .* GiB to decode"):
-        stripes.check_memory(lite, 16384, 16384, F64)
+        memory.check_memory(lite, 16384, 16384, F64)
     with pytest.raises(InputError, match="16384x16384 needs at least about .* GiB to encode"):
-        stripes.check_memory(lite, 16384, 16384, F64, task="encode")
-    small = stripes.decode_memory_estimate(72, 64, 480, 272, 8)
-    large = stripes.decode_memory_estimate(72, 64, 1920, 1080, 8)
+        memory.check_memory(lite, 16384, 16384, F64, task="encode")
+    small = memory.decode_memory_estimate(72, 64, 480, 272, 8)
+    large = memory.decode_memory_estimate(72, 64, 1920, 1080, 8)
     # Above the measured 480x272 decode (1075 MiB, bench/results/memory.json); the bar for 1080p
     # is 4 GB.
     assert 1075 << 20 < small < large < 4 << 30
@@ -164,7 +168,7 @@ def test_decode_memory_is_checked_before_decoding(monkeypatch):
 
 def test_encode_memory_is_checked_before_the_first_frame(tmp_path, monkeypatch):
     """A Y4M header may claim 16384x16384: the encoder refuses it before reading a frame."""
-    monkeypatch.setattr(stripes, "physical_memory", lambda: 8 << 30)
+    monkeypatch.setattr(memory, "physical_memory", lambda: 8 << 30)
     source = tmp_path / "huge.y4m"
     source.write_bytes(b"YUV4MPEG2 W16384 H16384 F25:1 C420jpeg\nFRAME\n" + bytes(64))
     output = tmp_path / "huge.cvc"
@@ -182,7 +186,7 @@ GROWTH_EVERY = 4
 def test_encoding_keeps_no_tensors_from_frame_to_frame(tmp_path):
     """After the first GOP, the tensors alive between frames are the same in number and size
     at every sample: nothing accumulates with the length of the input. (Resident memory is
-    measured over 300 frames by ``python -m canfvc_codec.eval.memory``.)"""
+    measured over 300 frames by ``python -m canfvc_codec.lab.memory``.)"""
     info = VideoInfo(64, 64, 25, 1, 8, "bt709", False, GROWTH_FRAMES)
     clip = tmp_path / "long.y4m"
     with open_writer(str(clip), info) as writer:

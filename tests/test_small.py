@@ -7,10 +7,13 @@ import copy
 import pytest
 import torch
 
-from canfvc_codec import stripes
 from canfvc_codec.networks import References, VideoModel, get_config, to_reference
 from canfvc_codec.networks.complexity import model_report
+from canfvc_codec.networks.config import CoderConfig, ModelConfig
+from canfvc_codec.networks.motion import MotionHyperpriorCoder
+from canfvc_codec.nn import stripes
 from canfvc_codec.nn.anf import COMPACT, AdditiveStep
+from canfvc_codec.nn.block_motion import PRECISION, BlockMotion
 from canfvc_codec.nn.compact import CompactAnalysis, CompactSynthesis
 from canfvc_codec.nn.dq import QualityEnhancement
 from canfvc_codec.nn.layers import backward_warp
@@ -72,6 +75,45 @@ def test_a_fresh_small_model_behaves_like_a_classical_coder():
     torch.testing.assert_close(x_hat, frames[1])
 
 
+def test_block_motion_carries_a_smooth_flow_through_the_latent():
+    block = BlockMotion()
+    flow = torch.tensor([2.25, -1.5]).view(1, 2, 1, 1).expand(1, 2, 48, 64)
+    cells = block.analyse(flow)
+    assert cells.shape == (1, 2, 3, 4)
+    torch.testing.assert_close(cells, flow[:, :, :3, :4] * PRECISION)  # quarter pixels
+    torch.testing.assert_close(block.synthesise(torch.cat([cells, cells], dim=1)), flow)
+
+
+@pytest.mark.parametrize("block_motion", [True, False])
+def test_a_fresh_motion_coder_with_block_motion_sends_block_motion(block_motion):
+    """With every learned transform silent, the coder sends each block's mean flow on its own;
+    without the path it sends nothing."""
+    torch.manual_seed(0)
+    config = CoderConfig(8, 8, 8, 3, COMPACT, True, 3, block_motion=block_motion)
+    coder = MotionHyperpriorCoder(config).eval()
+    for layer in coder.steps[0].analysis.modules():
+        if isinstance(layer, torch.nn.Conv2d):
+            torch.nn.init.zeros_(layer.weight)
+            torch.nn.init.zeros_(layer.bias)
+    flow = torch.tensor([5.3, -2.6]).view(1, 2, 1, 1).expand(1, 2, 64, 64).contiguous()
+    with torch.no_grad():
+        coder.update()
+        decoded = coder(flow, 1024.0).x_hat
+    error = (decoded - flow).abs().max()
+    gain = coder.gain.gains(1024.0, 1, flow)[0].min()
+    if block_motion:  # within half a quantisation step of 1 / (gain * PRECISION) pixels
+        assert error <= 0.5 / (gain * PRECISION) + 1e-4
+    else:
+        assert error > 2
+
+
+def test_model_files_from_before_block_motion_load_without_it():
+    stored = get_config("small").to_dict()
+    del stored["motion"]["block_motion"]
+    assert ModelConfig.from_dict(stored).motion.block_motion is False
+    assert get_config("small").motion.block_motion is True
+
+
 @pytest.mark.parametrize("scale", [2, 4])
 def test_scaled_networks_keep_the_size_and_stripe_exactly(monkeypatch, scale):
     monkeypatch.setattr(stripes, "UNFOLD_BUDGET_BYTES", 4096)
@@ -82,8 +124,8 @@ def test_scaled_networks_keep_the_size_and_stripe_exactly(monkeypatch, scale):
     generator = torch.Generator().manual_seed(5)
     features = torch.rand(1, 8, 256, 64, dtype=F64, generator=generator)
     frame = torch.rand(1, 3, 256, 64, dtype=F64, generator=generator)
-    striped_unet = stripes.bound_memory(copy.deepcopy(unet))
-    striped_enhance = stripes.bound_memory(copy.deepcopy(enhance))
+    striped_unet = stripes.compute_in_stripes(copy.deepcopy(unet))
+    striped_enhance = stripes.compute_in_stripes(copy.deepcopy(enhance))
     layout = stripes.StripeLayout.scaled(stripes.UNET_HALO, scale)
     assert layout.align == stripes.STRIPE_ALIGN * scale and layout.halo > stripes.UNET_HALO
     with torch.no_grad():
@@ -110,8 +152,7 @@ def test_small_codes_and_decodes_in_lock_step(rgb_frames):
     refs = References([to_reference(x_hat)])
     for t in (1, 2):
         flow = torch.zeros(1, 2, 64, 64, dtype=F64)
-        model.flow_estimator = lambda x, ref, flow=flow: flow
-        streams, x_hat, flow_hat = model.compress_inter(frames[t : t + 1], refs, 512.0)
+        streams, x_hat, flow_hat = model.compress_inter(frames[t : t + 1], refs, 512.0, flow=flow)
         decoded, decoded_flow = model.decompress_inter(streams, refs, 512.0)
         assert torch.equal(decoded, x_hat) and torch.equal(decoded_flow, flow_hat)
         refs = refs.push(to_reference(x_hat), flow_hat)

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from canfvc_codec.codec import set_cpu_threads
+from canfvc_codec.device import set_cpu_threads
 from canfvc_codec.errors import UsageError
 from canfvc_codec.threads import MAX_CPU_THREADS, check_threads, thread_count
 

@@ -370,7 +370,8 @@ def test_export_then_load_decodes_the_same(tmp_path) -> None:
         if tensor.is_floating_point():
             assert torch.allclose(loaded.state_dict()[name], tensor.half().float()), name
     # Encode I, P, P with the loaded file; a second load decodes exactly what the encoder kept.
-    from canfvc_codec.codec import Decoder, Encoder
+    from canfvc_codec.codec import Decoder
+    from canfvc_codec.encoder.gop import Encoder
 
     frames = real_rgb_frames("bikes.mp4", 40, 3, 64, 64)
     cpu = torch.device("cpu")
@@ -519,11 +520,11 @@ def test_a_run_from_exported_weights_carries_their_training(tmp_path) -> None:
 
 def test_a_resumed_run_keeps_its_motion_search(tmp_path) -> None:
     first = Trainer(_options(tmp_path, phase="flow", steps=1, motion_search="spynet"), data=_data())
-    assert first.model.flow_estimator is None  # SPyNet: the model's own network
+    assert first.flow_estimator is None  # SPyNet: the model's own network
     first.run()
     resumed = Trainer(_options(tmp_path), data=_data())
-    assert resumed.motion_search == "spynet" and resumed.model.flow_estimator is None
+    assert resumed.motion_search == "spynet" and resumed.flow_estimator is None
     switched = Trainer(_options(tmp_path, motion_search="dis"), data=_data())
-    assert switched.motion_search == "dis" and callable(switched.model.flow_estimator)
+    assert switched.motion_search == "dis" and callable(switched.flow_estimator)
     new = Trainer(_options(tmp_path / "other"), data=_data())
-    assert new.motion_search == "dis"  # canfvc_codec.motion's default
+    assert new.motion_search == "dis"  # canfvc_codec.encoder.motion's default

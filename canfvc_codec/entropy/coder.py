@@ -22,7 +22,6 @@ coder.
 
 from __future__ import annotations
 
-import importlib
 import math
 from dataclasses import dataclass
 from types import ModuleType
@@ -55,12 +54,13 @@ class RangeCoderMissing(CanfvcError):
 def range_coder() -> ModuleType:
     """The constriction package, imported on first use (see the module docstring)."""
     try:
-        return importlib.import_module(RANGE_CODER_PACKAGE)
+        import constriction
     except ImportError:
         raise RangeCoderMissing(
             f"range coding needs the {RANGE_CODER_PACKAGE} package "
             f"(pip install {RANGE_CODER_PACKAGE})"
         ) from None
+    return constriction
 
 
 @dataclass(frozen=True)

@@ -37,5 +37,5 @@ def uniform_noise(x: torch.Tensor) -> torch.Tensor:
 
 def round_straight_through(x: torch.Tensor) -> torch.Tensor:
     """``round(x)`` in the forward pass, the identity in the backward pass: the relaxation with
-    which the encoder optimises the values it will round (``canfvc_codec.refine``)."""
+    which the encoder optimises the values it will round (``canfvc_codec.encoder.refine``)."""
     return x + (torch.round(x) - x).detach()

@@ -6,14 +6,15 @@ from pathlib import Path
 
 import click
 
+from canfvc_codec.cli_options import intra_coder_option, preset_options
+from canfvc_codec.encoder.presets import refine_steps
 from canfvc_codec.errors import UsageError
 from canfvc_codec.eval import anchors
 from canfvc_codec.eval.config import load_config
 from canfvc_codec.eval.refine_setting import RefineSetting
 from canfvc_codec.eval.report import write_report
 from canfvc_codec.eval.runner import DEFAULT_LAMBDAS, EvalOptions, run_evaluation
-from canfvc_codec.hevc import DEFAULT_INTRA_CODER, INTRA_CODERS
-from canfvc_codec.presets import DEFAULT_PRESET, MAX_REFINE_STEPS, PRESETS, refine_steps
+from canfvc_codec.hevc import DEFAULT_INTRA_CODER
 from canfvc_codec.threads import MAX_CPU_THREADS
 
 
@@ -107,7 +108,7 @@ def evaluate(
     "--lambdas",
     default=None,
     metavar="L1,L2,...",
-    help="canfvc rates [default: 256,512,1024,2048].",
+    help="canfvc rates [default: " + ",".join(f"{v:g}" for v in DEFAULT_LAMBDAS) + "].",
 )
 @click.option(
     "--qps",
@@ -138,36 +139,8 @@ def evaluate(
     show_default=True,
     help="canfvc rate points coded at once, each in its own processes.",
 )
-@click.option(
-    "--preset",
-    type=click.Choice(tuple(PRESETS)),
-    default=DEFAULT_PRESET,
-    show_default=True,
-    help="canfvc encode --preset: the refinement steps below, where they are not given.",
-)
-@click.option(
-    "--refine",
-    type=click.IntRange(0, MAX_REFINE_STEPS),
-    default=None,
-    metavar="N",
-    help="canfvc encode --refine N: the encoder's latent refinement steps (0: off) "
-    "[default: the preset's].",
-)
-@click.option(
-    "--refine-inter",
-    type=click.IntRange(0, MAX_REFINE_STEPS),
-    default=None,
-    metavar="M",
-    help="canfvc encode --refine-inter M: the steps in P-frames [default: --refine's N, else "
-    "the preset's].",
-)
-@click.option(
-    "--intra-coder",
-    type=click.Choice(INTRA_CODERS),
-    default=DEFAULT_INTRA_CODER,
-    show_default=True,
-    help="canfvc encode --intra-coder: what codes canfvc's I-frames (hevc: CANF-VC*).",
-)
+@preset_options
+@intra_coder_option
 @click.option(
     "--resume",
     is_flag=True,

@@ -20,10 +20,8 @@ from pytorch_msssim import ms_ssim
 
 from canfvc_codec.io.color import yuv_to_rgb
 from canfvc_codec.io.frame import Frame, VideoInfo
+from canfvc_codec.psnr import psnr_from_mse
 
-# Identical pictures have an infinite PSNR; a finite cap keeps means and plots usable, and
-# 100 dB is far above any real coding point.
-PSNR_CAP_DB = 100.0
 YUV_PSNR_WEIGHTS = (6.0, 1.0, 1.0)
 # pytorch-msssim's default 5 scales with an 11-tap window need a side longer than (11 - 1) * 2**4.
 MS_SSIM_WIN_SIZE = 11
@@ -32,15 +30,6 @@ MS_SSIM_MIN_SIDE = (MS_SSIM_WIN_SIZE - 1) * 2 ** (MS_SSIM_LEVELS - 1) + 1
 
 # Per-frame quality keys, in report order.
 QUALITY_KEYS = ("psnr-rgb", "ms-ssim-rgb", "psnr-yuv", "psnr-y", "psnr-u", "psnr-v")
-
-
-def psnr_from_mse(mse: float, peak: float) -> float:
-    """PSNR in dB for a mean squared error, capped at :data:`PSNR_CAP_DB` (identical -> the cap)."""
-    if mse < 0 or peak <= 0:
-        raise ValueError(f"invalid mse {mse} or peak {peak}")
-    if mse == 0:
-        return PSNR_CAP_DB
-    return min(10.0 * math.log10(peak * peak / mse), PSNR_CAP_DB)
 
 
 def plane_mse(reference: np.ndarray, decoded: np.ndarray) -> float:

@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from canfvc_codec.bitstream import bits_per_pixel
+from canfvc_codec.defaults import ANCHOR_LAMBDAS
+from canfvc_codec.encoder.schedule import DEFAULT_INTRA_CHOICE
 from canfvc_codec.errors import CanfvcError, InputError
 from canfvc_codec.eval import anchors, bdrate
 from canfvc_codec.eval.config import EvalConfig, SequenceSpec
@@ -32,9 +34,8 @@ from canfvc_codec.eval.process import RunStats, run_measured
 from canfvc_codec.eval.refine_setting import RefineSetting
 from canfvc_codec.hevc import DEFAULT_INTRA_CODER
 from canfvc_codec.io.frame import Frame, VideoInfo, frame_from_buffer, frame_to_bytes
-from canfvc_codec.schedule import DEFAULT_INTRA_CHOICE
 
-DEFAULT_LAMBDAS = (256.0, 512.0, 1024.0, 2048.0)
+DEFAULT_LAMBDAS = ANCHOR_LAMBDAS  # one point per trained anchor
 CANFVC = "canfvc"
 # Metrics the BD-rates are reported for (MS-SSIM on its natural 0..1 scale, as DCVC does).
 BD_METRICS = ("psnr-yuv", "psnr-rgb", "ms-ssim-rgb")
@@ -287,13 +288,12 @@ class CanfvcCommand:
         return args
 
     def check(self) -> None:
-        """Raise CanfvcUnavailable unless both ``encode`` and ``decode`` exist."""
+        """Raise CanfvcUnavailable unless both ``encode`` and ``decode`` start (a broken
+        installation, or a missing dependency, is then reported instead of canfvc's points)."""
         for command in ("encode", "decode"):
             stats = run_measured(self._base(command) + ["--help"])
             if not stats.ok:
-                raise CanfvcUnavailable(
-                    f"the '{command}' command does not run yet ({stats.error_line()})"
-                )
+                raise CanfvcUnavailable(f"'canfvc {command}' does not start ({stats.error_line()})")
 
     def encode(self, source: Path, output: Path, lmbda: float, gop: int) -> RunStats:
         cmd = (

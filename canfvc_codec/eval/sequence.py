@@ -1,6 +1,6 @@
 """The reference frames of a config's sequence, as every evaluation tool reads them.
 
-``canfvc eval`` and ``python -m canfvc_codec.eval.estimate`` both read a sequence here: its frames
+``canfvc eval`` and ``python -m canfvc_codec.lab.estimate`` both read a sequence here: its frames
 through :func:`canfvc_codec.io.open_reader`, down-scaled by ``spec.downscale`` with the area filter
 (each output sample the mean of a ``factor`` x ``factor`` block of its plane, rounded half up), and
 the size checked against the config's. For an exact factor this is what ffmpeg's

@@ -66,7 +66,8 @@ class CoderOutput:
 class Latents:
     """The two values a coder sends, before rounding: the gained latent ``z2 · g`` and the
     hyper-latent ``h``. The analysis transforms give them (:meth:`AnfCoder.latents`); the encoder
-    may refine them (:mod:`canfvc_codec.refine`) since the decoder only sees what is coded."""
+    may refine them (:mod:`canfvc_codec.encoder.refine`) since the decoder only sees what is
+    coded."""
 
     latent: Tensor
     hyper: Tensor
@@ -98,8 +99,9 @@ class AnfCoder(nn.Module):
         self.hyper_channels = c
         difference = config.difference and cond_channels > 0
         self.steps = nn.ModuleList(
-            AdditiveStep(channels, cond_channels, n, m, k, config.transform, difference)
-            for _ in range(steps)
+            # Block motion rides in the last step: its latent is the one coded.
+            AdditiveStep(channels, cond_channels, n, m, k, config.transform, difference, motion)
+            for motion in (config.block_motion and i == steps - 1 for i in range(steps))
         )
         self.hyper_analysis = HyperAnalysis(m, n, c, config.hyper_kernel_size)
         self.hyper_synthesis = HyperSynthesis(c, n, 2 * m, config.hyper_kernel_size)
@@ -143,7 +145,7 @@ class AnfCoder(nn.Module):
         for i in reversed(range(len(self.steps))):
             step = self.steps[i]
             if i == 0:
-                x = x + step.synthesis(z)
+                x = x + step.synthesise(z)
             else:
                 x, z = step.decode(x, z, cond)
         return x if self.enhance is None else self.enhance(x)

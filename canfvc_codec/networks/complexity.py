@@ -5,10 +5,10 @@ MACs are counted with ``torch.utils.flop_counter`` on a small frame and scaled t
 whose output size is proportional to the frame area when the sides divide by 64, so the scaling is
 exact. Warping, pooling and element-wise operations are not counted (as in the paper's Table A2).
 
-The encoder's motion search is the encoder's choice (:mod:`canfvc_codec.motion`): the P-frame
-encode figures count every network the encoder runs besides it, and ``spynet`` is the cost of the
-model's own search, which ``--motion-search spynet`` adds to them. The default search, OpenCV's
-DIS, is not a network and is not counted.
+The encoder's motion search is the encoder's choice (:mod:`canfvc_codec.encoder.motion`): the
+P-frame encode figures count every network the encoder runs besides it, and ``spynet`` is the cost
+of the model's own search, which ``--motion-search spynet`` adds to them. The default search,
+OpenCV's DIS, is not a network and is not counted.
 """
 
 from __future__ import annotations
@@ -65,25 +65,21 @@ def frame_macs(model: VideoModel, size: tuple[int, int] = REPORT_SIZE) -> dict[s
     )
     refs = References([to_reference(x_hat)])
     _, macs["spynet"] = _counted(lambda: model.spynet(frames[1], refs.frames[-1]))
-    search, model.flow_estimator = model.flow_estimator, _no_motion
-    try:
-        for key, frame in (("first_p", frames[1]), ("p", frames[2])):
-            (streams, x_hat, flow_hat), macs[f"{key}_encode"] = _counted(
-                lambda frame=frame, refs=refs: model.compress_inter(frame, refs, PROBE_LAMBDA)
+    for key, frame in (("first_p", frames[1]), ("p", frames[2])):
+        (streams, x_hat, flow_hat), macs[f"{key}_encode"] = _counted(
+            lambda frame=frame, refs=refs: model.compress_inter(
+                frame, refs, PROBE_LAMBDA, flow=_no_motion(frame)
             )
-            _, macs[f"{key}_decode"] = _counted(
-                lambda streams=streams, refs=refs: model.decompress_inter(
-                    streams, refs, PROBE_LAMBDA
-                )
-            )
-            refs = refs.push(to_reference(x_hat), flow_hat)
-    finally:
-        model.flow_estimator = search
+        )
+        _, macs[f"{key}_decode"] = _counted(
+            lambda streams=streams, refs=refs: model.decompress_inter(streams, refs, PROBE_LAMBDA)
+        )
+        refs = refs.push(to_reference(x_hat), flow_hat)
     return {key: value * scale for key, value in macs.items()}
 
 
-def _no_motion(target: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """A motion search that costs no network MACs (the counts leave the search out)."""
+def _no_motion(target: torch.Tensor) -> torch.Tensor:
+    """A flow that costs no network MACs (the counts leave the motion search out)."""
     return target.new_zeros(target.shape[0], 2, *target.shape[-2:])
 
 

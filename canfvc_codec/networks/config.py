@@ -8,15 +8,17 @@ autoencoding and hyperprior transforms, M latent channels (192 for full inter-fr
 frame: P-frame decode <= 200 GMAC, I-frame decode <= 120 GMAC, under 6 M parameters): compact
 transforms that fold the frame by 4 before any 3x3 convolution (:mod:`canfvc_codec.nn.compact`),
 conditional analyses that see ``x - condition``, flow extrapolation and motion compensation at a
-quarter of the resolution, quality enhancement at half, and residual outputs that start at zero
-so that a fresh model already behaves like a classical coder (copy the motion, warp the
-reference, pass the decoded picture through).
+quarter of the resolution, quality enhancement at half, motion coders that carry block motion
+beside their learned transforms, and residual outputs that start at zero so that a fresh model
+already behaves like a classical coder (send block motion, copy the motion, warp the reference,
+pass the decoded picture through).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 
+from canfvc_codec.defaults import ANCHOR_LAMBDAS
 from canfvc_codec.errors import ModelError
 from canfvc_codec.nn.anf import COMPACT, HYPER_KERNEL, PAPER
 
@@ -32,6 +34,9 @@ class CoderConfig:
     transform: str = PAPER  # or COMPACT (canfvc_codec.nn.anf.TRANSFORMS)
     difference: bool = False  # conditional analyses also see x - condition
     hyper_kernel_size: int = HYPER_KERNEL  # of the hyper transforms' stride-2 layers
+    # Motion coders: the coded latent carries each 16x16 block's mean motion
+    # (canfvc_codec.nn.block_motion). Model files from before the option load without it.
+    block_motion: bool = False
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,7 @@ class ModelConfig:
     # The residual outputs of flow extrapolation, motion compensation and quality enhancement
     # start at zero: f_c = f̂_{t-1}, x_c = warp(x̂_{t-1}, f̂_t) and x̂ unchanged at first.
     zero_residuals: bool = False
-    anchor_lambdas: tuple[float, ...] = field(default=(256.0, 512.0, 1024.0, 2048.0))
+    anchor_lambdas: tuple[float, ...] = ANCHOR_LAMBDAS
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -93,7 +98,7 @@ CONFIGS: dict[str, ModelConfig] = {
         name="tiny-small",
         intra=CoderConfig(8, 8, 8, 3, COMPACT, True, 3),
         inter=CoderConfig(8, 8, 8, 3, COMPACT, True, 3),
-        motion=CoderConfig(8, 8, 8, 3, COMPACT, True, 3),
+        motion=CoderConfig(8, 8, 8, 3, COMPACT, True, 3, block_motion=True),
         spynet_channels=(8, 8),
         extrapolation_channels=(8, 8, 8),
         mc_channels=(8, 8, 8),
@@ -107,7 +112,7 @@ CONFIGS: dict[str, ModelConfig] = {
         name="small",
         intra=CoderConfig(64, 128, 64, 3, COMPACT, True, 3),
         inter=CoderConfig(64, 128, 64, 3, COMPACT, True, 3),
-        motion=CoderConfig(48, 64, 48, 3, COMPACT, True, 3),
+        motion=CoderConfig(48, 64, 48, 3, COMPACT, True, 3, block_motion=True),
         spynet_channels=(16, 32, 16, 8),
         extrapolation_channels=(32, 48, 64),
         mc_channels=(32, 48, 64),

@@ -2,8 +2,8 @@
 
 P-frame coding (paper §3.2, Fig. 2a):
 
-1. flow f_t = SPyNet(x_t, x̂_{t-1}), or the motion search set in ``flow_estimator`` (encoder only,
-   :mod:`canfvc_codec.motion`);
+1. flow f_t = SPyNet(x_t, x̂_{t-1}), or the flow the caller gives (the encoder's motion search,
+   :mod:`canfvc_codec.encoder.motion`; only the encoder estimates motion);
 2. motion: the first P-frame of a GOP has no decoded flow to extrapolate from, so f_t is coded by
    the plain hyperprior coder; later P-frames code f_t with the conditional CANF coder given
    f_c = extrapolation(x̂_{t-3..t-1}, f̂_{t-2..t-1}), temporal prior from warp(x̂_{t-1}, f_c);
@@ -13,31 +13,33 @@ P-frame coding (paper §3.2, Fig. 2a):
 :class:`References` holds the decoded frames (at most 3) and flows (at most 2). Early in a GOP it
 holds fewer: the extrapolation then repeats the oldest entry it has (the second P-frame sees
 frames (x̂_0, x̂_0, x̂_1) and flows (f̂_1, f̂_1), i.e. "motion continues").
+
+``compress_intra`` and ``compress_inter`` code what the analysis transforms give; the encoder's
+own choices (motion search, refined latents: :mod:`canfvc_codec.encoder`) are passed in as
+arguments, for a P-frame through its parts ``motion_coder``, ``compress_motion``, ``mc`` and
+``compress_inter_frame``. The model holds no encoder state.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from canfvc_codec.motion import FlowEstimator
-from canfvc_codec.networks.anf_coder import AnfCoder, CoderOutput
+from canfvc_codec.networks.anf_coder import AnfCoder, CoderOutput, Latents
 from canfvc_codec.networks.conditional import ConditionalCoder
 from canfvc_codec.networks.config import ModelConfig
 from canfvc_codec.networks.intra import IntraCoder
 from canfvc_codec.networks.motion import MotionHyperpriorCoder
+from canfvc_codec.nn import stripes
 from canfvc_codec.nn.dq import QualityEnhancement
 from canfvc_codec.nn.extrapolation import FLOWS, FRAMES, FlowExtrapolation
 from canfvc_codec.nn.layers import backward_warp
 from canfvc_codec.nn.mc import MotionCompensation
 from canfvc_codec.nn.spynet import SpyNet
-
-if TYPE_CHECKING:  # the refiner holds a VideoModel of its own
-    from canfvc_codec.refine import LatentRefiner
 
 RGB = 3
 FLOW = 2
@@ -46,6 +48,24 @@ PEAK_8BIT = 255.0
 CONDITION_WEIGHT = 0.01
 INTRA_STREAMS = 2
 INTER_STREAMS = 4  # motion hyper, motion latent, inter hyper, inter latent
+# Frames are coded padded to a multiple of this (replicating the border): the hyper-latents are at
+# 1/64 of the frame.
+PAD_MULTIPLE = 64
+
+
+def padded_size(height: int, width: int) -> tuple[int, int]:
+    """(height, width) of a frame as the networks code it."""
+    return height + (-height % PAD_MULTIPLE), width + (-width % PAD_MULTIPLE)
+
+
+def pad_to_multiple(x: Tensor, multiple: int = PAD_MULTIPLE) -> Tensor:
+    """Pad a (N, C, H, W) tensor on the right and bottom by replicating its last row/column."""
+    height, width = x.shape[-2:]
+    pad_h = -height % multiple
+    pad_w = -width % multiple
+    if not pad_h and not pad_w:
+        return x
+    return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
 
 
 def to_reference(x: Tensor) -> Tensor:
@@ -76,6 +96,16 @@ class References:
         frames = [self.frames[0]] * (FRAMES - len(self.frames)) + self.frames[-FRAMES:]
         flows = [self.flows[0]] * (FLOWS - len(self.flows)) + self.flows[-FLOWS:]
         return frames, flows
+
+
+class MotionCoding(NamedTuple):
+    """What codes the next P-frame's flow: the coder's name in :meth:`VideoModel.coders`, the
+    coder, its condition f_c and its temporal-prior input (None for the first P-frame)."""
+
+    name: str
+    coder: AnfCoder
+    condition: Tensor | None
+    prior_input: Tensor | None
 
 
 @dataclass
@@ -134,12 +164,6 @@ class VideoModel(nn.Module):
             anchors=anchors,
         )
         self.spynet = SpyNet(config.spynet_levels, config.spynet_channels)
-        # The encoder's motion search when it is not SPyNet (canfvc_codec.motion): a plain
-        # callable, neither a parameter nor part of the saved weights.
-        self.flow_estimator: FlowEstimator | None = None
-        # The encoder's refinement of the latents it codes (canfvc_codec.refine), when set;
-        # like the motion search, an encoder choice that is not part of the weights.
-        self.latent_refiner: LatentRefiner | None = None
         self.extrapolation = FlowExtrapolation(
             config.extrapolation_channels, config.unet_scale, config.zero_residuals
         )
@@ -168,21 +192,32 @@ class VideoModel(nn.Module):
     def aux_loss(self) -> Tensor:
         return sum(coder.aux_loss() for coder in self.coders().values())  # type: ignore[return-value]
 
+    # -- how the networks compute (canfvc_codec.numerics.Numerics sets these) -----------------
+
+    def compute_in_stripes(self, enabled: bool = True) -> VideoModel:
+        """Compute large frames in bounded memory (:mod:`canfvc_codec.nn.stripes`), as the codec
+        does: convolutions without large unfolded buffers, and the full-resolution networks
+        (flow extrapolation's and motion compensation's U-Nets, the quality enhancements) on row
+        stripes. Training leaves it off. Returns the model."""
+        stripes.compute_in_stripes(self, enabled)
+        return self
+
+    def use_library_convolutions(self, enabled: bool = True) -> VideoModel:
+        """PyTorch's own float64 convolutions instead of the shifted products that
+        :meth:`compute_in_stripes` uses: another summation order, a numerical path of
+        docs/determinism.md. Returns the model."""
+        stripes.use_library_convolutions(self, enabled)
+        return self
+
     # -- pieces shared by forward, compress and decompress ------------------------------------
 
-    def estimate_flow(self, x: Tensor, reference: Tensor) -> Tensor:
-        """f_t, the flow that backward-warps ``reference`` onto ``x`` (encoder only)."""
-        if self.flow_estimator is None:
-            return self.spynet(x, reference)
-        return self.flow_estimator(x, reference)
-
-    def motion_coder(self, refs: References) -> tuple[str, AnfCoder, Tensor | None, Tensor | None]:
-        """(name, coder, condition, temporal-prior input) of the next P-frame's flow: the plain
-        coder for the first P-frame of a GOP, else the conditional one given f_c."""
+    def motion_coder(self, refs: References) -> MotionCoding:
+        """What codes the next P-frame's flow: the plain coder for the first P-frame of a GOP,
+        else the conditional one given f_c."""
         if refs.first_p:
-            return "motion_first", self.motion_first, None, None
+            return MotionCoding("motion_first", self.motion_first, None, None)
         f_c, prior = self.motion_condition(refs)
-        return "motion", self.motion, f_c, prior
+        return MotionCoding("motion", self.motion, f_c, prior)
 
     def motion_condition(self, refs: References) -> tuple[Tensor, Tensor]:
         """(f_c, warp(x̂_{t-1}, f_c)): the condition and temporal-prior input of motion coding."""
@@ -202,11 +237,12 @@ class VideoModel(nn.Module):
         )
 
     def forward_motion(
-        self, x: Tensor, refs: References, lmbda: float | Tensor
+        self, x: Tensor, refs: References, lmbda: float | Tensor, flow: Tensor | None = None
     ) -> tuple[CoderOutput, Tensor, Tensor]:
-        """The motion half of a P-frame: (motion coder output, estimated flow f_t, x_c)."""
+        """The motion half of a P-frame: (motion coder output, flow f_t, x_c). ``flow``: f_t as
+        the caller's motion search gives it; None: SPyNet's."""
         reference = refs.frames[-1]
-        flow = self.estimate_flow(x, reference)
+        flow = self.spynet(x, reference) if flow is None else flow
         _, coder, cond, prior = self.motion_coder(refs)
         motion = coder(flow, lmbda, cond, prior)
         return motion, flow, self.mc(reference, motion.x_hat)
@@ -217,9 +253,10 @@ class VideoModel(nn.Module):
         refs: References,
         lmbda: float | Tensor,
         motion_lmbda: float | Tensor | None = None,
+        flow: Tensor | None = None,
     ) -> FrameOutput:
         motion_lmbda = lmbda if motion_lmbda is None else motion_lmbda
-        motion, flow, x_c = self.forward_motion(x, refs, motion_lmbda)
+        motion, flow, x_c = self.forward_motion(x, refs, motion_lmbda, flow)
         inter = self.inter(x, lmbda, x_c, x_c)
         likelihoods = {f"motion.{k}": v for k, v in motion.likelihoods.items()}
         likelihoods.update({f"inter.{k}": v for k, v in inter.likelihoods.items()})
@@ -234,18 +271,26 @@ class VideoModel(nn.Module):
         )
 
     def forward(
-        self, x: Tensor, lmbda: float | Tensor, refs: References | None = None
+        self,
+        x: Tensor,
+        lmbda: float | Tensor,
+        refs: References | None = None,
+        flow: Tensor | None = None,
     ) -> FrameOutput:
-        """An I-frame when ``refs`` is None, else a P-frame coded from ``refs``."""
-        return self.forward_intra(x, lmbda) if refs is None else self.forward_inter(x, refs, lmbda)
+        """An I-frame when ``refs`` is None, else a P-frame coded from ``refs`` (with the flow
+        ``flow``, or SPyNet's)."""
+        if refs is None:
+            return self.forward_intra(x, lmbda)
+        return self.forward_inter(x, refs, lmbda, flow=flow)
 
     # -- coding -------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def compress_intra(self, x: Tensor, lmbda: float) -> tuple[list[bytes], Tensor]:
-        """(streams, x̂) for an I-frame; x̂ is decoded from the streams."""
-        refiner = self.latent_refiner
-        latents = None if refiner is None else refiner.frame("intra", x, lmbda)
+    def compress_intra(
+        self, x: Tensor, lmbda: float, latents: Latents | None = None
+    ) -> tuple[list[bytes], Tensor]:
+        """(streams, x̂) for an I-frame; x̂ is decoded from the streams. ``latents``: what to
+        code (the encoder's choice); None: the analysis transforms' latents."""
         return self.intra.compress(x, lmbda, latents=latents)
 
     @torch.no_grad()
@@ -255,25 +300,38 @@ class VideoModel(nn.Module):
         return self.intra.decompress(streams, size, lmbda)
 
     @torch.no_grad()
+    def compress_motion(
+        self, flow: Tensor, motion: MotionCoding, lmbda: float, latents: Latents | None = None
+    ) -> tuple[list[bytes], Tensor]:
+        """(streams, f̂) of a P-frame's flow, coded by ``motion`` (:meth:`motion_coder`)."""
+        return motion.coder.compress(flow, lmbda, motion.condition, motion.prior_input, latents)
+
+    @torch.no_grad()
+    def compress_inter_frame(
+        self, x: Tensor, x_c: Tensor, lmbda: float, latents: Latents | None = None
+    ) -> tuple[list[bytes], Tensor]:
+        """(streams, x̂) of the inter coder: the frame ``x`` given its prediction x_c."""
+        return self.inter.compress(x, lmbda, x_c, x_c, latents)
+
+    @torch.no_grad()
     def compress_inter(
-        self, x: Tensor, refs: References, lmbda: float, motion_lmbda: float | None = None
+        self,
+        x: Tensor,
+        refs: References,
+        lmbda: float,
+        motion_lmbda: float | None = None,
+        flow: Tensor | None = None,
     ) -> tuple[list[bytes], Tensor, Tensor]:
         """(streams, x̂, f̂) for a P-frame; x̂ and f̂ are decoded from the streams. The motion
-        coders run at ``motion_lmbda`` (default ``lmbda``), the inter coder at ``lmbda``."""
+        coders run at ``motion_lmbda`` (default ``lmbda``), the inter coder at ``lmbda``;
+        ``flow`` is f_t (default: SPyNet's). The encoder composes the same parts with its own
+        latents (:mod:`canfvc_codec.encoder.gop`)."""
         motion_lmbda = lmbda if motion_lmbda is None else motion_lmbda
         reference = refs.frames[-1]
-        flow = self.estimate_flow(x, reference)
-        refiner = self.latent_refiner
-        name, coder, cond, prior = self.motion_coder(refs)
-        latents = (
-            None
-            if refiner is None
-            else refiner.motion(name, flow, motion_lmbda, reference, x, cond, prior)
-        )
-        motion_streams, flow_hat = coder.compress(flow, motion_lmbda, cond, prior, latents)
+        flow = self.spynet(x, reference) if flow is None else flow
+        motion_streams, flow_hat = self.compress_motion(flow, self.motion_coder(refs), motion_lmbda)
         x_c = self.mc(reference, flow_hat)
-        latents = None if refiner is None else refiner.frame("inter", x, lmbda, x_c, x_c)
-        inter_streams, x_hat = self.inter.compress(x, lmbda, x_c, x_c, latents)
+        inter_streams, x_hat = self.compress_inter_frame(x, x_c, lmbda)
         return motion_streams + inter_streams, x_hat, flow_hat
 
     @torch.no_grad()

@@ -11,8 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from canfvc_codec.nn.block_motion import BlockMotion
 from canfvc_codec.nn.compact import CompactAnalysis, CompactSynthesis
-from canfvc_codec.nn.layers import GDN, conv, deconv
+from canfvc_codec.nn.layers import GDN, Conv2d, conv, deconv
 
 # Each transform changes the resolution by 2 four times: latents live at 1/16 of the frame.
 TRANSFORM_STAGES = 4
@@ -86,6 +87,8 @@ class AdditiveStep(nn.Module):
 
     With ``difference`` the analysis of a conditional step also sees ``x - cond``, the residual a
     classical coder would send, so that a fresh coder starts from it instead of discovering it.
+    With ``block_motion`` (motion coders) the step also carries the block motion of that residual
+    (:mod:`canfvc_codec.nn.block_motion`) beside its learned transforms.
     """
 
     def __init__(
@@ -97,6 +100,7 @@ class AdditiveStep(nn.Module):
         kernel_size: int,
         transform: str = PAPER,
         difference: bool = False,
+        block_motion: bool = False,
     ) -> None:
         super().__init__()
         if difference and cond_channels != channels:
@@ -105,12 +109,25 @@ class AdditiveStep(nn.Module):
         in_channels = channels + cond_channels + (channels if difference else 0)
         self.analysis = analysis_transform(transform, in_channels, filters, latent, kernel_size)
         self.synthesis = synthesis_transform(transform, latent, filters, channels, kernel_size)
+        self.block_motion = BlockMotion() if block_motion else None
 
     def _analyse(self, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
         if cond is None:
-            return self.analysis(x)
-        parts = [x, cond, x - cond] if self.difference else [x, cond]
-        return self.analysis(torch.cat(parts, dim=1))
+            update = self.analysis(x)
+        else:
+            parts = [x, cond, x - cond] if self.difference else [x, cond]
+            update = self.analysis(torch.cat(parts, dim=1))
+        if self.block_motion is not None:
+            residual = x if cond is None else x - cond
+            update = BlockMotion.into_latent(update, self.block_motion.analyse(residual))
+        return update
+
+    def synthesise(self, z: torch.Tensor) -> torch.Tensor:
+        """g_s(z): the learned synthesis, plus the block motion the latent carries, if any."""
+        x = self.synthesis(z)
+        if self.block_motion is not None:
+            x = x + self.block_motion.synthesise(z)
+        return x
 
     def encode(
         self, x: torch.Tensor, z: torch.Tensor | None, cond: torch.Tensor | None
@@ -118,13 +135,13 @@ class AdditiveStep(nn.Module):
         """``z += g_a(x | cond)``, then ``x -= g_s(z)``; ``z=None`` is the zero augmented noise."""
         update = self._analyse(x, cond)
         z = update if z is None else z + update
-        return x - self.synthesis(z), z
+        return x - self.synthesise(z), z
 
     def decode(
         self, x: torch.Tensor, z: torch.Tensor, cond: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The exact inverse of :meth:`encode`: ``x += g_s(z)``, then ``z -= g_a(x | cond)``."""
-        x = x + self.synthesis(z)
+        x = x + self.synthesise(z)
         return x, z - self._analyse(x, cond)
 
 
@@ -166,9 +183,9 @@ class PriorFusion(nn.Sequential):
     def __init__(self, in_channels: int, latent: int) -> None:
         hidden = 2 * latent
         super().__init__(
-            nn.Conv2d(in_channels, hidden, 1),
+            Conv2d(in_channels, hidden, 1),
             nn.LeakyReLU(FUSION_SLOPE, inplace=True),
-            nn.Conv2d(hidden, hidden, 1),
+            Conv2d(hidden, hidden, 1),
             nn.LeakyReLU(FUSION_SLOPE, inplace=True),
-            nn.Conv2d(hidden, 2 * latent, 1),
+            Conv2d(hidden, 2 * latent, 1),
         )

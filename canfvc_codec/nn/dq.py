@@ -7,6 +7,7 @@ from torch import nn
 
 from canfvc_codec.nn.compact import zero_
 from canfvc_codec.nn.layers import ResidualBlock, conv
+from canfvc_codec.nn.stripes import ENHANCE_HALO, StripeLayout, run_in_stripes
 
 RGB = 3
 
@@ -15,9 +16,11 @@ class QualityEnhancement(nn.Module):
     """x + conv(res-blocks(conv(x))): learns to remove coding artefacts, identity-like at start.
 
     With ``scale`` > 1 the body works at 1/scale of the resolution on the folded picture
-    (space-to-depth), its output unfolded again; ``zero_output`` makes it exactly the identity
-    at start.
+    (space-to-depth), its output unfolded again; ``zero_output`` makes it exactly the identity at
+    start. ``striped``: computed on row stripes with a halo, as :class:`~canfvc_codec.nn.unet.UNet`.
     """
+
+    striped = False
 
     def __init__(
         self, channels: int, blocks: int, scale: int = 1, zero_output: bool = False
@@ -37,4 +40,10 @@ class QualityEnhancement(nn.Module):
         self.body = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.striped:
+            layout = StripeLayout.scaled(ENHANCE_HALO, self.scale)
+            return run_in_stripes(self._forward, x, layout.halo, layout.max_pixels, layout.align)
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)

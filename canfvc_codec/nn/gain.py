@@ -13,7 +13,8 @@ import math
 import torch
 from torch import nn
 
-ANCHOR_LAMBDAS = (256.0, 512.0, 1024.0, 2048.0)
+from canfvc_codec.defaults import ANCHOR_LAMBDAS
+
 # With an MSE distortion the optimal quantisation step scales like λ^-1/2, so the gains start at
 # (λ / REFERENCE_LAMBDA)^1/2: rates already order with λ before any training.
 REFERENCE_LAMBDA = 1024.0

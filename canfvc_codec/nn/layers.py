@@ -1,10 +1,22 @@
-"""Basic layers shared by every network: strided convolutions, GDN and the backward warp."""
+"""Basic layers shared by every network: strided convolutions, GDN and the backward warp.
+
+The convolutions compute as PyTorch's do until :attr:`Conv2d.striped` is set (the codec's
+networks, :meth:`canfvc_codec.networks.video.VideoModel.compute_in_stripes`): then large frames
+are computed without large unfolded buffers (:mod:`canfvc_codec.nn.stripes`).
+"""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
+
+from canfvc_codec.nn.stripes import (
+    shifted_products_conv2d,
+    striped_conv2d,
+    striped_conv_transpose2d,
+    uses_shifted_products,
+)
 
 # GDN keeps beta and gamma non-negative through a squared reparametrisation with a small pedestal,
 # as in Ballé et al.; these bounds keep the square root and its gradient away from zero.
@@ -13,16 +25,47 @@ GDN_BETA_MIN = 1e-6
 GDN_GAMMA_INIT = 0.1
 
 
-def conv(in_channels: int, out_channels: int, kernel_size: int = 5, stride: int = 2) -> nn.Conv2d:
+class Conv2d(nn.Conv2d):
+    """``nn.Conv2d`` (same parameters and state), which can compute in bounded memory.
+
+    ``striped``: a float64 stride-1 convolution on a CPU is computed as shifted matrix products,
+    any other whose unfolded input would be large in row stripes (:mod:`canfvc_codec.nn.stripes`);
+    ``library_convolutions`` keeps PyTorch's own float64 kernel instead of the shifted products
+    (a numerical path of docs/determinism.md).
+    """
+
+    striped = False
+    library_convolutions = False
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.striped:
+            return super().forward(x)
+        if uses_shifted_products(self, x):
+            return shifted_products_conv2d(self, x)
+        return striped_conv2d(self, x)
+
+
+class ConvTranspose2d(nn.ConvTranspose2d):
+    """``nn.ConvTranspose2d``, computed in output row stripes when ``striped`` and large."""
+
+    striped = False
+
+    def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
+        if not self.striped or output_size is not None:
+            return super().forward(x, output_size)
+        return striped_conv_transpose2d(self, x)
+
+
+def conv(in_channels: int, out_channels: int, kernel_size: int = 5, stride: int = 2) -> Conv2d:
     """A 'same'-padded convolution; with stride 2 it halves the spatial size exactly."""
-    return nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding=kernel_size // 2)
+    return Conv2d(in_channels, out_channels, kernel_size, stride, padding=kernel_size // 2)
 
 
 def deconv(
     in_channels: int, out_channels: int, kernel_size: int = 5, stride: int = 2
-) -> nn.ConvTranspose2d:
+) -> ConvTranspose2d:
     """The mirror of :func:`conv`: with stride 2 it doubles the spatial size exactly."""
-    return nn.ConvTranspose2d(
+    return ConvTranspose2d(
         in_channels,
         out_channels,
         kernel_size,

@@ -12,6 +12,7 @@ from torch import nn
 
 from canfvc_codec.nn.compact import zero_
 from canfvc_codec.nn.layers import conv, deconv
+from canfvc_codec.nn.stripes import UNET_HALO, StripeLayout, run_in_stripes
 
 SLOPE = 0.1
 LEVELS = 3
@@ -28,7 +29,12 @@ def _block(in_channels: int, out_channels: int) -> nn.Sequential:
 
 class UNet(nn.Module):
     """Three resolutions (1, 1/2, 1/4 of 1/scale) with skip connections; input sides must divide
-    by 4 * scale. ``zero_output``: the output layer starts at zero (a silent residual)."""
+    by 4 * scale. ``zero_output``: the output layer starts at zero (a silent residual).
+
+    ``striped``: computed on row stripes of the input with a halo wider than its receptive field
+    (:func:`~canfvc_codec.nn.stripes.run_in_stripes`), which bounds the memory of large frames."""
+
+    striped = False
 
     def __init__(
         self,
@@ -61,6 +67,12 @@ class UNet(nn.Module):
             zero_(self.out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.striped:
+            layout = StripeLayout.scaled(UNET_HALO, self.scale)
+            return run_in_stripes(self._forward, x, layout.halo, layout.max_pixels, layout.align)
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         e1 = self.enc1(self.fold(x))
         e2 = self.enc2(e1)
         bottom = self.bottom(e2)

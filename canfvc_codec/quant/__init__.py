@@ -1,6 +1,6 @@
 """Latent quantisers: rounding, and binary quantisers with multi-frame differential modulation.
 
-See ``docs/experiments/differential-modulation.md`` for what the modulation does to rate and
+See ``docs/lab/experiments/differential-modulation.md`` for what the modulation does to rate and
 distortion on a small model.
 """
 

@@ -1,6 +1,6 @@
 """Rounding, plain binary, 1st and 2nd order differential modulation on one small model (Fig. 2).
 
-    python -m canfvc_codec.quant.experiment --out docs/experiments
+    python -m canfvc_codec.quant.experiment --out docs/lab/experiments
 
 A small convolutional autoencoder codes groups of consecutive real frames; only its latent
 quantiser (and the entropy model that goes with it) changes between runs. Every run sees the same
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..datasets import TRAIN_RANGES, ClipRange, clip_path
+from ..psnr import psnr_from_mse
 from ..threads import thread_count
 from .binary_entropy import BinaryEntropyModel
 from .modulation import DifferentialModulator
@@ -201,7 +201,7 @@ def rate_distortion(model: GroupAutoencoder, frames: Tensor, lmbda: float) -> di
 
 
 def psnr(mse: float) -> float:
-    return 10 * math.log10(PIXEL_MAX**2 / mse)
+    return psnr_from_mse(mse, PIXEL_MAX)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -395,7 +395,7 @@ def plot_noise_spectra(spectra: dict[str, list[float]], out: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("docs/experiments"))
+    parser.add_argument("--out", type=Path, default=Path("docs/lab/experiments"))
     parser.add_argument("--quantizers", default="round,binary,dm1,dm2")
     parser.add_argument("--lambdas", default="128,1024")
     parser.add_argument("--steps", type=int, default=1200)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from canfvc_codec.motion import DEFAULT_MOTION_SEARCH, MOTION_SEARCHES
+from canfvc_codec.encoder.motion import DEFAULT_MOTION_SEARCH, MOTION_SEARCHES
 from canfvc_codec.threads import MAX_CPU_THREADS
 
 CONFIG_NAMES = ("tiny", "tiny-small", "small", "lite", "full")

@@ -603,3 +603,16 @@ class TrainingData:
             y = c[1] + s * (math.sin(a) * u + math.cos(a) * v)
             grids.append(torch.stack([2 * x / width - 1, 2 * y / height - 1], dim=-1))
         return torch.stack(grids).float().to(self.device)
+
+
+def decode_extra_training_frames() -> None:
+    """Decode the extra training ranges into the frame cache now rather than at a training start
+    (``python -m canfvc_codec.train.data``, after ``python -m canfvc_codec.datasets --all``)."""
+    for r in EXTRA_TRAIN_RANGES:
+        if (clips_dir() / r.clip).is_file():
+            frames = cached_frames(r)
+            print(f"{r.clip} frames {r.start}-{r.start + r.count - 1}: {frames.shape}", flush=True)
+
+
+if __name__ == "__main__":
+    decode_extra_training_frames()

@@ -20,14 +20,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from canfvc_codec.defaults import ANCHOR_LAMBDAS
 from canfvc_codec.nn.layers import backward_warp
+from canfvc_codec.psnr import psnr_from_mse
 
-LAMBDA_MIN = 256.0
-LAMBDA_MAX = 2048.0
+LAMBDA_MIN, LAMBDA_MAX = ANCHOR_LAMBDAS[0], ANCHOR_LAMBDAS[-1]
 LAMBDA1_RATIO = 0.01  # lambda_1 = 0.01 * lambda_2 (paper, Sec. 4.1)
 CHARBONNIER_EPS = 1e-3  # robust photometric penalty for unsupervised flow
 FLOW_SMOOTHNESS = 0.01  # weight of the first-order flow smoothness term (per pixel of flow)
-PSNR_FLOOR_MSE = 1e-10  # keeps PSNR finite on a perfect reconstruction
 WARP_LEVELS = 4  # pyramid levels of the unsupervised flow loss
 
 
@@ -55,7 +55,7 @@ def mse(a: Tensor, b: Tensor) -> Tensor:
 
 def psnr(distortion: Tensor | float) -> float:
     """PSNR in dB of frames in [0, 1] from their MSE."""
-    return 10.0 * math.log10(1.0 / max(float(distortion), PSNR_FLOOR_MSE))
+    return psnr_from_mse(float(distortion))
 
 
 def rd_loss(

@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from canfvc_codec.encoder.motion import FlowEstimator
 from canfvc_codec.entropy import FactorizedPrior
 from canfvc_codec.entropy.coder import TabledModel
 from canfvc_codec.errors import UsageError
-from canfvc_codec.motion import FlowEstimator
 from canfvc_codec.networks import AnfCoder, References, VideoModel, to_reference
 from canfvc_codec.nn.layers import backward_warp
 from canfvc_codec.quant.coder_adapter import CLIP_FRAMES, BinaryLatentAdapter
@@ -213,13 +213,24 @@ def _frame_loss(out, x: Tensor, lmbda: float) -> dict[str, Tensor]:
     return {k: v.float() for k, v in figures.items()}
 
 
-def _estimated_refs(model: VideoModel, frames: Tensor, conditional: bool) -> References:
+def estimate_flow(
+    model: VideoModel, search: FlowEstimator | None, x: Tensor, reference: Tensor
+) -> Tensor:
+    """f_t from the motion search the motion coders are trained on (None: the model's SPyNet)."""
+    return model.spynet(x, reference) if search is None else search(x, reference)
+
+
+def _estimated_refs(
+    model: VideoModel, frames: Tensor, conditional: bool, search: FlowEstimator | None = None
+) -> References:
     """References built from uncompressed frames (2-frame training): the last one alone for the
-    first-P coder, or three frames and their SPyNet flows for the conditional coder."""
+    first-P coder, or three frames and their estimated flows for the conditional coder."""
     if not conditional:
         return References([frames[:, -1]])
     with torch.no_grad():
-        flows = [model.estimate_flow(frames[:, k], frames[:, k - 1]).float() for k in (1, 2)]
+        flows = [
+            estimate_flow(model, search, frames[:, k], frames[:, k - 1]).float() for k in (1, 2)
+        ]
     return References([frames[:, 0], frames[:, 1], frames[:, 2]], flows)
 
 
@@ -233,11 +244,13 @@ def run_step(
     teacher: FlowEstimator | None = None,
     flow_targets: tuple[Tensor, Tensor] | None = None,
     intra_latent: BinaryLatentAdapter | None = None,
+    motion_search: FlowEstimator | None = None,
 ) -> StepResult:
     """Forward and backward passes of one step of ``phase`` on ``batch`` (B, T, 3, H, W).
 
     ``flow_targets`` (flows (B, 2, H, W), known (B,) bool) are the exact flows of the flow phase
-    where the data knows them (stills in synthetic motion). ``intra_latent`` trains the intra
+    where the data knows them (stills in synthetic motion). ``motion_search`` gives the flows
+    the motion coders learn to code (None: SPyNet's). ``intra_latent`` trains the intra
     phase with binary latents over the frames of ``batch`` instead of rounding (an experiment).
 
     Gradients are accumulated into the parameters; the caller steps the optimiser. Multi-frame
@@ -250,7 +263,10 @@ def run_step(
 
     if kind == "extrapolation":
         with torch.no_grad(), autocast():
-            flows = [model.estimate_flow(batch[:, k], batch[:, k - 1]).float() for k in (1, 2, 3)]
+            flows = [
+                estimate_flow(model, motion_search, batch[:, k], batch[:, k - 1]).float()
+                for k in (1, 2, 3)
+            ]
         with autocast():
             f_c = model.extrapolation([batch[:, 0], batch[:, 1], batch[:, 2]], flows[:2]).float()
         loss = losses.endpoint_error(f_c, flows[2])
@@ -271,24 +287,26 @@ def run_step(
 
     if kind in ("motion", "ip"):
         conditional = rng.random() >= FIRST_P_PROBABILITY
-        refs = _estimated_refs(model, batch[:, : IP_FRAMES - 1], conditional)
+        refs = _estimated_refs(model, batch[:, : IP_FRAMES - 1], conditional, motion_search)
         x = batch[:, IP_FRAMES - 1]
+        with torch.no_grad(), autocast():
+            flow = None if motion_search is None else motion_search(x, refs.frames[-1])
         with autocast():
             if kind == "motion":
-                motion, _, x_c = model.forward_motion(x, refs, lmbda)
+                motion, _, x_c = model.forward_motion(x, refs, lmbda, flow)
                 bpp = motion.bits() / (x.shape[-2] * x.shape[-1])
                 distortion = losses.mse(x_c, x)
                 rate = bpp.float().mean()
                 loss = losses.rd_loss(rate, distortion, lmbda)
                 figures = {"loss": loss, "bpp": rate, "mse": distortion}
             else:
-                figures = _frame_loss(model(x, lmbda, refs), x, lmbda)
+                figures = _frame_loss(model(x, lmbda, refs, flow), x, lmbda)
         figures["loss"].backward()
         return _result(figures, lmbda)
 
     if kind in ("sequence", "priors"):
         with rounded_reconstructions(model, phase.rounded):
-            return _sequence_step(model, phase, batch, lmbda, autocast)
+            return _sequence_step(model, phase, batch, lmbda, autocast, motion_search)
     raise ValueError(f"unknown phase kind {kind!r}")
 
 
@@ -388,7 +406,12 @@ def _flow_step(
 
 
 def _sequence_step(
-    model: VideoModel, phase: Phase, batch: Tensor, lmbda: float, autocast: Callable[[], object]
+    model: VideoModel,
+    phase: Phase,
+    batch: Tensor,
+    lmbda: float,
+    autocast: Callable[[], object],
+    motion_search: FlowEstimator | None = None,
 ) -> StepResult:
     """IPP...P on decoded references: the I-frame from the intra coder (trained only when the
     phase trains it or fits its priors), every P-frame from the references the decoder would
@@ -412,7 +435,8 @@ def _sequence_step(
     for t in range(1, frames):
         x = batch[:, t]
         with autocast():
-            out = model(x, lmbda, refs)
+            flow = None if motion_search is None else motion_search(x, refs.frames[-1])
+            out = model(x, lmbda, refs, flow)
         figures = _frame_loss(out, x, lmbda)
         (figures["loss"] / (frames - 1 + counted)).backward()
         for k in totals:

@@ -35,11 +35,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from canfvc_codec import motion
 from canfvc_codec.datasets import TRAIN_RANGES
+from canfvc_codec.device import resolve_device
+from canfvc_codec.encoder import motion
 from canfvc_codec.entropy import FactorizedPrior, GaussianConditional
 from canfvc_codec.errors import UsageError
 from canfvc_codec.networks import ModelConfig, VideoModel, get_config
+from canfvc_codec.networks.video import PAD_MULTIPLE
 from canfvc_codec.quant.coder_adapter import BinaryLatentAdapter
 from canfvc_codec.train import losses, phases
 from canfvc_codec.train.data import STILL_NAMES, TrainingData
@@ -102,7 +104,7 @@ class TrainOptions:
     use_stills: bool = True
     progress: bool = True
     # Whose flows the motion coders learn to code: the motion search of the encoder. None: the
-    # resumed run's, or canfvc_codec.motion's default for a new one.
+    # resumed run's, or canfvc_codec.encoder.motion's default for a new one.
     motion_search: str | None = None
 
 
@@ -132,16 +134,6 @@ class Progress:
         if self.plan_seconds:
             return self.schedule_seconds / self.plan_seconds
         return 0.0
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("--device cuda asked for, but no CUDA device is available")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise UsageError(f"unknown device {name!r} (cpu, cuda or auto)")
-    return torch.device(name)
 
 
 def _fp32_forward(forward: Callable[..., object], device_type: str) -> Callable[..., object]:
@@ -179,8 +171,8 @@ class Trainer:
         kind = self.device.type
         self.crop = options.crop or DEFAULT_CROP[kind]
         self.batch = options.batch or DEFAULT_BATCH[kind]
-        if self.crop % 64:
-            raise UsageError(f"--crop {self.crop} must be a multiple of 64")
+        if self.crop % PAD_MULTIPLE:
+            raise UsageError(f"--crop {self.crop} must be a multiple of {PAD_MULTIPLE}")
         if options.phase is not None:
             phases.get_phase(options.phase)
         self._check_quantizer(options)
@@ -249,7 +241,8 @@ class Trainer:
                     self.progress.plan_steps = options.steps
                 else:
                     self.progress.plan_seconds = minutes * 60
-        self.model.flow_estimator = motion.motion_search(self.motion_search)
+        # The motion search whose flows the motion coders learn to code (None: SPyNet's).
+        self.flow_estimator = motion.motion_search(self.motion_search)
         # An explicit plan on a resumed run replaces the stored one.
         if checkpoint and options.plan_steps:
             self.progress.plan_steps, self.progress.plan_seconds = options.plan_steps, None
@@ -477,6 +470,7 @@ class Trainer:
             self.teacher,
             targets,
             intra_latent=self.intra_latent,
+            motion_search=self.flow_estimator,
         )
         parameters = list(self.model.parameters())
         if self.intra_latent is not None:

@@ -1,0 +1,28 @@
+"""The lab: research harnesses and model-card bookkeeping, apart from the product.
+
+Nothing in the codec, ``canfvc eval`` or training imports this package; it imports them. Each
+harness is one command (``python -m canfvc_codec.lab`` lists them):
+
+    python -m canfvc_codec.lab.estimate      RD estimated from the forward pass (follows training)
+    python -m canfvc_codec.lab.card          a model card's measured half, from estimates and runs
+    python -m canfvc_codec.lab.flow          warp PSNR of the motion searches on a clip
+    python -m canfvc_codec.lab.intra_share   what P-frames cost against I-frames of the same picture
+    python -m canfvc_codec.lab.determinism   decoding under other numerical paths and devices
+    python -m canfvc_codec.lab.memory        decode peak memory per size, memory over a long encode
+    python -m canfvc_codec.lab.entropy       the range coder's throughput
+    python -m canfvc_codec.lab.bench         `make bench`: entropy coder, speed, dev RD evaluation
+
+The wheel leaves the lab out: it runs from a checkout (``make install`` or ``PYTHONPATH=.``).
+"""
+
+# (command, what it does), in the order of the docstring above; `python -m canfvc_codec.lab`.
+HARNESSES = (
+    ("estimate", "RD estimated from the forward pass (follows training)"),
+    ("card", "a model card's measured half, from estimates and runs"),
+    ("flow", "warp PSNR of the motion searches on a clip"),
+    ("intra_share", "what P-frames cost against I-frames of the same picture"),
+    ("determinism", "decoding under other numerical paths and devices"),
+    ("memory", "decode peak memory per size, memory over a long encode"),
+    ("entropy", "the range coder's throughput"),
+    ("bench", "`make bench`: entropy coder, speed, dev RD evaluation"),
+)

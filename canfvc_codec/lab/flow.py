@@ -1,0 +1,166 @@
+"""How well the encoder's motion search predicts the next frame: warp PSNR of its flows on a clip.
+
+    python -m canfvc_codec.lab.flow bikes_dev.y4m --start 2 --frames 9 \\
+        --model models/canfvc-lite.pt
+
+For each pair of neighbouring frames, the previous frame is warped onto the next one by a flow and
+scored in PSNR-RGB: no motion at all (the previous frame as it is), the model's SPyNet, and
+OpenCV's DIS flow (the encoder's default motion search, canfvc_codec.encoder.motion,
+and the teacher of SPyNet's training). The motion coder codes one of these flows; motion
+compensation and the conditional coders can only be as good as the prediction it allows, so this
+is the first thing to check when P-frames cost too much. With ``--coded LAMBDA`` the flow of
+``--motion-search`` also goes through the first-P motion coder (rate estimated, nothing written):
+the warp by the decoded flow and the motion-compensated frame x_c show what reaches the inter
+coder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+import torch
+
+from canfvc_codec.defaults import DEFAULT_MODEL
+from canfvc_codec.encoder.motion import (
+    DEFAULT_MOTION_SEARCH,
+    MOTION_SEARCHES,
+    FlowEstimator,
+    dis_flow,
+    motion_search,
+)
+from canfvc_codec.errors import CanfvcError, InputError
+from canfvc_codec.io import open_reader
+from canfvc_codec.io.color import yuv_to_rgb
+from canfvc_codec.networks import References, VideoModel
+from canfvc_codec.networks.video import pad_to_multiple
+from canfvc_codec.nn.layers import backward_warp
+from canfvc_codec.psnr import psnr_from_mse
+from canfvc_codec.threads import thread_count
+from canfvc_codec.weights import load_model
+
+
+def picture_psnr(picture: torch.Tensor, target: torch.Tensor) -> float:
+    """PSNR-RGB of ``picture`` against ``target``, both RGB in [0, 1]."""
+    return psnr_from_mse(float(((picture - target) ** 2).mean()), 1.0)
+
+
+def warp_psnr(reference: torch.Tensor, target: torch.Tensor, flow: torch.Tensor) -> float:
+    """PSNR-RGB of ``reference`` warped by ``flow`` against ``target``."""
+    return picture_psnr(backward_warp(reference, flow), target)
+
+
+def spynet_estimator(model: VideoModel) -> FlowEstimator:
+    """The flow the encoder computes: SPyNet on frames padded as the codec pads them."""
+
+    def estimate(target: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        height, width = target.shape[-2:]
+        flow = model.spynet(pad_to_multiple(target), pad_to_multiple(reference))
+        return flow[..., :height, :width]
+
+    return estimate
+
+
+def zero_flow(target: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """No motion: the reference as it is."""
+    n, _, height, width = target.shape
+    return target.new_zeros(n, 2, height, width)
+
+
+@torch.no_grad()
+def warp_quality(
+    frames: Sequence[torch.Tensor], estimators: dict[str, FlowEstimator]
+) -> dict[str, list[float]]:
+    """Per estimator, the warp PSNR of each frame from the one before it (frames: (1, 3, H, W))."""
+    if len(frames) < 2:
+        raise InputError("need at least two frames to measure motion")
+    pairs = list(zip(frames[:-1], frames[1:], strict=True))
+    return {
+        name: [warp_psnr(ref, x, estimate(x, ref)) for ref, x in pairs]
+        for name, estimate in estimators.items()
+    }
+
+
+@torch.no_grad()
+def coded_motion_quality(
+    model: VideoModel,
+    frames: Sequence[torch.Tensor],
+    lmbda: float,
+    search: FlowEstimator | None = None,
+) -> dict[str, list[float]]:
+    """What the first-P motion coder makes of the flow of ``search`` (None: the model's SPyNet)
+    at ``lmbda`` (references uncompressed): warp PSNR by the decoded flow, PSNR of the
+    motion-compensated frame x_c, and the motion's estimated bits per pixel."""
+    rows: dict[str, list[float]] = {"coded flow": [], "x_c": [], "motion bpp": []}
+    for reference, x in zip(frames[:-1], frames[1:], strict=True):
+        height, width = x.shape[-2:]
+        padded, padded_reference = pad_to_multiple(x), pad_to_multiple(reference)
+        flow = None if search is None else search(padded, padded_reference)
+        coded, _, x_c = model.forward_motion(padded, References([padded_reference]), lmbda, flow)
+        flow_hat = coded.x_hat[..., :height, :width]
+        rows["coded flow"].append(warp_psnr(reference, x, flow_hat))
+        rows["x_c"].append(picture_psnr(x_c[..., :height, :width], x))
+        rows["motion bpp"].append(float(coded.bits()) / (height * width))
+    return rows
+
+
+def read_rgb_frames(path: str, start: int, frames: int) -> list[torch.Tensor]:
+    """``frames`` frames of ``path`` from ``start``, as (1, 3, H, W) float32 RGB in [0, 1]."""
+    with open_reader(path, start=start, frames=frames) as reader:
+        pictures = list(reader)
+        info = reader.info
+    return [yuv_to_rgb(picture, info).float()[None] for picture in pictures]
+
+
+def summary(per_pair: dict[str, list[float]]) -> dict[str, float]:
+    return {name: round(sum(values) / len(values), 4) for name, values in per_pair.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m canfvc_codec.lab.flow", description=__doc__)
+    parser.add_argument("input", help="a video with a header (y4m, or a container ffmpeg reads)")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--start", type=int, default=0, help="first frame")
+    parser.add_argument("--frames", type=int, default=9, help="frames to read (pairs + 1)")
+    parser.add_argument(
+        "--coded",
+        type=float,
+        action="append",
+        default=[],
+        metavar="LAMBDA",
+        help="also code the flow of --motion-search at this λ (repeat)",
+    )
+    parser.add_argument("--motion-search", choices=MOTION_SEARCHES, default=DEFAULT_MOTION_SEARCH)
+    parser.add_argument("--threads", type=thread_count, help="CPU threads for torch")
+    parser.add_argument("--json", action="store_true", help="print per-pair figures as JSON")
+    options = parser.parse_args(argv)
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    try:
+        model, model_id = load_model(options.model)
+        frames = read_rgb_frames(options.input, options.start, options.frames)
+        estimators: dict[str, FlowEstimator] = {
+            "no motion": zero_flow,
+            "spynet": spynet_estimator(model.float().eval()),
+        }
+        estimators["opencv dis"] = dis_flow()
+        per_pair = warp_quality(frames, estimators)
+        search = motion_search(options.motion_search)
+        for lmbda in options.coded:
+            coded = coded_motion_quality(model, frames, lmbda, search)
+            per_pair.update({f"{k}, λ {lmbda:g}": v for k, v in coded.items()})
+    except (CanfvcError, OSError) as exc:
+        sys.exit(f"canfvc: error: {exc}")
+    if options.json:
+        print(json.dumps({"model_id": model_id.hex(), "warp_psnr_rgb": per_pair}, indent=1))
+        return
+    print(f"warp PSNR-RGB over {len(frames) - 1} frame pairs, model {model_id.hex()}:")
+    for name, value in summary(per_pair).items():
+        unit = "bpp" if name.startswith("motion bpp") else "dB"
+        print(f"  {name:24s} {value:7.3f} {unit}")
+
+
+if __name__ == "__main__":
+    main()
