@@ -30,13 +30,16 @@ from canfvc_codec.cli_options import (
     AUTO,
     GENERAL_GROUP,
     INPUT_GROUP,
+    PARALLEL_GROUP,
     GroupedCommand,
     at_least,
+    chunk_source_option,
     device_option,
     input_options,
     intra_coder_option,
     numeric_path_option,
     overwrite_option,
+    parallel_options,
     positive,
     positive_or_auto,
     preset_options,
@@ -60,6 +63,7 @@ from canfvc_codec.io import (
     open_writer,
 )
 from canfvc_codec.io.output import STDIO_NAME, AtomicOutput, check_output_path, silence_stdout
+from canfvc_codec.parallel_options import PATH_SOURCE
 
 PROG = "canfvc"
 CVC_SUFFIX = ".cvc"
@@ -204,6 +208,7 @@ def cli() -> None:
                 "threads",
             ],
         ),
+        PARALLEL_GROUP,
         INPUT_GROUP,
         GENERAL_GROUP,
     ],
@@ -301,6 +306,8 @@ Examples:
 )
 @device_option
 @threads_option
+@parallel_options
+@chunk_source_option
 @input_options(with_range=True)
 @quiet_option
 @numeric_path_option
@@ -323,6 +330,9 @@ def encode(
     model: str,
     device: str,
     threads: int,
+    jobs: int | None,
+    ray_address: str | None,
+    chunk_source: str,
     size: tuple[int, int] | None,
     fps: Fraction | None,
     bit_depth: str | None,
@@ -347,6 +357,9 @@ def encode(
         check_video_output(recon, overwrite)
     if csv_path is not None:
         check_output_path(csv_path, overwrite)
+    parallel = ray_address is not None or (jobs or 1) > 1
+    if chunk_source == PATH_SOURCE and input_path == STDIO_NAME:
+        raise UsageError("--chunk-source path: workers cannot read stdin; name an input file")
     from canfvc_codec.codec import encode_video
     from canfvc_codec.device import set_cpu_threads
     from canfvc_codec.encoder.options import EncodeOptions
@@ -372,9 +385,28 @@ def encode(
         with open_sink(output, overwrite) as sink:
             recon_writer = open_writer(recon, reader.info, overwrite=overwrite) if recon else None
             with recon_writer or nullcontext():
-                summary = encode_video(
-                    reader, sink, options, recon=recon_writer, progress=not quiet
-                )
+                if parallel:
+                    from canfvc_codec.parallel import InputSource, encode_parallel
+
+                    source = None
+                    if chunk_source == PATH_SOURCE:
+                        path = str(Path(input_path).resolve())
+                        source = InputSource(path, read_as, start, frames)
+                    summary = encode_parallel(
+                        reader,
+                        sink,
+                        options,
+                        jobs=jobs,
+                        threads=threads,
+                        ray_address=ray_address,
+                        source=source,
+                        recon=recon_writer,
+                        progress=not quiet,
+                    )
+                else:
+                    summary = encode_video(
+                        reader, sink, options, recon=recon_writer, progress=not quiet
+                    )
     if csv_path is not None:
         _write_frame_csv(csv_path, summary["per_frame"], overwrite)
     if not quiet:
@@ -400,6 +432,7 @@ def _write_frame_csv(path: str, per_frame: list[dict], overwrite: bool) -> None:
     option_groups=[
         ("Output", ["output", "overwrite"]),
         ("Decoding", ["start", "frames", "device", "threads", "model"]),
+        PARALLEL_GROUP,
         GENERAL_GROUP,
     ],
     short_help="Decode a .cvc bitstream into a video.",
@@ -424,6 +457,7 @@ Examples:
 )
 @device_option
 @threads_option
+@parallel_options
 @click.option(
     "--model",
     metavar="M",
@@ -439,6 +473,8 @@ def decode(
     frames: int | None,
     device: str,
     threads: int,
+    jobs: int | None,
+    ray_address: str | None,
     model: str | None,
     quiet: bool,
     numeric_path: str,
@@ -458,8 +494,15 @@ def decode(
             writers.append(writer)
             return writer
 
+        decode_stream: Callable[..., dict] = decode_video
+        options: dict[str, Any] = {}
+        if ray_address is not None or (jobs or 1) > 1:
+            from canfvc_codec.parallel import decode_parallel
+
+            decode_stream = decode_parallel
+            options = {"jobs": jobs, "threads": threads, "ray_address": ray_address}
         try:
-            summary = decode_video(
+            summary = decode_stream(
                 source,
                 open_output,
                 device=device,
@@ -468,6 +511,7 @@ def decode(
                 start=start,
                 frames=frames,
                 numeric_path=numeric_path,
+                **options,
             )
         except BaseException:
             for writer in writers:

@@ -23,6 +23,7 @@ from canfvc_codec.encoder.presets import DEFAULT_PRESET, MAX_REFINE_STEPS, PRESE
 from canfvc_codec.hevc import DEFAULT_INTRA_CODER, INTRA_CODERS
 from canfvc_codec.io import parse_fps, parse_size
 from canfvc_codec.io.frame import MATRICES
+from canfvc_codec.parallel_options import CHUNK_SOURCES, FRAMES_SOURCE
 from canfvc_codec.threads import MAX_CPU_THREADS
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -223,7 +224,7 @@ threads_option = click.option(
     default=0,
     show_default=True,
     metavar="N",
-    help="CPU threads for the networks; 0: one per core.",
+    help="CPU threads for the networks; 0: one per core (with --jobs: the cores shared out).",
 )
 
 
@@ -236,6 +237,38 @@ def _stack(*options: Decorator) -> Decorator:
         return func
 
     return decorate
+
+
+# ----------------------------------------------------------------------------- parallel coding
+
+# GOPs (encode) or runs from an I-frame (decode) coded by worker processes or Ray actors
+# (canfvc_codec.parallel); the same stream and video as one process.
+PARALLEL_GROUP = ("Parallel", ["jobs", "ray_address", "chunk_source"])
+parallel_options = _stack(
+    click.option(
+        "--jobs",
+        type=click.IntRange(1, MAX_CPU_THREADS),
+        default=None,
+        metavar="N",
+        help="Code GOPs in N worker processes at once; the same stream and video as one "
+        "[default: 1; with --ray, one per CPU of the cluster].",
+    ),
+    click.option(
+        "--ray",
+        "ray_address",
+        metavar="ADDRESS|auto",
+        help="Code GOPs as tasks on a Ray cluster (auto: a running one, else a local instance); "
+        "needs pip install 'canfvc[ray]'.",
+    ),
+)
+chunk_source_option = click.option(
+    "--chunk-source",
+    type=click.Choice(CHUNK_SOURCES),
+    default=FRAMES_SOURCE,
+    show_default=True,
+    help="How workers get their GOPs: frames sent from this process (the input read once), or "
+    "the input's path, which each worker reads (a file every Ray node can open).",
+)
 
 
 # The numerical path of the networks (canfvc_codec.numerics): a development option, hidden from

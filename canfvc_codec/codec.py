@@ -16,8 +16,8 @@ import sys
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
-from typing import BinaryIO
+from dataclasses import dataclass, replace
+from typing import BinaryIO, NamedTuple
 
 import torch
 from tqdm import tqdm
@@ -34,8 +34,8 @@ from canfvc_codec.bitstream import (
 )
 from canfvc_codec.defaults import DEFAULT_NUMERIC_PATH
 from canfvc_codec.device import resolve_device
-from canfvc_codec.encoder.gop import build_encoder
-from canfvc_codec.encoder.motion import motion_search
+from canfvc_codec.encoder.gop import Encoder, build_encoder
+from canfvc_codec.encoder.motion import FlowEstimator, motion_search
 from canfvc_codec.encoder.options import (
     EncodeOptions,
     auto_motion_lambda,
@@ -49,7 +49,7 @@ from canfvc_codec.io import VideoInfo, VideoReader, VideoWriter
 from canfvc_codec.io.color import rgb_to_yuv, yuv_to_rgb
 from canfvc_codec.io.frame import Frame
 from canfvc_codec.memory import check_memory
-from canfvc_codec.networks.video import PEAK_8BIT, padded_size
+from canfvc_codec.networks.video import PEAK_8BIT, VideoModel, padded_size
 from canfvc_codec.numerics import DECODER_DTYPE_NAME, Numerics, resolve_tie
 from canfvc_codec.psnr import psnr_from_mse
 from canfvc_codec.weights import load_model, load_model_by_id
@@ -118,8 +118,134 @@ class Decoder(Engine):
         return crop(fixed)
 
 
-def _progress(total: int | None, enabled: bool, desc: str) -> tqdm:
+def progress_bar(total: int | None, enabled: bool, desc: str) -> tqdm:
     return tqdm(total=total, file=sys.stderr, disable=not enabled, unit="frame", desc=desc)
+
+
+@dataclass
+class EncodeSetup:
+    """What :func:`encode_video` prepares before its first frame: the checked options, the
+    stream header and the networks, from which :meth:`encoder` makes encoders. The GOP-parallel
+    encode (:mod:`canfvc_codec.parallel`) prepares one per worker process."""
+
+    options: EncodeOptions
+    info: VideoInfo
+    header: StreamHeader
+    model_id: bytes
+    intra_qp: int | None
+    numerics: Numerics
+    _model: VideoModel
+    _search: FlowEstimator | None
+    _device: torch.device
+    _hevc: HevcIntra | None
+    _built: Encoder | None = None
+
+    def encoder(self) -> Encoder:
+        """A fresh encoder (no references, the intra schedule at its start). The first is
+        :func:`~canfvc_codec.encoder.gop.build_encoder`'s; later ones share its networks, its
+        float32 copy and its motion search, made once."""
+        built = self._built
+        if built is None:
+            self._built = build_encoder(
+                self._model,
+                self.options,
+                self.header,
+                self._search,
+                self._device,
+                self.numerics,
+                self._hevc,
+            )
+            return self._built
+        return Encoder(
+            built.model,
+            self.header.lmbda,
+            self.options.gop,
+            self.header.width,
+            self.header.height,
+            self._device,
+            self.numerics,
+            adaptive_intra=self.options.adaptive_intra,
+            motion_lmbda=self.header.motion_lmbda,
+            trial_model=built.trial_model,
+            intra_choice=self.options.intra_choice,
+            hevc=self._hevc,
+            motion_search=built.motion_search,
+            refiner=built.refiner,
+        )
+
+
+def prepare_encode(
+    options: EncodeOptions, info: VideoInfo, *, warnings: bool = True
+) -> EncodeSetup:
+    """Check ``options``, load the model and make the header; ``warnings``: tell the user about
+    λ outside the model's trained range (once per encode, not once per worker)."""
+    check_options(options)
+    search = motion_search(options.motion_search)
+    # Before any work: a missing ffmpeg or libx265 is one error line, and nothing is written.
+    intra_qp = qp_for_lambda(options.lmbda) if options.intra_coder == HEVC else None
+    hevc = HevcIntra(info, intra_qp) if intra_qp is not None else None
+    device = resolve_device(options.device)
+    numerics = Numerics.from_options(options.dtype, options.numeric_path)
+    model, model_id = load_model(options.model, "cpu")
+    if warnings:
+        warn_untrained_lambdas(options, model.config.anchor_lambdas)
+    check_memory(model.config, info.width, info.height, numerics.dtype, task="encode")
+    header = StreamHeader.for_video(
+        info,
+        model_id=model_id,
+        gop=options.gop,
+        lmbda=float(options.lmbda),
+        motion_lmbda=float(
+            auto_motion_lambda(options.lmbda, model.config.anchor_lambdas)
+            if options.motion_lmbda is None
+            else options.motion_lmbda
+        ),
+        intra_coder=options.intra_coder,
+    )
+    return EncodeSetup(
+        options, info, header, model_id, intra_qp, numerics, model, search, device, hevc
+    )
+
+
+class EncodedFrame(NamedTuple):
+    record: FrameRecord
+    decoded: Frame  # what the decoder will write for the frame
+    psnr: float  # PSNR-RGB of the reconstruction
+
+
+def encode_frame(encoder: Encoder, frame: Frame, info: VideoInfo) -> EncodedFrame:
+    """Code the next frame of a video."""
+    rgb = yuv_to_rgb(frame, info, encoder.device)
+    frame_type, streams, rgb_hat = encoder.encode(rgb, frame)
+    decoded = encoder.output_planes(rgb_hat, info)
+    record = FrameRecord(frame_type, streams, frame_crc(decoded))
+    return EncodedFrame(record, decoded, psnr(rgb, rgb_hat.to(rgb.dtype)))
+
+
+def finish_encode(
+    setup: EncodeSetup, writer: CvcWriter, frames: list[dict], started: float
+) -> dict:
+    """End the stream and return :func:`encode_video`'s summary, from the entries (type, bytes,
+    psnr) of the frames written."""
+    header, info = setup.header, setup.info
+    if header.frame_count and len(frames) != header.frame_count:
+        raise InputError(f"the input ended after {len(frames)} of {header.frame_count} frames")
+    writer.close()
+    return {
+        "frames": len(frames),
+        "i_frames": sum(f["type"] == INTRA for f in frames),
+        "bytes": writer.bytes_written,
+        "bpp": bits_per_pixel(writer.bytes_written, info.width, info.height, max(len(frames), 1)),
+        "kbps": bitrate_kbps(writer.bytes_written, len(frames), info.fps),
+        "psnr_rgb": sum(f["psnr"] for f in frames) / max(len(frames), 1),
+        "fps": len(frames) / (time.perf_counter() - started),
+        "lambda": header.lmbda,
+        "motion_lambda": header.motion_lmbda,
+        "intra_coder": header.intra_coder,
+        **({"intra_qp": setup.intra_qp} if setup.intra_qp is not None else {}),
+        "model_id": setup.model_id.hex(),
+        "per_frame": frames,
+    }
 
 
 def encode_video(
@@ -138,62 +264,22 @@ def encode_video(
     with HEVC intra, the I-frames' QP.
     """
     started = time.perf_counter()
-    check_options(options)
-    search = motion_search(options.motion_search)
     info = reader.info
-    # Before any work: a missing ffmpeg or libx265 is one error line, and nothing is written.
-    intra_qp = qp_for_lambda(options.lmbda) if options.intra_coder == HEVC else None
-    hevc = HevcIntra(info, intra_qp) if intra_qp is not None else None
-    device = resolve_device(options.device)
-    numerics = Numerics.from_options(options.dtype, options.numeric_path)
-    model, model_id = load_model(options.model, "cpu")
-    warn_untrained_lambdas(options, model.config.anchor_lambdas)
-    check_memory(model.config, info.width, info.height, numerics.dtype, task="encode")
-    header = StreamHeader.for_video(
-        info,
-        model_id=model_id,
-        gop=options.gop,
-        lmbda=float(options.lmbda),
-        motion_lmbda=float(
-            auto_motion_lambda(options.lmbda, model.config.anchor_lambdas)
-            if options.motion_lmbda is None
-            else options.motion_lmbda
-        ),
-        intra_coder=options.intra_coder,
-    )
-    writer = CvcWriter(output, header)
-    encoder = build_encoder(model, options, header, search, device, numerics, hevc)
+    setup = prepare_encode(options, info)
+    writer = CvcWriter(output, setup.header)
+    encoder = setup.encoder()
     frames: list[dict] = []
-    with numerics.switches(), _progress(info.frame_count, progress, "encode") as bar:
+    with setup.numerics.switches(), progress_bar(info.frame_count, progress, "encode") as bar:
         for frame in reader:
-            rgb = yuv_to_rgb(frame, info, device)
-            frame_type, streams, rgb_hat = encoder.encode(rgb, frame)
-            decoded = encoder.output_planes(rgb_hat, info)
-            size = writer.write_frame(FrameRecord(frame_type, streams, frame_crc(decoded)))
+            coded = encode_frame(encoder, frame, info)
+            size = writer.write_frame(coded.record)
             if recon is not None:
-                recon.write(decoded)
-            quality = psnr(rgb, rgb_hat.to(rgb.dtype))
+                recon.write(coded.decoded)
+            frame_type, quality = coded.record.frame_type, coded.psnr
             frames.append({"type": frame_type, "bytes": size, "psnr": quality})
             bar.set_postfix_str(f"{frame_type} {size} B {quality:.2f} dB", refresh=False)
             bar.update()
-    if header.frame_count and len(frames) != header.frame_count:
-        raise InputError(f"the input ended after {len(frames)} of {header.frame_count} frames")
-    writer.close()
-    return {
-        "frames": len(frames),
-        "i_frames": sum(f["type"] == INTRA for f in frames),
-        "bytes": writer.bytes_written,
-        "bpp": bits_per_pixel(writer.bytes_written, info.width, info.height, max(len(frames), 1)),
-        "kbps": bitrate_kbps(writer.bytes_written, len(frames), info.fps),
-        "psnr_rgb": sum(f["psnr"] for f in frames) / max(len(frames), 1),
-        "fps": len(frames) / (time.perf_counter() - started),
-        "lambda": header.lmbda,
-        "motion_lambda": header.motion_lmbda,
-        "intra_coder": header.intra_coder,
-        **({"intra_qp": intra_qp} if intra_qp is not None else {}),
-        "model_id": model_id.hex(),
-        "per_frame": frames,
-    }
+    return finish_encode(setup, writer, frames, started)
 
 
 def _matches_crc(info: VideoInfo, crc: int) -> Callable[[torch.Tensor], bool]:
@@ -201,7 +287,7 @@ def _matches_crc(info: VideoInfo, crc: int) -> Callable[[torch.Tensor], bool]:
     return lambda rgb: frame_crc(rgb_to_yuv(rgb, info)) == crc
 
 
-def _records_from(
+def records_from(
     records: Iterable[FrameRecord], start: int
 ) -> Iterator[tuple[int, FrameRecord, bool]]:
     """(index, record, shown) for what a decode from frame ``start`` needs: the records from the
@@ -220,7 +306,7 @@ def _records_from(
         yield index, record, True
 
 
-def _decode_checked(decoder: Decoder, info: VideoInfo, index: int, record: FrameRecord) -> Frame:
+def decode_checked(decoder: Decoder, info: VideoInfo, index: int, record: FrameRecord) -> Frame:
     """Frame ``index`` decoded and checked against the encoder's CRC (a rounding tie resolved)."""
     try:
         rgb_hat = decoder.decode(record.frame_type, record.streams)
@@ -243,8 +329,77 @@ def _decode_checked(decoder: Decoder, info: VideoInfo, index: int, record: Frame
     return decoded
 
 
-def _past_the_end(start: int, frame_count: int) -> str:
+def past_the_end(start: int, frame_count: int) -> str:
     return f"--start {start} is past the end ({frame_count} frames)"
+
+
+@dataclass
+class DecodeSetup:
+    """The networks a stream decodes with, loaded once; :meth:`decoder` makes decoders."""
+
+    header: StreamHeader
+    numerics: Numerics
+    _model: VideoModel
+    _device: torch.device
+    _hevc: HevcIntra | None
+
+    def decoder(self) -> Decoder:
+        """A fresh decoder, which starts at an I-frame."""
+        header = self.header
+        return Decoder(
+            self._model,
+            header.lmbda,
+            header.width,
+            header.height,
+            self._device,
+            self.numerics,
+            header.motion_lmbda,
+            self._hevc,
+        )
+
+
+def prepare_decode(
+    header: StreamHeader,
+    device: str,
+    model: str | None,
+    dtype: str = DECODER_DTYPE_NAME,
+    numeric_path: str = DEFAULT_NUMERIC_PATH,
+) -> DecodeSetup:
+    """Load the networks ``header`` names (or ``model``, which must be that one) and check that
+    this machine can decode the stream."""
+    torch_device = resolve_device(device)
+    numerics = Numerics.from_options(dtype, numeric_path)
+    hevc = HevcIntra(header.video_info) if header.intra_coder == HEVC else None
+    if model is None:
+        network, model_id = load_model_by_id(header.model_id, "cpu")
+    else:
+        network, model_id = load_model(model, "cpu")
+        if model_id != header.model_id:
+            raise ModelError(
+                f"the file was encoded with model {header.model_id.hex()}, "
+                f"but {model!r} is model {model_id.hex()}"
+            )
+    check_memory(network.config, header.width, header.height, numerics.dtype)
+    return DecodeSetup(header, numerics, network, torch_device, hevc)
+
+
+def check_range(header: StreamHeader, start: int) -> None:
+    """The checks of a decode's header before anything loads: ``start`` within the stream, and
+    a frame size 4:2:0 video can have."""
+    if header.frame_count and start >= header.frame_count:
+        raise UsageError(past_the_end(start, header.frame_count))
+    if header.width % 2 or header.height % 2:
+        # The container allows any size; 4:2:0 video (all canfvc codes) needs even ones.
+        raise BitstreamError(f"header: frame size {header.width}x{header.height} is not even")
+
+
+def output_info(header: StreamHeader, start: int, frames: int | None) -> VideoInfo:
+    """The video a decode from ``start`` of ``frames`` frames writes."""
+    info = header.video_info
+    if header.frame_count:
+        remaining = header.frame_count - start
+        info = replace(info, frame_count=min(remaining, frames or remaining))
+    return info
 
 
 def decode_video(
@@ -269,49 +424,50 @@ def decode_video(
     ``numeric_path`` say how the networks compute (:class:`~canfvc_codec.numerics.Numerics`).
     """
     started = time.perf_counter()
-    reader = CvcReader(source)
-    header = reader.header
-    if header.frame_count and start >= header.frame_count:
-        raise UsageError(_past_the_end(start, header.frame_count))
-    if header.width % 2 or header.height % 2:
-        # The container allows any size; 4:2:0 video (all canfvc codes) needs even ones.
-        raise BitstreamError(f"header: frame size {header.width}x{header.height} is not even")
-    torch_device = resolve_device(device)
-    numerics = Numerics.from_options(dtype, numeric_path)
-    hevc = HevcIntra(header.video_info) if header.intra_coder == HEVC else None
-    if model is None:
-        network, model_id = load_model_by_id(header.model_id, "cpu")
-    else:
-        network, model_id = load_model(model, "cpu")
-        if model_id != header.model_id:
-            raise ModelError(
-                f"the file was encoded with model {header.model_id.hex()}, "
-                f"but {model!r} is model {model_id.hex()}"
-            )
-    info = header.video_info
-    if header.frame_count:
-        remaining = header.frame_count - start
-        info = replace(info, frame_count=min(remaining, frames or remaining))
-    check_memory(network.config, header.width, header.height, numerics.dtype)
-    decoder = Decoder(
-        network,
-        header.lmbda,
-        header.width,
-        header.height,
-        torch_device,
-        numerics,
-        header.motion_lmbda,
-        hevc,
+    return decode_stream(
+        CvcReader(source),
+        open_output,
+        device=device,
+        model=model,
+        progress=progress,
+        dtype=dtype,
+        start=start,
+        frames=frames,
+        numeric_path=numeric_path,
+        started=started,
     )
+
+
+def decode_stream(
+    reader: CvcReader,
+    open_output: Callable[[VideoInfo], VideoWriter],
+    *,
+    device: str = "auto",
+    model: str | None = None,
+    progress: bool = True,
+    dtype: str = DECODER_DTYPE_NAME,
+    start: int = 0,
+    frames: int | None = None,
+    numeric_path: str = DEFAULT_NUMERIC_PATH,
+    started: float | None = None,
+) -> dict:
+    """:func:`decode_video` of a stream whose header ``reader`` has read; ``started``: when the
+    decode began (perf_counter), for the summary's frame rate."""
+    started = time.perf_counter() if started is None else started
+    header = reader.header
+    check_range(header, start)
+    setup = prepare_decode(header, device, model, dtype, numeric_path)
+    info = output_info(header, start, frames)
+    decoder = setup.decoder()
 
     count = lead_in_frames = 0
     with (
-        numerics.switches(),
+        setup.numerics.switches(),
         open_output(info) as writer,
-        _progress(info.frame_count, progress, "decode") as bar,
+        progress_bar(info.frame_count, progress, "decode") as bar,
     ):
-        for index, record, shown in _records_from(reader, start):
-            decoded = _decode_checked(decoder, info, index, record)
+        for index, record, shown in records_from(reader, start):
+            decoded = decode_checked(decoder, info, index, record)
             if not shown:
                 lead_in_frames += 1
                 continue
@@ -322,7 +478,7 @@ def decode_video(
             if count == frames:
                 break
         if start and not count:  # a stream written to a pipe does not know its length in advance
-            raise UsageError(_past_the_end(start, reader.frames_read))  # inside: nothing written
+            raise UsageError(past_the_end(start, reader.frames_read))  # inside: nothing written
     return {
         "frames": count,
         "lead_in_frames": lead_in_frames,
