@@ -494,15 +494,15 @@ def decode(
             writers.append(writer)
             return writer
 
-        decode_stream: Callable[..., dict] = decode_video
+        decode: Callable[..., dict] = decode_video
         options: dict[str, Any] = {}
         if ray_address is not None or (jobs or 1) > 1:
             from canfvc_codec.parallel import decode_parallel
 
-            decode_stream = decode_parallel
+            decode = decode_parallel
             options = {"jobs": jobs, "threads": threads, "ray_address": ray_address}
         try:
-            summary = decode_stream(
+            summary = decode(
                 source,
                 open_output,
                 device=device,

@@ -403,43 +403,7 @@ def output_info(header: StreamHeader, start: int, frames: int | None) -> VideoIn
 
 
 def decode_video(
-    source: BinaryIO,
-    open_output: Callable[[VideoInfo], VideoWriter],
-    *,
-    device: str = "auto",
-    model: str | None = None,
-    progress: bool = True,
-    dtype: str = DECODER_DTYPE_NAME,
-    start: int = 0,
-    frames: int | None = None,
-    numeric_path: str = DEFAULT_NUMERIC_PATH,
-) -> dict:
-    """Decode a .cvc stream into the writer ``open_output(info)`` returns.
-
-    Without ``model`` the header's model id is looked up in ``models/``; HEVC intra I-frames
-    need ffmpeg's HEVC decoder, checked before anything is written. Every frame's
-    reconstruction is checked against the CRC the encoder stored. ``start`` and ``frames`` pick
-    the frames written: decoding begins at the last I-frame at or before ``start`` (an I-frame
-    resets the references), and the records after the range are not read. ``dtype`` and
-    ``numeric_path`` say how the networks compute (:class:`~canfvc_codec.numerics.Numerics`).
-    """
-    started = time.perf_counter()
-    return decode_stream(
-        CvcReader(source),
-        open_output,
-        device=device,
-        model=model,
-        progress=progress,
-        dtype=dtype,
-        start=start,
-        frames=frames,
-        numeric_path=numeric_path,
-        started=started,
-    )
-
-
-def decode_stream(
-    reader: CvcReader,
+    source: BinaryIO | CvcReader,
     open_output: Callable[[VideoInfo], VideoWriter],
     *,
     device: str = "auto",
@@ -451,9 +415,19 @@ def decode_stream(
     numeric_path: str = DEFAULT_NUMERIC_PATH,
     started: float | None = None,
 ) -> dict:
-    """:func:`decode_video` of a stream whose header ``reader`` has read; ``started``: when the
-    decode began (perf_counter), for the summary's frame rate."""
+    """Decode a .cvc stream into the writer ``open_output(info)`` returns.
+
+    ``source`` is the stream, or a :class:`CvcReader` that has read its header already.
+    Without ``model`` the header's model id is looked up in ``models/``; HEVC intra I-frames
+    need ffmpeg's HEVC decoder, checked before anything is written. Every frame's
+    reconstruction is checked against the CRC the encoder stored. ``start`` and ``frames`` pick
+    the frames written: decoding begins at the last I-frame at or before ``start`` (an I-frame
+    resets the references), and the records after the range are not read. ``dtype`` and
+    ``numeric_path`` say how the networks compute (:class:`~canfvc_codec.numerics.Numerics`).
+    ``started``: when the decode began (perf_counter), for the summary's frame rate.
+    """
     started = time.perf_counter() if started is None else started
+    reader = source if isinstance(source, CvcReader) else CvcReader(source)
     header = reader.header
     check_range(header, start)
     setup = prepare_decode(header, device, model, dtype, numeric_path)

@@ -49,7 +49,7 @@ from canfvc_codec.bitstream import INTRA, CvcReader, CvcWriter, FrameRecord, Str
 from canfvc_codec.codec import (
     check_range,
     decode_checked,
-    decode_stream,
+    decode_video,
     encode_frame,
     encode_video,
     finish_encode,
@@ -628,7 +628,7 @@ def decode_parallel(
     reader = CvcReader(source)
     header = reader.header
     if header.gop == 0:  # one run from the first frame: nothing to share out
-        return decode_stream(
+        return decode_video(
             reader,
             open_output,
             device=device,

@@ -24,25 +24,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 
-def canfvc(*args: str) -> float:
-    """Run ``canfvc ARGS`` and return its wall time in seconds; a failure ends the tool."""
-    command = [sys.executable, "-m", "canfvc_codec", *args, "-q"]
+def canfvc(*args: str) -> tuple[float, str]:
+    """Run ``canfvc ARGS``: (wall seconds, stdout); a failure ends the tool with one line."""
+    command = [sys.executable, "-m", "canfvc_codec", *args]
     tic = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     seconds = time.perf_counter() - tic
     if done.returncode != 0:
         sys.exit(f"cli_speed: {' '.join(command)} failed: {done.stderr.strip()}")
-    return seconds
-
-
-def stream_info(stream: Path) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-m", "canfvc_codec", "info", str(stream), "--json"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return json.loads(out)
+    return seconds, done.stdout
 
 
 def fastest(runs: list[dict]) -> dict:
@@ -62,10 +52,10 @@ def fastest(runs: list[dict]) -> dict:
 def measure(clip: Path, model: str, lmbda: int, threads: int, work: Path) -> dict:
     """Encode and decode ``clip`` with ``model``: seconds per frame, bytes and frame types."""
     stream = work / "speed.cvc"
-    common = ["--device", "cpu", "--threads", str(threads), "--model", model, "-y"]
-    encode_s = canfvc("encode", str(clip), "-o", str(stream), "--lambda", str(lmbda), *common)
-    decode_s = canfvc("decode", str(stream), "-o", os.devnull, *common)
-    info = stream_info(stream)
+    common = ["--device", "cpu", "--threads", str(threads), "--model", model, "-y", "-q"]
+    encode_s, _ = canfvc("encode", str(clip), "-o", str(stream), "--lambda", str(lmbda), *common)
+    decode_s, _ = canfvc("decode", str(stream), "-o", os.devnull, *common)
+    info = json.loads(canfvc("info", str(stream), "--json")[1])
     frames = info["header"]["frame_count"]
     return {
         "model": model,
