@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -252,3 +253,12 @@ def test_the_learning_curve_has_one_point_per_snapshot_in_training_order() -> No
     assert "learning_curve" not in card.update_card({"model_id": "bb"}, late)
     with pytest.raises(card.InputError, match="how long"):
         card.learning_curve([_record(512.0, "IP")])
+
+
+def test_the_learning_curve_plot_is_an_image_of_its_points(tmp_path: Path) -> None:
+    late = [_snapshot("bb", 900, 50.0, "a")]
+    early = [_snapshot("aa", 300, 200.0, "a")]
+    points = card.update_card({"model_id": "bb"}, late, curve=early)["learning_curve"]
+    path = tmp_path / "curve" / "small.png"
+    card.plot_learning_curve(points, path, "small")
+    assert path.read_bytes().startswith(b"\x89PNG")

@@ -24,7 +24,8 @@ averaged, become ``bd_rate_vs_x265["real_files"]``.
 ``--curve ESTIMATE`` (repeatable) adds estimate records of earlier snapshots of the same training
 to the card's ``learning_curve``: one point per model, its training so far (steps, device
 minutes, from the record) and its average BD-rates against x265; the card's own estimates give
-the last point. It shows whether more training still pays.
+the last point. It shows whether more training still pays; ``--curve-plot PNG`` draws it
+(BD-rate against x265 per metric over training hours).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from typing import NamedTuple
 
 from canfvc_codec.errors import CanfvcError, InputError
 from canfvc_codec.eval import bdrate
+from canfvc_codec.eval.report import PLOT_DPI, PLOT_SIZE_IN
 from canfvc_codec.eval.runner import BD_METRICS, CANFVC
 from canfvc_codec.lab.estimate import ESTIMATE, read_record, record_intra_choice
 
@@ -239,6 +241,39 @@ def learning_curve(records: Sequence[dict]) -> list[dict]:
     return sorted(points, key=lambda point: point["steps"])
 
 
+MINUTES_PER_HOUR = 60.0
+
+
+def plot_learning_curve(points: Sequence[dict], path: Path, title: str) -> None:
+    """Draw ``points`` (:func:`learning_curve`): average BD-rate against x265 per metric over
+    training hours, so a glance says whether the curve still falls."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=PLOT_SIZE_IN)
+    hours = [point["device_minutes"] / MINUTES_PER_HOUR for point in points]
+    for metric in BD_METRICS:
+        pairs = [
+            (h, point["bd_rate_vs_x265"][metric])
+            for h, point in zip(hours, points, strict=True)
+            if isinstance(point["bd_rate_vs_x265"].get(metric), int | float)
+        ]
+        if pairs:
+            ax.plot(*zip(*pairs, strict=True), marker="o", label=metric.upper())
+    ax.axhline(0.0, color="grey", linewidth=0.8)
+    ax.set_xlabel("training hours (device time)")
+    ax.set_ylabel("BD-rate against x265 veryslow (%)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=PLOT_DPI)
+    plt.close(fig)
+
+
 def update_card(
     card: dict,
     records: list[dict],
@@ -329,6 +364,12 @@ def main(argv: list[str] | None = None) -> None:
         metavar="ESTIMATE",
         help="an estimate record of an earlier snapshot of the same training (learning curve)",
     )
+    parser.add_argument(
+        "--curve-plot",
+        type=Path,
+        metavar="PNG",
+        help="draw the card's learning curve into this image",
+    )
     options = parser.parse_args(argv)
     try:
         card = json.loads(options.card.read_text(encoding="utf-8"))
@@ -343,6 +384,9 @@ def main(argv: list[str] | None = None) -> None:
     except CanfvcError as exc:
         sys.exit(f"canfvc: error: {exc}")
     options.card.write_text(json.dumps(updated, indent=CARD_INDENT, ensure_ascii=False) + "\n")
+    if options.curve_plot and updated.get("learning_curve"):
+        title = f"{updated.get('name', 'model')}: dev-set estimate"
+        plot_learning_curve(updated["learning_curve"], options.curve_plot, title)
     for point in updated["rd_points"]:
         print(
             f"{point['sequence']} λ {point['lambda']:g}: {point['bpp']} bpp, "
