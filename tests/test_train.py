@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from canfvc_codec.datasets import ClipRange
+from canfvc_codec.encoder.options import auto_motion_lambda
 from canfvc_codec.entropy.coder import TabledModel
 from canfvc_codec.entropy.factorized import FILTERS
 from canfvc_codec.errors import InputError, UsageError
@@ -528,3 +529,27 @@ def test_a_resumed_run_keeps_its_motion_search(tmp_path) -> None:
     assert switched.motion_search == "dis" and callable(switched.flow_estimator)
     new = Trainer(_options(tmp_path / "other"), data=_data())
     assert new.motion_search == "dis"  # canfvc_codec.encoder.motion's default
+
+
+@pytest.mark.parametrize("name", ["ip_motion", "ip_joint", "ipppp"])
+def test_p_frames_train_their_motion_at_the_encoders_motion_lambda(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    torch.manual_seed(0)
+    model = VideoModel(get_config("tiny")).train()
+    phase = phases.get_phase(name)
+    phases.set_trainable(model, phase.parts)
+    batch = _data(seed=0).sequences(1, phase.frames)
+    coded_at: list[float] = []
+    forward_motion = model.forward_motion
+
+    def recording(x, refs, lmbda, flow=None):
+        coded_at.append(float(lmbda))
+        return forward_motion(x, refs, lmbda, flow)
+
+    monkeypatch.setattr(model, "forward_motion", recording)
+    lmbda = 2048.0
+    phases.run_step(model, phase, batch, lmbda, np.random.default_rng(0), contextlib.nullcontext)
+    expected = auto_motion_lambda(lmbda, model.config.anchor_lambdas)
+    assert coded_at and expected < lmbda
+    assert coded_at == [expected] * len(coded_at)

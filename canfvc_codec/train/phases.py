@@ -24,10 +24,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from canfvc_codec.encoder.motion import FlowEstimator
+from canfvc_codec.encoder.options import auto_motion_lambda
 from canfvc_codec.entropy import FactorizedPrior
 from canfvc_codec.entropy.coder import TabledModel
 from canfvc_codec.errors import UsageError
-from canfvc_codec.networks import AnfCoder, References, VideoModel, to_reference
+from canfvc_codec.networks import AnfCoder, FrameOutput, References, VideoModel, to_reference
 from canfvc_codec.nn.layers import backward_warp
 from canfvc_codec.quant.coder_adapter import CLIP_FRAMES, BinaryLatentAdapter
 from canfvc_codec.train import losses
@@ -220,6 +221,20 @@ def estimate_flow(
     return model.spynet(x, reference) if search is None else search(x, reference)
 
 
+def motion_lambda(model: VideoModel, lmbda: float) -> float:
+    """The λ of a P-frame's motion coders in training: the encoder's default for ``lmbda``
+    (:func:`~canfvc_codec.encoder.options.auto_motion_lambda`), so that the motion coders learn
+    the operating point they code at, and the inter coder learns from the x_c it will receive."""
+    return auto_motion_lambda(lmbda, model.config.anchor_lambdas)
+
+
+def _p_frame(
+    model: VideoModel, x: Tensor, refs: References, lmbda: float, flow: Tensor | None
+) -> FrameOutput:
+    """A P-frame's forward pass as the encoder codes it: motion at :func:`motion_lambda`."""
+    return model.forward_inter(x, refs, lmbda, motion_lambda(model, lmbda), flow)
+
+
 def _estimated_refs(
     model: VideoModel, frames: Tensor, conditional: bool, search: FlowEstimator | None = None
 ) -> References:
@@ -293,14 +308,15 @@ def run_step(
             flow = None if motion_search is None else motion_search(x, refs.frames[-1])
         with autocast():
             if kind == "motion":
-                motion, _, x_c = model.forward_motion(x, refs, lmbda, flow)
+                coded_at = motion_lambda(model, lmbda)
+                motion, _, x_c = model.forward_motion(x, refs, coded_at, flow)
                 bpp = motion.bits() / (x.shape[-2] * x.shape[-1])
                 distortion = losses.mse(x_c, x)
                 rate = bpp.float().mean()
-                loss = losses.rd_loss(rate, distortion, lmbda)
+                loss = losses.rd_loss(rate, distortion, coded_at)
                 figures = {"loss": loss, "bpp": rate, "mse": distortion}
             else:
-                figures = _frame_loss(model(x, lmbda, refs, flow), x, lmbda)
+                figures = _frame_loss(_p_frame(model, x, refs, lmbda, flow), x, lmbda)
         figures["loss"].backward()
         return _result(figures, lmbda)
 
@@ -436,7 +452,7 @@ def _sequence_step(
         x = batch[:, t]
         with autocast():
             flow = None if motion_search is None else motion_search(x, refs.frames[-1])
-            out = model(x, lmbda, refs, flow)
+            out = _p_frame(model, x, refs, lmbda, flow)
         figures = _frame_loss(out, x, lmbda)
         (figures["loss"] / (frames - 1 + counted)).backward()
         for k in totals:
