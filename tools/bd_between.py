@@ -9,7 +9,8 @@ sequence (a later file's point at the same λ replaces an earlier one's), and fo
 both sides have, the BD-rate of the test model against the reference is computed per metric
 (negative: the test model needs fewer bits for the same quality), with the average over
 sequences. The mean bits of P-frames over I-frames of each side are given where rows say frame
-types, and for each point its I-frames and their share of the frames' bytes.
+types, and for each point its I-frames and their share of the frames' bits (every frame of a
+sequence has the same pixels, so the share of bpp).
 """
 
 from __future__ import annotations
@@ -45,17 +46,17 @@ def p_over_i(points: list[dict]) -> float | None:
 
 
 def intra_use(points: list[dict]) -> dict[str, dict] | None:
-    """{λ: I-frames, frames, the I-frames' share of the frames' bytes} of each point."""
+    """{λ: I-frames, frames, the I-frames' share of the frames' bits} of each point."""
     use = {}
     for point in points:
         frames = point.get("frames", [])
         if not frames or not all("type" in f for f in frames):
             return None
-        intra = [f["bytes"] for f in frames if f["type"] == "I"]
+        intra = [f["bpp"] for f in frames if f["type"] == "I"]
         use[f"{point['value']:g}"] = {
             "i_frames": len(intra),
             "frames": len(frames),
-            "i_bytes_share": round(sum(intra) / sum(f["bytes"] for f in frames), 4),
+            "i_bits_share": round(sum(intra) / sum(f["bpp"] for f in frames), 4),
         }
     return use
 
