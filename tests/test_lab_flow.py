@@ -55,6 +55,21 @@ def test_coded_motion_is_scored_per_pair(rgb_frames) -> None:
     assert all(math.isfinite(v) for v in rows["coded flow"] + rows["x_c"])
 
 
+def test_a_chain_scores_every_p_frame_on_decoded_references(rgb_frames) -> None:
+    frames = list(rgb_frames(start=10, count=4, width=WIDTH, height=HEIGHT)[:, None])
+    model, _ = random_model("tiny-small")
+    rows = flow.p_frame_chain(model.eval(), frames, 1024.0, flow.zero_flow)
+    assert set(rows) == {"motion bpp", "inter bpp", "x_c", "searched warp", "decoded"}
+    assert all(len(values) == 3 for values in rows.values())
+    assert all(bpp > 0 for bpp in rows["motion bpp"] + rows["inter bpp"])
+    # With no motion searched, the searched warp is the decoded reference as it is: a fresh
+    # small model's motion compensation is that warp, so x_c is the same picture.
+    for x_c, warped in zip(rows["x_c"], rows["searched warp"], strict=True):
+        assert abs(x_c - warped) < 0.5
+    with pytest.raises(flow.InputError, match="two frames"):
+        flow.p_frame_chain(model, frames[:1], 1024.0, flow.zero_flow)
+
+
 def test_one_frame_is_an_error(rgb_frames) -> None:
     frames = list(rgb_frames(start=10, count=1, width=WIDTH, height=HEIGHT)[:, None])
     with pytest.raises(flow.InputError, match="two frames"):
@@ -65,10 +80,13 @@ def test_command_line(tmp_path, yuv_frames, capsys) -> None:
     frames = yuv_frames(start=20, count=3, width=WIDTH, height=HEIGHT)
     clip = tmp_path / f"clip_{WIDTH}x{HEIGHT}_25fps.yuv"
     clip.write_bytes(b"".join(p.tobytes() for f in frames for p in f))
-    flow.main([str(clip), "--model", "random-tiny", "--frames", "3", "--coded", "512"])
+    flow.main(
+        [str(clip), "--model", "random-tiny", "--frames", "3", "--coded", "512", "--chain", "256"]
+    )
     out = capsys.readouterr().out
     assert "over 2 frame pairs" in out and "no motion" in out and "spynet" in out
     assert "x_c, λ 512" in out and "motion bpp, λ 512" in out
+    assert "chain inter bpp, λ 256" in out and "chain decoded, λ 256" in out
     with pytest.raises(SystemExit) as exit_info:
         flow.main([str(tmp_path / "missing.y4m"), "--model", "random-tiny"])
     assert str(exit_info.value).startswith("canfvc: error:")

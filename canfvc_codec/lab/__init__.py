@@ -5,7 +5,7 @@ harness is one command (``python -m canfvc_codec.lab`` lists them):
 
     python -m canfvc_codec.lab.estimate      RD estimated from the forward pass (follows training)
     python -m canfvc_codec.lab.card          a model card's measured half, from estimates and runs
-    python -m canfvc_codec.lab.flow          warp PSNR of the motion searches on a clip
+    python -m canfvc_codec.lab.flow          motion searches' warp PSNR; where P-frame bits go
     python -m canfvc_codec.lab.intra_share   what P-frames cost against I-frames of the same picture
     python -m canfvc_codec.lab.determinism   decoding under other numerical paths and devices
     python -m canfvc_codec.lab.memory        decode peak memory per size, memory over a long encode
@@ -19,7 +19,7 @@ The wheel leaves the lab out: it runs from a checkout (``make install`` or ``PYT
 HARNESSES = (
     ("estimate", "RD estimated from the forward pass (follows training)"),
     ("card", "a model card's measured half, from estimates and runs"),
-    ("flow", "warp PSNR of the motion searches on a clip"),
+    ("flow", "motion searches' warp PSNR; where P-frame bits go"),
     ("intra_share", "what P-frames cost against I-frames of the same picture"),
     ("determinism", "decoding under other numerical paths and devices"),
     ("memory", "decode peak memory per size, memory over a long encode"),

@@ -11,7 +11,11 @@ compensation and the conditional coders can only be as good as the prediction it
 is the first thing to check when P-frames cost too much. With ``--coded LAMBDA`` the flow of
 ``--motion-search`` also goes through the first-P motion coder (rate estimated, nothing written):
 the warp by the decoded flow and the motion-compensated frame x_c show what reaches the inter
-coder.
+coder. With ``--chain LAMBDA`` the frames are coded as the codec codes a GOP (an I-frame, then
+P-frames on decoded references, the motion at the encoder's motion λ; rates estimated): per
+P-frame the motion and inter-frame bits, x_c, the searched flow's warp of the decoded reference
+(what the motion coder could have sent), and the decoded frame, which show whether the inter coder
+turns a better x_c into fewer bits.
 """
 
 from __future__ import annotations
@@ -31,10 +35,11 @@ from canfvc_codec.encoder.motion import (
     dis_flow,
     motion_search,
 )
+from canfvc_codec.encoder.options import auto_motion_lambda
 from canfvc_codec.errors import CanfvcError, InputError
 from canfvc_codec.io import open_reader
 from canfvc_codec.io.color import yuv_to_rgb
-from canfvc_codec.networks import References, VideoModel
+from canfvc_codec.networks import References, VideoModel, to_reference
 from canfvc_codec.networks.video import pad_to_multiple
 from canfvc_codec.nn.layers import backward_warp
 from canfvc_codec.psnr import psnr_from_mse
@@ -106,6 +111,41 @@ def coded_motion_quality(
     return rows
 
 
+@torch.no_grad()
+def p_frame_chain(
+    model: VideoModel, frames: Sequence[torch.Tensor], lmbda: float, search: FlowEstimator | None
+) -> dict[str, list[float]]:
+    """Code ``frames`` as one GOP at ``lmbda`` (rates estimated, nothing written): per P-frame
+    its motion and inter-frame bpp, PSNR-RGB of x_c, of the decoded reference warped by the
+    searched flow, and of the decoded frame."""
+    if len(frames) < 2:
+        raise InputError("need at least two frames to code P-frames")
+    height, width = frames[0].shape[-2:]
+    pixels = height * width
+    motion_lmbda = auto_motion_lambda(lmbda, model.config.anchor_lambdas)
+    out = model.forward_intra(pad_to_multiple(frames[0]), lmbda)
+    refs = References([to_reference(out.x_hat)])
+    rows: dict[str, list[float]] = {
+        "motion bpp": [],
+        "inter bpp": [],
+        "x_c": [],
+        "searched warp": [],
+        "decoded": [],
+    }
+    for x in frames[1:]:
+        padded = pad_to_multiple(x)
+        flow = None if search is None else search(padded, refs.frames[-1])
+        out = model.forward_inter(padded, refs, lmbda, motion_lmbda, flow)
+        reference = refs.frames[-1][..., :height, :width]
+        rows["motion bpp"].append(float(out.coders["motion"].bits()) / pixels)
+        rows["inter bpp"].append(float(out.coders["inter"].bits()) / pixels)
+        rows["x_c"].append(picture_psnr(out.x_c[..., :height, :width].clamp(0, 1), x))
+        rows["searched warp"].append(warp_psnr(reference, x, out.flow[..., :height, :width]))
+        rows["decoded"].append(picture_psnr(out.x_hat[..., :height, :width].clamp(0, 1), x))
+        refs = refs.push(to_reference(out.x_hat), out.flow_hat)
+    return rows
+
+
 def read_rgb_frames(path: str, start: int, frames: int) -> list[torch.Tensor]:
     """``frames`` frames of ``path`` from ``start``, as (1, 3, H, W) float32 RGB in [0, 1]."""
     with open_reader(path, start=start, frames=frames) as reader:
@@ -132,6 +172,14 @@ def main(argv: list[str] | None = None) -> None:
         metavar="LAMBDA",
         help="also code the flow of --motion-search at this λ (repeat)",
     )
+    parser.add_argument(
+        "--chain",
+        type=float,
+        action="append",
+        default=[],
+        metavar="LAMBDA",
+        help="also code the frames as a GOP at this λ: per P-frame bits, x_c, decoded (repeat)",
+    )
     parser.add_argument("--motion-search", choices=MOTION_SEARCHES, default=DEFAULT_MOTION_SEARCH)
     parser.add_argument("--threads", type=thread_count, help="CPU threads for torch")
     parser.add_argument("--json", action="store_true", help="print per-pair figures as JSON")
@@ -151,6 +199,9 @@ def main(argv: list[str] | None = None) -> None:
         for lmbda in options.coded:
             coded = coded_motion_quality(model, frames, lmbda, search)
             per_pair.update({f"{k}, λ {lmbda:g}": v for k, v in coded.items()})
+        for lmbda in options.chain:
+            chain = p_frame_chain(model, frames, lmbda, search)
+            per_pair.update({f"chain {k}, λ {lmbda:g}": v for k, v in chain.items()})
     except (CanfvcError, OSError) as exc:
         sys.exit(f"canfvc: error: {exc}")
     if options.json:
@@ -158,8 +209,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     print(f"warp PSNR-RGB over {len(frames) - 1} frame pairs, model {model_id.hex()}:")
     for name, value in summary(per_pair).items():
-        unit = "bpp" if name.startswith("motion bpp") else "dB"
-        print(f"  {name:24s} {value:7.3f} {unit}")
+        unit = "bpp" if "bpp" in name else "dB"
+        print(f"  {name:30s} {value:7.3f} {unit}")
 
 
 if __name__ == "__main__":
