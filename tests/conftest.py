@@ -7,10 +7,13 @@ them.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import io
 import subprocess
 import zlib
 from functools import lru_cache
+from pathlib import Path
+from types import ModuleType
 
 import imageio_ffmpeg
 import numpy as np
@@ -29,6 +32,17 @@ from canfvc_codec.datasets import clip_path
 # Tiny models on small tensors: more threads only add contention on the 2-core CI machine.
 torch.set_num_threads(1)
 torch.manual_seed(0)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tool_module(name: str) -> ModuleType:
+    """The script ``tools/<name>.py`` as a module (the tools are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @lru_cache(maxsize=8)

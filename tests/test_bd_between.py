@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import tool_module
+
 LABEL = "canfvc-estimate"
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location("bd_between", REPO / "tools/bd_between.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _record(path: Path, bits_scale: float) -> Path:
@@ -42,7 +34,7 @@ def _record(path: Path, bits_scale: float) -> Path:
 def test_a_model_with_half_the_bits_is_fifty_percent_cheaper(tmp_path: Path) -> None:
     reference, test = _record(tmp_path / "a.json", 1.0), _record(tmp_path / "b.json", 0.5)
     out = tmp_path / "b_vs_a.json"
-    _tool().main(
+    tool_module("bd_between").main(
         ["--reference", str(reference), "--test", str(test), "--label", LABEL, "--out", str(out)]
     )
     result = json.loads(out.read_text())

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO, tool_module
 
 
 def _checker():
-    spec = importlib.util.spec_from_file_location("import_cycles", REPO / "tools/import_cycles.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return tool_module("import_cycles")
 
 
 def test_the_package_has_no_import_cycles():
