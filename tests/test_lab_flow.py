@@ -59,8 +59,16 @@ def test_a_chain_scores_every_p_frame_on_decoded_references(rgb_frames) -> None:
     frames = list(rgb_frames(start=10, count=4, width=WIDTH, height=HEIGHT)[:, None])
     model, _ = random_model("tiny-small")
     rows = flow.p_frame_chain(model.eval(), frames, 1024.0, flow.zero_flow)
-    assert set(rows) == {"motion bpp", "inter bpp", "x_c", "searched warp", "decoded"}
+    assert set(rows) == {
+        "motion bpp",
+        "inter bpp",
+        "x_c",
+        "searched warp",
+        "decoded",
+        "inter ceiling",
+    }
     assert all(len(values) == 3 for values in rows.values())
+    assert all(math.isfinite(v) for v in rows["inter ceiling"])
     assert all(bpp > 0 for bpp in rows["motion bpp"] + rows["inter bpp"])
     # With no motion searched, the searched warp is the decoded reference as it is: a fresh
     # small model's motion compensation is that warp, so x_c is the same picture.

@@ -7,6 +7,7 @@ harness is one command (``python -m canfvc_codec.lab`` lists them):
     python -m canfvc_codec.lab.card          a model card's measured half, from estimates and runs
     python -m canfvc_codec.lab.flow          motion searches' warp PSNR; where P-frame bits go
     python -m canfvc_codec.lab.intra_share   what P-frames cost against I-frames of the same picture
+    python -m canfvc_codec.lab.ceiling       what the intra transforms reach at any rate, against λ
     python -m canfvc_codec.lab.determinism   decoding under other numerical paths and devices
     python -m canfvc_codec.lab.memory        decode peak memory per size, memory over a long encode
     python -m canfvc_codec.lab.entropy       the range coder's throughput
@@ -21,6 +22,7 @@ HARNESSES = (
     ("card", "a model card's measured half, from estimates and runs"),
     ("flow", "motion searches' warp PSNR; where P-frame bits go"),
     ("intra_share", "what P-frames cost against I-frames of the same picture"),
+    ("ceiling", "what the intra transforms reach at any rate, against λ"),
     ("determinism", "decoding under other numerical paths and devices"),
     ("memory", "decode peak memory per size, memory over a long encode"),
     ("entropy", "the range coder's throughput"),

@@ -15,7 +15,8 @@ coder. With ``--chain LAMBDA`` the frames are coded as the codec codes a GOP (an
 P-frames on decoded references, the motion at the encoder's motion λ; rates estimated): per
 P-frame the motion and inter-frame bits, x_c, the searched flow's warp of the decoded reference
 (what the motion coder could have sent), and the decoded frame, which show whether the inter coder
-turns a better x_c into fewer bits.
+turns a better x_c into fewer bits; and the inter coder's ceiling, what its transforms reach
+from that x_c with nothing rounded (``python -m canfvc_codec.lab.ceiling`` for the intra coder).
 """
 
 from __future__ import annotations
@@ -117,7 +118,8 @@ def p_frame_chain(
 ) -> dict[str, list[float]]:
     """Code ``frames`` as one GOP at ``lmbda`` (rates estimated, nothing written): per P-frame
     its motion and inter-frame bpp, PSNR-RGB of x_c, of the decoded reference warped by the
-    searched flow, and of the decoded frame."""
+    searched flow, of the decoded frame, and of the inter coder's reconstruction from x_c with
+    its latent unrounded (its ceiling at any rate)."""
     if len(frames) < 2:
         raise InputError("need at least two frames to code P-frames")
     height, width = frames[0].shape[-2:]
@@ -131,6 +133,7 @@ def p_frame_chain(
         "x_c": [],
         "searched warp": [],
         "decoded": [],
+        "inter ceiling": [],
     }
     for x in frames[1:]:
         padded = pad_to_multiple(x)
@@ -142,6 +145,8 @@ def p_frame_chain(
         rows["x_c"].append(picture_psnr(out.x_c[..., :height, :width].clamp(0, 1), x))
         rows["searched warp"].append(warp_psnr(reference, x, out.flow[..., :height, :width]))
         rows["decoded"].append(picture_psnr(out.x_hat[..., :height, :width].clamp(0, 1), x))
+        ceiling = model.inter.unquantised(padded, out.x_c)[..., :height, :width]
+        rows["inter ceiling"].append(picture_psnr(ceiling.clamp(0, 1), x))
         refs = refs.push(to_reference(out.x_hat), out.flow_hat)
     return rows
 

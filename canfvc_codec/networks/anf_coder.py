@@ -231,6 +231,14 @@ class AnfCoder(nn.Module):
         x_hat = self._synthesise(y_hat * inv_gain, self._start(cond, latents.latent, size), cond)
         return bits, x_hat
 
+    def unquantised(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        """The reconstruction of ``x`` from its latent as the analysis gives it, neither gained
+        nor rounded: what the transforms reach at any rate. At a high λ the coded
+        reconstruction approaches it and cannot pass it (the augmented part the decoder starts
+        from, zero or the condition, is never sent)."""
+        _, z2 = self.analyse(x, cond)
+        return self._synthesise(z2, self._start(cond, x, x.shape[-2:]), cond)
+
     def _decode_hyper(self, data: bytes, like: Tensor, size: tuple[int, int]) -> Tensor:
         shape = (like.shape[0], self.hyper_channels, size[0] // HYPER_DOWN, size[1] // HYPER_DOWN)
         return self.hyper_prior.decompress(data, shape).to(like.device, like.dtype)
