@@ -53,6 +53,13 @@ def picture_psnr(picture: torch.Tensor, target: torch.Tensor) -> float:
     return psnr_from_mse(float(((picture - target) ** 2).mean()), 1.0)
 
 
+def decoded_psnr(picture: torch.Tensor, target: torch.Tensor) -> float:
+    """PSNR-RGB of a padded reconstruction against ``target``: cropped to the target's size and
+    clamped to [0, 1], as the decoder writes pictures."""
+    height, width = target.shape[-2:]
+    return picture_psnr(picture[..., :height, :width].clamp(0, 1), target)
+
+
 def warp_psnr(reference: torch.Tensor, target: torch.Tensor, flow: torch.Tensor) -> float:
     """PSNR-RGB of ``reference`` warped by ``flow`` against ``target``."""
     return picture_psnr(backward_warp(reference, flow), target)
@@ -142,11 +149,10 @@ def p_frame_chain(
         reference = refs.frames[-1][..., :height, :width]
         rows["motion bpp"].append(float(out.coders["motion"].bits()) / pixels)
         rows["inter bpp"].append(float(out.coders["inter"].bits()) / pixels)
-        rows["x_c"].append(picture_psnr(out.x_c[..., :height, :width].clamp(0, 1), x))
+        rows["x_c"].append(decoded_psnr(out.x_c, x))
         rows["searched warp"].append(warp_psnr(reference, x, out.flow[..., :height, :width]))
-        rows["decoded"].append(picture_psnr(out.x_hat[..., :height, :width].clamp(0, 1), x))
-        ceiling = model.inter.unquantised(padded, out.x_c)[..., :height, :width]
-        rows["inter ceiling"].append(picture_psnr(ceiling.clamp(0, 1), x))
+        rows["decoded"].append(decoded_psnr(out.x_hat, x))
+        rows["inter ceiling"].append(decoded_psnr(model.inter.unquantised(padded, out.x_c), x))
         refs = refs.push(to_reference(out.x_hat), out.flow_hat)
     return rows
 
@@ -163,12 +169,30 @@ def summary(per_pair: dict[str, list[float]]) -> dict[str, float]:
     return {name: round(sum(values) / len(values), 4) for name, values in per_pair.items()}
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m canfvc_codec.lab.flow", description=__doc__)
+def add_clip_arguments(parser: argparse.ArgumentParser, frames: int, frames_help: str) -> None:
+    """The arguments of a harness that measures a model on frames of a clip: the clip, the
+    model, the frames read, torch's threads, and JSON output; :func:`open_clip` reads them."""
     parser.add_argument("input", help="a video with a header (y4m, or a container ffmpeg reads)")
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--start", type=int, default=0, help="first frame")
-    parser.add_argument("--frames", type=int, default=9, help="frames to read (pairs + 1)")
+    parser.add_argument("--frames", type=int, default=frames, help=frames_help)
+    parser.add_argument("--threads", type=thread_count, help="CPU threads for torch")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+
+
+def open_clip(options: argparse.Namespace) -> tuple[VideoModel, bytes, list[torch.Tensor]]:
+    """(model in float32 and eval mode, its id, the frames) of :func:`add_clip_arguments`'s
+    options, with torch's threads set; errors are the caller's to report."""
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    model, model_id = load_model(options.model)
+    frames = read_rgb_frames(options.input, options.start, options.frames)
+    return model.float().eval(), model_id, frames
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m canfvc_codec.lab.flow", description=__doc__)
+    add_clip_arguments(parser, 9, "frames to read (pairs + 1)")
     parser.add_argument(
         "--coded",
         type=float,
@@ -186,17 +210,12 @@ def main(argv: list[str] | None = None) -> None:
         help="also code the frames as a GOP at this λ: per P-frame bits, x_c, decoded (repeat)",
     )
     parser.add_argument("--motion-search", choices=MOTION_SEARCHES, default=DEFAULT_MOTION_SEARCH)
-    parser.add_argument("--threads", type=thread_count, help="CPU threads for torch")
-    parser.add_argument("--json", action="store_true", help="print per-pair figures as JSON")
     options = parser.parse_args(argv)
-    if options.threads:
-        torch.set_num_threads(options.threads)
     try:
-        model, model_id = load_model(options.model)
-        frames = read_rgb_frames(options.input, options.start, options.frames)
+        model, model_id, frames = open_clip(options)
         estimators: dict[str, FlowEstimator] = {
             "no motion": zero_flow,
-            "spynet": spynet_estimator(model.float().eval()),
+            "spynet": spynet_estimator(model),
         }
         estimators["opencv dis"] = dis_flow()
         per_pair = warp_quality(frames, estimators)
