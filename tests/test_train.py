@@ -23,7 +23,7 @@ from canfvc_codec.train.data import (
     decode_training_range,
     scene_cuts,
 )
-from canfvc_codec.train.trainer import Trainer, TrainOptions, export_model
+from canfvc_codec.train.trainer import Trainer, TrainOptions, export_model, model_card
 from tests.conftest import real_rgb_frames
 
 CROP = 64
@@ -553,3 +553,24 @@ def test_p_frames_train_their_motion_at_the_encoders_motion_lambda(
     expected = auto_motion_lambda(lmbda, model.config.anchor_lambdas)
     assert coded_at and expected < lmbda
     assert coded_at == [expected] * len(coded_at)
+
+
+def test_a_learning_rate_factor_scales_every_phase_and_the_card_counts_its_steps(
+    tmp_path,
+) -> None:
+    first = Trainer(_options(tmp_path, phase="intra", steps=2), data=_data(seed=2))
+    first.run()
+    intra = phases.get_phase("intra")
+    assert [g["lr"] for g in first.optimizer.param_groups][0] == pytest.approx(intra.lr)
+    settled = Trainer(_options(tmp_path, phase="intra", steps=3, lr_factor=0.1), data=_data())
+    assert settled.progress.step == 2  # resumed, Adam's moments included
+    settled.run()
+    main, density = settled.optimizer.param_groups
+    assert main["lr"] == pytest.approx(0.1 * intra.lr)
+    assert density["lr"] == pytest.approx(0.1 * intra.lr * density["lr_scale"])
+    assert settled.progress.phase_steps == {"intra": 5}
+    assert settled.progress.factor_steps == {"intra": {"0.1": 3}}
+    card = model_card(settled)
+    (entry,) = [p for p in card["phases"] if p["name"] == "intra"]
+    assert entry["steps"] == 5 and entry["steps_at_lr_factor"] == {"0.1": 3}
+    assert all("steps_at_lr_factor" not in p for p in card["phases"] if p["name"] != "intra")

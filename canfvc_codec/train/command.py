@@ -33,6 +33,7 @@ PHASE_NAMES = (
 # would import torch).
 QUANTIZER_NAMES = ("round", "dm1", "dm2")
 DATASET_NAMES = ("builtin", "vimeo90k", "folder")
+MAX_LR_FACTOR = 10.0  # a larger factor is more likely a typing slip than a plan
 
 
 @click.command(
@@ -155,6 +156,14 @@ DATASET_NAMES = ("builtin", "vimeo90k", "folder")
     help="Flows the motion coders learn to code: those of the encoder's motion search (OpenCV "
     f"DIS, or the model's SPyNet) [default: the resumed run's, else {DEFAULT_MOTION_SEARCH}]. "
     "The flow phase trains SPyNet either way.",
+)
+@click.option(
+    "--lr-factor",
+    type=click.FloatRange(min=0, max=MAX_LR_FACTOR, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Multiply every phase's learning rate by this; e.g. 0.1 for a last run that lets the "
+    "weights settle. The model card counts the steps taken so.",
 )
 @click.option("--threads", type=click.IntRange(1, MAX_CPU_THREADS), help="CPU threads for torch.")
 @click.option("--no-stills", is_flag=True, help="Train on the video clips only.")

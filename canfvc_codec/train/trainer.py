@@ -121,6 +121,9 @@ class TrainOptions:
     # Whose flows the motion coders learn to code: the motion search of the encoder. None: the
     # resumed run's, or canfvc_codec.encoder.motion's default for a new one.
     motion_search: str | None = None
+    # Every phase's learning rate times this: below 1 for a last, annealing run, which lets the
+    # weights settle where the schedule's rate keeps them moving.
+    lr_factor: float = 1.0
 
 
 @dataclass
@@ -142,6 +145,9 @@ class Progress:
     lineage: list[dict] = field(default_factory=list)
     # What the sampler drew from (clips, stills, licences), as the latest run found the cache.
     data_sources: dict = field(default_factory=dict)
+    # Steps of each phase taken at a learning rate other than the schedule's: phase -> the
+    # factor (TrainOptions.lr_factor, as text) -> steps.
+    factor_steps: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def fraction(self) -> float:
         if self.plan_steps:
@@ -554,7 +560,7 @@ class Trainer:
     def _switch(self, phase: phases.Phase) -> None:
         phases.set_trainable(self.model, phase.parts)
         for group in self.optimizer.param_groups:
-            group["lr"] = phase.lr * group["lr_scale"]
+            group["lr"] = phase.lr * self.options.lr_factor * group["lr_scale"]
         self.active = phase
 
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -613,6 +619,10 @@ class Trainer:
         if not self.options.phase:
             self.progress.schedule_steps += 1
         self.progress.phase_steps[phase.name] = self.progress.phase_steps.get(phase.name, 0) + 1
+        if self.options.lr_factor != 1.0:
+            factors = self.progress.factor_steps.setdefault(phase.name, {})
+            factor = f"{self.options.lr_factor:g}"
+            factors[factor] = factors.get(factor, 0) + 1
         return result
 
     # --- the loop ------------------------------------------------------------------------------
@@ -840,6 +850,11 @@ def model_card(trainer: Trainer) -> dict:
                 "description": p.description,
                 "lr": p.lr,
                 "steps": progress.phase_steps.get(p.name, 0),
+                **(
+                    {"steps_at_lr_factor": progress.factor_steps[p.name]}
+                    if p.name in progress.factor_steps
+                    else {}
+                ),
             }
             for p in phases.PHASES.values()
             if p in phases.SCHEDULE or progress.phase_steps.get(p.name)
