@@ -46,8 +46,9 @@ source = rest[0]
 data = open(source, "rb").read()
 output = rest[rest.index("-o") + 1] if "-o" in rest else None
 if command == "info":
-    frames = data.count(b"FRAME\\n")
-    print(json.dumps({{"frames": [{{"type": "P" if i else "I"}} for i in range(frames)]}}))
+    sizes = [len(frame) for frame in data.split(b"FRAME\\n")[1:]]
+    print(json.dumps({{"frames": [{{"type": "P" if i else "I", "bytes": size}}
+                                  for i, size in enumerate(sizes)]}}))
 elif command == "encode":
     if os.environ.get("FAKE_FAIL_ENCODE"):
         sys.exit("encode refused")
@@ -155,6 +156,12 @@ def test_anchors_and_canfvc_end_to_end(tmp_path, tiny_config):
     assert (out / "plots" / "tiny_psnr-rgb.png").stat().st_size > 0
     summary = paths["summary"].read_text()
     assert "| x264 | psnr-yuv |" in summary and "qp 22" in summary
+    # canfvc's rows count the I-frames and weigh P-frames against them; the anchors' are blank.
+    rows = {
+        line.split(" | ")[1]: line.split(" | ") for line in summary.splitlines() if "| " in line
+    }
+    assert rows["lambda 256"][7:9] == ["1", "1.00"]  # equal frames: a P-frame as dear as the I
+    assert rows["qp 22"][7:9] == ["", ""]
 
 
 def test_jobs_code_rate_points_at_once_and_keep_their_order(tmp_path, tiny_config, monkeypatch):

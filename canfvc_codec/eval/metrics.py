@@ -98,3 +98,28 @@ def mean_metrics(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return {key: float(np.mean([frame[key] for frame in per_frame])) for key in keys}
+
+
+def _mean_or_none(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def frame_type_split(frames: list[dict]) -> dict:
+    """How many of a coded sequence's frames (rows with a ``type``) are I-frames, the mean rate and
+    PSNR-RGB of each type, P-frame bits over I-frame bits (what conditional coding saves), and the
+    motion rate of P-frames where the rows give it."""
+    intra = [f for f in frames if f["type"] == "I"]
+    inter = [f for f in frames if f["type"] == "P"]
+    split = {
+        "i_frames": len(intra),
+        "i_bpp": _mean_or_none([f["bpp"] for f in intra]),
+        "p_bpp": _mean_or_none([f["bpp"] for f in inter]),
+    }
+    split["p_over_i"] = (
+        split["p_bpp"] / split["i_bpp"] if split["p_bpp"] and split["i_bpp"] else None
+    )
+    split["i_psnr_rgb"] = _mean_or_none([f["psnr-rgb"] for f in intra])
+    split["p_psnr_rgb"] = _mean_or_none([f["psnr-rgb"] for f in inter])
+    if all("bpp-motion" in f for f in inter):
+        split["p_motion_bpp"] = _mean_or_none([f["bpp-motion"] for f in inter])
+    return split

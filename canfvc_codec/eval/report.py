@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from canfvc_codec.eval.metrics import QUALITY_KEYS
+from canfvc_codec.eval.metrics import QUALITY_KEYS, frame_type_split
 from canfvc_codec.eval.refine_setting import RefineSetting
 from canfvc_codec.eval.runner import BD_METRICS
 
@@ -187,6 +187,16 @@ def _fmt(value, digits: int = 2) -> str:
     return f"{value:.{digits}f}"
 
 
+def _frame_types(point: dict) -> str:
+    """``I-frames | P / I bits`` of a point whose frames carry their type (canfvc's), else blank
+    cells (the anchors' rows do not record their types)."""
+    frames = point.get("frames") or []
+    if not frames or not all("type" in f and "bpp" in f for f in frames):
+        return " | "
+    split = frame_type_split(frames)
+    return f"{split['i_frames']} | {_fmt(split['p_over_i'])}"
+
+
 def _bd_cell(value) -> str:
     return f"{value:+.1f}%" if isinstance(value, (int, float)) else "n/a"
 
@@ -295,9 +305,9 @@ def summary_markdown(results: dict) -> str:
             f"## {name}: {seq['width']}x{seq['height']}{scaled}, frames {seq['start']}.."
             f"{seq['start'] + seq['frames'] - 1}, GOP {seq['gop']}",
             "",
-            "| codec | rate | bpp | PSNR-RGB | MS-SSIM-RGB | PSNR-YUV | PSNR-Y | enc s/frame "
-            "| dec s/frame | enc peak MiB | dec peak MiB |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "| codec | rate | bpp | PSNR-RGB | MS-SSIM-RGB | PSNR-YUV | PSNR-Y | I-frames "
+            "| P / I bits | enc s/frame | dec s/frame | enc peak MiB | dec peak MiB |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for codec, points in seq["codecs"].items():
             for p in points:
@@ -305,7 +315,8 @@ def summary_markdown(results: dict) -> str:
                     f"| {codec} | {p['param']} {p['value']:g} | {_fmt(p['bpp'], 4)} "
                     f"| {_fmt(p['psnr-rgb'])} | {_fmt(p['ms-ssim-rgb'], 4)} "
                     f"| {_fmt(p['psnr-yuv'])} "
-                    f"| {_fmt(p['psnr-y'])} | {_fmt(p['encode_s_per_frame'], 3)} "
+                    f"| {_fmt(p['psnr-y'])} | {_frame_types(p)} "
+                    f"| {_fmt(p['encode_s_per_frame'], 3)} "
                     f"| {_fmt(p['decode_s_per_frame'], 3)} | {_fmt(p['encode_peak_rss_mib'], 0)} "
                     f"| {_fmt(p['decode_peak_rss_mib'], 0)} |"
                 )

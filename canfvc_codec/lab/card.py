@@ -39,36 +39,24 @@ from typing import NamedTuple
 
 from canfvc_codec.errors import CanfvcError, InputError
 from canfvc_codec.eval import bdrate
+from canfvc_codec.eval.metrics import frame_type_split
 from canfvc_codec.eval.report import PLOT_DPI, PLOT_SIZE_IN
 from canfvc_codec.eval.runner import BD_METRICS, CANFVC
 from canfvc_codec.lab.estimate import ESTIMATE, read_record, record_intra_choice
 
 DIGITS = 4  # the card's precision: far below what separates two measurements
+RATIO_DIGITS = 3  # of P-frame bits over I-frame bits
 CARD_INDENT = 2  # as the trainer writes cards
 
 
-def _mean(values: list[float]) -> float | None:
-    return round(sum(values) / len(values), DIGITS) if values else None
-
-
-def frame_type_split(frames: list[dict]) -> dict:
-    """How many frames are I-frames, and the mean rate and PSNR-RGB of each type (and the motion
-    rate of P-frames, where the rows give it)."""
-    intra = [f for f in frames if f["type"] == "I"]
-    inter = [f for f in frames if f["type"] == "P"]
-    split = {
-        "i_frames": len(intra),
-        "i_bpp": _mean([f["bpp"] for f in intra]),
-        "p_bpp": _mean([f["bpp"] for f in inter]),
+def _split(frames: list[dict]) -> dict:
+    """The card's frame-type split (:func:`frame_type_split`) at the card's precision."""
+    return {
+        key: round(value, RATIO_DIGITS if key == "p_over_i" else DIGITS)
+        if isinstance(value, float)
+        else value
+        for key, value in frame_type_split(frames).items()
     }
-    split["p_over_i"] = (
-        round(split["p_bpp"] / split["i_bpp"], 3) if split["p_bpp"] and split["i_bpp"] else None
-    )
-    split["i_psnr_rgb"] = _mean([f["psnr-rgb"] for f in intra])
-    split["p_psnr_rgb"] = _mean([f["psnr-rgb"] for f in inter])
-    if all("bpp-motion" in f for f in inter):
-        split["p_motion_bpp"] = _mean([f["bpp-motion"] for f in inter])
-    return split
 
 
 def _card_point(
@@ -109,7 +97,7 @@ def rd_points(record: dict, gop: int | None = None) -> list[dict]:
             record_intra_choice(record),
             point.get("motion_lambda"),
         )
-        | frame_type_split(point["frames"])
+        | _split(point["frames"])
         for name, seq in record["sequences"].items()
         for point in seq["codecs"].get(ESTIMATE, [])
     ]
@@ -135,7 +123,7 @@ def real_points(results: dict, info: dict | None = None) -> list[dict]:
             choice = record_intra_choice(results.get("canfvc", {}))
             entry = _card_point(name, seq, point, None, True, choice, header.get("motion_lambda"))
             if all("type" in f for f in frames):
-                entry |= frame_type_split(frames)
+                entry |= _split(frames)
             entry["encode_s_per_frame"] = round(point["encode_s_per_frame"], 1)
             entry["decode_s_per_frame"] = round(point["decode_s_per_frame"], 1)
             points.append(entry)
