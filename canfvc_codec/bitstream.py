@@ -1,4 +1,4 @@
-"""The .cvc container, version 3: a header, frame records, an end record (docs/bitstream.md).
+"""The .cvc container, version 4: a header, frame records, an end record (docs/bitstream.md).
 
 Everything is little-endian and length-prefixed with unsigned LEB128 varints; there are no marker
 bytes. A reader goes front to back and never seeks, so a pipe works. Every length is checked
@@ -23,12 +23,14 @@ from canfvc_codec.hevc import ANFIC, INTRA_CODERS
 from canfvc_codec.io.frame import VideoInfo
 
 MAGIC = b"CVC"
-VERSION = 3
+VERSION = 4
 # Version 1 lacks the header's motion lambda (its motion coders ran at lambda), versions 1 and 2
-# the intra coder (theirs is ANFIC); both are still read.
-READABLE_VERSIONS = (1, 2, 3)
+# the intra coder (theirs is ANFIC), versions 1 to 3 the intra lambda (their I-frames ran at
+# lambda); all are still read.
+READABLE_VERSIONS = (1, 2, 3, 4)
 FIRST_VERSION_WITH_MOTION_LAMBDA = 2
 FIRST_VERSION_WITH_INTRA_CODER = 3
+FIRST_VERSION_WITH_INTRA_LAMBDA = 4
 
 TYPE_END = 0
 TYPE_I = 1
@@ -81,10 +83,14 @@ class StreamHeader:
     motion_lmbda: float | None = None
     # What codes the I-frames: the ANFIC network or HEVC intra (canfvc_codec.hevc).
     intra_coder: str = ANFIC
+    # The λ the I-frames were coded at; None (files before version 4) means ``lmbda``.
+    intra_lmbda: float | None = None
 
     def __post_init__(self) -> None:
         if self.motion_lmbda is None:
             self.motion_lmbda = self.lmbda
+        if self.intra_lmbda is None:
+            self.intra_lmbda = self.lmbda
 
     @classmethod
     def for_video(
@@ -96,6 +102,7 @@ class StreamHeader:
         lmbda: float,
         motion_lmbda: float,
         intra_coder: str = ANFIC,
+        intra_lmbda: float | None = None,
     ) -> StreamHeader:
         """The header of a stream coding the video ``info`` describes."""
         picture = {name: getattr(info, name) for name in VIDEO_FIELDS}
@@ -107,6 +114,7 @@ class StreamHeader:
             frame_count=info.frame_count or 0,
             motion_lmbda=motion_lmbda,
             intra_coder=intra_coder,
+            intra_lmbda=intra_lmbda,
         )
 
     @property
@@ -130,7 +138,12 @@ class StreamHeader:
             problems.append(f"colour matrix {self.matrix!r} not one of {', '.join(MATRICES)}")
         if not 0 <= self.gop <= MAX_U32:
             problems.append(f"GOP {self.gop} invalid")
-        for name, value in (("lambda", self.lmbda), ("motion lambda", self.motion_lmbda)):
+        lambdas = (
+            ("lambda", self.lmbda),
+            ("motion lambda", self.motion_lmbda),
+            ("intra lambda", self.intra_lmbda),
+        )
+        for name, value in lambdas:
             if not (math.isfinite(value) and value > 0):  # type: ignore[arg-type]
                 problems.append(f"{name} {value} must be positive and finite")
         if not 0 <= self.frame_count <= MAX_U32:
@@ -190,6 +203,7 @@ def _header_fields(header: StreamHeader) -> bytes:
             encode_varint(header.frame_count),
             _F64.pack(float(header.motion_lmbda)),  # type: ignore[arg-type]
             bytes([INTRA_CODERS.index(header.intra_coder)]),
+            _F64.pack(float(header.intra_lmbda)),  # type: ignore[arg-type]
         ]
     )
 
@@ -429,6 +443,9 @@ class CvcReader:
         intra_coder = ANFIC
         if version >= FIRST_VERSION_WITH_INTRA_CODER:
             intra_coder = INTRA_CODERS[fields.byte("intra coder", 0, len(INTRA_CODERS) - 1)]
+        intra_lmbda = lmbda
+        if version >= FIRST_VERSION_WITH_INTRA_LAMBDA:
+            intra_lmbda = fields.lmbda("intra lambda")
         fields.finish()
         return StreamHeader(
             model_id,
@@ -444,6 +461,7 @@ class CvcReader:
             frame_count,
             motion_lmbda,
             intra_coder,
+            intra_lmbda,
         )
 
     def read_frame(self) -> FrameRecord | None:
@@ -559,6 +577,7 @@ def describe(fileobj: BinaryIO) -> dict:
         "lambda": h.lmbda,
         "motion_lambda": h.motion_lmbda,
         "intra_coder": h.intra_coder,
+        "intra_lambda": h.intra_lmbda,
         "frame_count": h.frame_count,
     }
     return {"header": header, "frames": frames, "totals": totals}

@@ -49,7 +49,12 @@ from canfvc_codec.cli_options import (
     threads_option,
 )
 from canfvc_codec.cli_report import echo_report, echo_summary, json_default, video_report
-from canfvc_codec.defaults import DEFAULT_LAMBDA, DEFAULT_MODEL, trained_lambda_range
+from canfvc_codec.defaults import (
+    DEFAULT_LAMBDA,
+    DEFAULT_MODEL,
+    INTRA_LAMBDA_FACTOR,
+    trained_lambda_range,
+)
 from canfvc_codec.encoder.motion import DEFAULT_MOTION_SEARCH, MOTION_SEARCHES
 from canfvc_codec.encoder.presets import refine_steps
 from canfvc_codec.encoder.schedule import DEFAULT_GOP, DEFAULT_INTRA_CHOICE, INTRA_CHOICES
@@ -196,6 +201,7 @@ def cli() -> None:
                 "lmbda",
                 "preset",
                 "motion_lmbda",
+                "intra_lmbda",
                 "gop",
                 "adaptive_intra",
                 "intra_choice",
@@ -263,6 +269,17 @@ Examples:
     "the model's lowest trained λ (nor above --lambda).",
 )
 @click.option(
+    "--intra-lambda",
+    "intra_lmbda",
+    default=AUTO,
+    show_default=True,
+    callback=positive_or_auto,
+    metavar="L|auto",
+    help=f"Rate-distortion trade-off of the I-frames, which every later P-frame predicts from; "
+    f"auto: {INTRA_LAMBDA_FACTOR:g} times --lambda, not above the model's highest trained λ (nor "
+    "below --lambda).",
+)
+@click.option(
     "--gop",
     type=int,
     default=DEFAULT_GOP,
@@ -319,6 +336,7 @@ def encode(
     overwrite: bool,
     lmbda: float,
     motion_lmbda: float | None,
+    intra_lmbda: float | None,
     gop: int,
     adaptive_intra: bool,
     intra_choice: str,
@@ -371,6 +389,7 @@ def encode(
         options = EncodeOptions(
             lmbda=lmbda,
             motion_lmbda=motion_lmbda,
+            intra_lmbda=intra_lmbda,
             gop=gop,
             adaptive_intra=adaptive_intra,
             intra_choice=intra_choice,

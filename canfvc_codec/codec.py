@@ -40,6 +40,7 @@ from canfvc_codec.encoder.options import (
     EncodeOptions,
     auto_motion_lambda,
     check_options,
+    intra_lambda,
     warn_untrained_lambdas,
 )
 from canfvc_codec.engine import Engine
@@ -74,6 +75,28 @@ class Decoder(Engine):
 
     _unrounded: torch.Tensor | None = None  # the last frame before rounding to 8-bit levels
 
+    @classmethod
+    def for_stream(
+        cls,
+        model: VideoModel,
+        header: StreamHeader,
+        device: torch.device,
+        numerics: Numerics,
+        hevc: HevcIntra | None,
+    ) -> Decoder:
+        """A decoder of the stream ``header`` starts, at the λ values it stores."""
+        return cls(
+            model,
+            header.lmbda,
+            header.width,
+            header.height,
+            device,
+            numerics,
+            header.motion_lmbda,
+            hevc,
+            header.intra_lmbda,
+        )
+
     @torch.no_grad()
     def decode(self, frame_type: str, streams: list[bytes]) -> torch.Tensor:
         """The reconstruction (3, H, W) on 8-bit levels, identical to the encoder's."""
@@ -85,7 +108,7 @@ class Decoder(Engine):
             planes = self.hevc.decode(streams[0])
             x_hat, flow_hat = self._hevc_reconstruction(planes), None
         elif frame_type == INTRA:
-            x_hat = self.model.decompress_intra(streams, size, self.lmbda)
+            x_hat = self.model.decompress_intra(streams, size, self.intra_lmbda)
             flow_hat = None
         elif frame_type == INTER:
             if self.refs is None:
@@ -171,6 +194,7 @@ class EncodeSetup:
             hevc=self._hevc,
             motion_search=built.motion_search,
             refiner=built.refiner,
+            intra_lmbda=self.header.intra_lmbda,
         )
 
 
@@ -201,6 +225,7 @@ def prepare_encode(
             else options.motion_lmbda
         ),
         intra_coder=options.intra_coder,
+        intra_lmbda=intra_lambda(options, model.config.anchor_lambdas),
     )
     return EncodeSetup(
         options, info, header, model_id, intra_qp, numerics, model, search, device, hevc
@@ -241,6 +266,7 @@ def finish_encode(
         "fps": len(frames) / (time.perf_counter() - started),
         "lambda": header.lmbda,
         "motion_lambda": header.motion_lmbda,
+        "intra_lambda": header.intra_lmbda,
         "intra_coder": header.intra_coder,
         **({"intra_qp": setup.intra_qp} if setup.intra_qp is not None else {}),
         "model_id": setup.model_id.hex(),
@@ -345,17 +371,7 @@ class DecodeSetup:
 
     def decoder(self) -> Decoder:
         """A fresh decoder, which starts at an I-frame."""
-        header = self.header
-        return Decoder(
-            self._model,
-            header.lmbda,
-            header.width,
-            header.height,
-            self._device,
-            self.numerics,
-            header.motion_lmbda,
-            self._hevc,
-        )
+        return Decoder.for_stream(self._model, self.header, self._device, self.numerics, self._hevc)
 
 
 def prepare_decode(

@@ -9,6 +9,8 @@ from __future__ import annotations
 # rate, trained over [first, last]. Outside it the gains are clamped to the nearest end.
 ANCHOR_LAMBDAS = (256.0, 512.0, 1024.0, 2048.0)
 DEFAULT_LAMBDA = 1024.0
+# The I-frames' default λ is this many times λ (canfvc_codec.encoder.options.auto_intra_lambda).
+INTRA_LAMBDA_FACTOR = 2.0
 # The configuration `canfvc train` builds, and the model a plain `canfvc encode` uses: the
 # published model of that configuration (models are named after their configuration).
 DEFAULT_CONFIG = "small"

@@ -18,8 +18,9 @@ from canfvc_codec.numerics import DEFAULT_NUMERICS, Numerics
 
 
 class Engine:
-    """State shared by the encoder and the decoder: model, λ, references, geometry, and the HEVC
-    intra coder when it codes the I-frames (``hevc``; None: the model's ANFIC coder)."""
+    """State shared by the encoder and the decoder: model, the λ of the P-frames, of their motion
+    and of the I-frames, references, geometry, and the HEVC intra coder when it codes the
+    I-frames (``hevc``; None: the model's ANFIC coder)."""
 
     def __init__(
         self,
@@ -31,12 +32,16 @@ class Engine:
         numerics: Numerics = DEFAULT_NUMERICS,
         motion_lmbda: float | None = None,
         hevc: HevcIntra | None = None,
+        intra_lmbda: float | None = None,
     ) -> None:
         # Large frames are computed in stripes so that decoding memory stays bounded.
         self.model = numerics.prepare(model, device)
         dtype = numerics.dtype
         self.lmbda = lmbda
         self.motion_lmbda = lmbda if motion_lmbda is None else motion_lmbda
+        # The λ the I-frames are coded at: above λ, every P-frame until the next I-frame predicts
+        # from a better picture (EncodeOptions.intra_lmbda).
+        self.intra_lmbda = lmbda if intra_lmbda is None else intra_lmbda
         self.width, self.height = width, height
         self.device, self.dtype = device, dtype
         self.refs: References | None = None

@@ -103,8 +103,8 @@ def rewritten_header(data: bytes, **header_changes) -> bytes:
 
 
 # Bytes of the header fields each version added at the end: version 2 the motion λ (f64), version
-# 3 the intra coder (u8).
-HEADER_FIELDS_ADDED = {2: 8, 3: 1}
+# 3 the intra coder (u8), version 4 the intra λ (f64).
+HEADER_FIELDS_ADDED = {2: 8, 3: 1, 4: 8}
 
 
 def older_version(data: bytes, version: int) -> bytes:

@@ -166,19 +166,32 @@ def test_motion_lambda_defaults_to_lambda_and_must_be_positive():
             _header(motion_lmbda=bad).check()
 
 
-@pytest.mark.parametrize("version", [1, 2])
+def test_intra_lambda_defaults_to_lambda_and_must_be_positive():
+    assert _header(lmbda=700.0).intra_lmbda == 700.0
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="intra lambda"):
+            _header(intra_lmbda=bad).check()
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_older_versions_are_read_with_the_defaults_of_their_missing_fields(sample, version):
-    """Version 1: the motion λ is λ; versions 1 and 2: the I-frames are ANFIC's."""
+    """Version 1: the motion λ is λ; versions 1 and 2: the I-frames are ANFIC's; versions 1 to
+    3: the I-frames' λ is λ."""
     header, records, data = sample
-    assert data[3] == 3
-    current = _write(_header(frame_count=5, motion_lmbda=256.0, intra_coder="hevc"), records)
+    assert data[3] == 4
+    current = _write(
+        _header(frame_count=5, motion_lmbda=256.0, intra_coder="hevc", intra_lmbda=2048.0),
+        records,
+    )
+    assert CvcReader(io.BytesIO(current)).header.intra_lmbda == 2048.0
     reader = CvcReader(io.BytesIO(older_version(current, version)))
     assert reader.version == version
-    assert reader.header.motion_lmbda == (256.0 if version == 2 else header.lmbda)
-    assert reader.header.intra_coder == "anfic"
+    assert reader.header.motion_lmbda == (256.0 if version >= 2 else header.lmbda)
+    assert reader.header.intra_coder == ("hevc" if version >= 3 else "anfic")
+    assert reader.header.intra_lmbda == header.lmbda
     assert list(reader) == records
     described = describe(io.BytesIO(older_version(current, version)))["header"]
-    assert (described["version"], described["intra_coder"]) == (version, "anfic")
+    assert described["version"] == version and described["intra_lambda"] == header.lmbda
 
 
 def test_the_intra_coder_is_in_the_header_and_must_be_known():
@@ -187,10 +200,11 @@ def test_the_intra_coder_is_in_the_header_and_must_be_known():
     assert describe(io.BytesIO(data))["header"]["intra_coder"] == "hevc"
     with pytest.raises(ValueError, match="intra coder 'bpg'"):
         _header(intra_coder="bpg").check()
-    # The intra coder is the header's last byte, before its CRC: an unknown code is refused.
+    # The intra coder is the byte before the intra λ (f64), the header's last field before its
+    # CRC: an unknown code is refused.
     length = data[4]
     head = bytearray(data[: 5 + length])
-    head[-1] = 2
+    head[-1 - 8] = 2
     damaged = bytes(head) + zlib.crc32(head).to_bytes(4, "little") + data[5 + length + 4 :]
     with pytest.raises(BitstreamError, match="header: intra coder 2 outside 0..1"):
         CvcReader(io.BytesIO(damaged))
@@ -318,7 +332,7 @@ def test_huge_lengths_are_rejected_before_allocating(sample):
     [
         (b"", "truncated"),
         (b"RIFF1234", "not a .cvc file"),
-        (b"CVC\x04", "unsupported .cvc version 4"),
+        (b"CVC\x05", "unsupported .cvc version 5"),
     ],
 )
 def test_clear_messages(data, message):

@@ -288,6 +288,16 @@ def test_motion_lambda_reaches_the_encoder(tmp_path, capsys, fake_engine, clip):
         assert code == 0 and f"motion_lambda={expected}" in err
 
 
+def test_intra_lambda_reaches_the_encoder(tmp_path, capsys, fake_engine, clip):
+    for value, expected in (("auto", None), ("3000", 3000.0)):
+        out = tmp_path / f"{value}.cvc"
+        code, _, _ = run_main(capsys, "encode", str(clip), "-o", str(out), "--intra-lambda", value)
+        assert code == 0 and fake_engine.OPTIONS[-1].intra_lmbda == expected
+    for value in ("best", "0"):
+        code, _, err = run_main(capsys, "encode", str(clip), "-o", "x.cvc", "--intra-lambda", value)
+        assert code == 2 and "Invalid value for '--intra-lambda'" in err
+
+
 def test_refinement_steps_reach_the_encoder(tmp_path, capsys, fake_engine, clip):
     """A preset's steps, I-frames then P-frames; an option given overrides the preset's."""
     for number, (flags, expected) in enumerate(

@@ -14,9 +14,12 @@ from canfvc_codec.codec import Decoder, decode_video, encode_video, frame_crc
 from canfvc_codec.device import resolve_device, set_cpu_threads
 from canfvc_codec.encoder.gop import Encoder
 from canfvc_codec.encoder.options import (
+    INTRA_LAMBDA_FACTOR,
     MOTION_LAMBDA_SHARE,
     EncodeOptions,
+    auto_intra_lambda,
     auto_motion_lambda,
+    check_options,
     warn_untrained_lambdas,
 )
 from canfvc_codec.errors import BitstreamError, UsageError
@@ -45,11 +48,13 @@ def _encode(
     motion_search: str = "dis",
     motion_lmbda: float | None = None,
     model: str = MODEL,
+    intra_lmbda: float | None = None,
 ) -> tuple[bytes, dict]:
     # Frame types as the GOP puts them (tests/test_codec_intra.py covers the adaptive choice).
     options = EncodeOptions(
         lmbda=lmbda,
         motion_lmbda=motion_lmbda,
+        intra_lmbda=intra_lmbda,
         gop=gop,
         adaptive_intra=False,
         motion_search=motion_search,
@@ -212,6 +217,43 @@ def test_motion_lambda_is_in_the_header_and_codes_the_motion(tmp_path):
     low, high = coded[300.0], coded[1800.0]
     assert low[0].streams == high[0].streams  # the I-frame has no motion
     assert low[1].streams[:2] != high[1].streams[:2]
+
+
+def test_auto_intra_lambda_is_a_multiple_of_lambda_within_the_trained_range():
+    anchors = (256.0, 512.0, 1024.0, 2048.0)
+    assert INTRA_LAMBDA_FACTOR > 1  # I-frames above the P-frames' quality
+    assert auto_intra_lambda(256.0, anchors) == 256.0 * INTRA_LAMBDA_FACTOR
+    assert auto_intra_lambda(2048.0, anchors) == 2048.0  # not above the highest anchor
+    assert auto_intra_lambda(5000.0, anchors) == 5000.0  # nor below λ
+    assert auto_intra_lambda(256.0, anchors, factor=1.0) == 256.0
+
+
+def test_intra_lambda_is_in_the_header_and_codes_the_i_frames(tmp_path):
+    """The I-frames run at the header's intra λ, by default auto_intra_lambda's: another value
+    changes the I-frame's streams, and each stream decodes bit-exactly."""
+    clip = tmp_path / "clip.y4m"
+    _write_clip(clip, 64, 64, 2)
+    coded = {}
+    for intra_lmbda in (None, LAMBDA, 1800.0):
+        folder = tmp_path / f"intra_{intra_lmbda}"
+        folder.mkdir()
+        data, summary = _encode(folder, clip, gop=0, intra_lmbda=intra_lmbda)
+        reader = CvcReader(io.BytesIO(data))
+        expected = intra_lmbda or auto_intra_lambda(LAMBDA, (256.0, 512.0, 1024.0, 2048.0))
+        assert reader.header.intra_lmbda == expected == summary["intra_lambda"]
+        assert reader.header.lmbda == LAMBDA
+        coded[intra_lmbda] = list(reader)
+        _decode(folder, data)
+        assert (folder / "decoded.yuv").read_bytes() == (folder / "recon.yuv").read_bytes()
+    low, high = coded[LAMBDA], coded[1800.0]
+    assert low[0].streams != high[0].streams
+
+
+def test_intra_lambda_is_refused_for_hevc_i_frames():
+    with pytest.raises(UsageError, match="HEVC I-frames take their QP from --lambda"):
+        check_options(EncodeOptions(intra_coder="hevc", intra_lmbda=2048.0))
+    with pytest.raises(UsageError, match="--intra-lambda must be a positive number"):
+        check_options(EncodeOptions(intra_lmbda=-1.0))
 
 
 def test_recon_is_close_to_the_input_at_high_rate_only_for_trained_models(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from canfvc_codec.datasets import ClipRange
-from canfvc_codec.encoder.options import auto_motion_lambda
+from canfvc_codec.encoder.options import auto_intra_lambda, auto_motion_lambda
 from canfvc_codec.entropy.coder import TabledModel
 from canfvc_codec.entropy.factorized import FILTERS
 from canfvc_codec.errors import InputError, UsageError
@@ -553,6 +553,29 @@ def test_p_frames_train_their_motion_at_the_encoders_motion_lambda(
     expected = auto_motion_lambda(lmbda, model.config.anchor_lambdas)
     assert coded_at and expected < lmbda
     assert coded_at == [expected] * len(coded_at)
+
+
+@pytest.mark.parametrize("name", ["ipppp", "finetune"])
+def test_sequences_code_their_i_frame_at_the_encoders_intra_lambda(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    torch.manual_seed(0)
+    model = VideoModel(get_config("tiny")).train()
+    phase = phases.get_phase(name)
+    phases.set_trainable(model, phase.parts)
+    batch = _data(seed=0).sequences(1, phase.frames)
+    coded_at: list[float] = []
+    forward = model.forward
+
+    def recording(x, lmbda):
+        coded_at.append(float(lmbda))
+        return forward(x, lmbda)
+
+    monkeypatch.setattr(model, "forward", recording)
+    lmbda = 512.0
+    phases.run_step(model, phase, batch, lmbda, np.random.default_rng(0), contextlib.nullcontext)
+    expected = auto_intra_lambda(lmbda, model.config.anchor_lambdas)
+    assert expected > lmbda and coded_at == [expected]
 
 
 def test_a_learning_rate_factor_scales_every_phase_and_the_card_counts_its_steps(

@@ -90,8 +90,11 @@ class Encoder(Engine):
         hevc: HevcIntra | None = None,
         motion_search: FlowEstimator | None = None,
         refiner: LatentRefiner | None = None,
+        intra_lmbda: float | None = None,
     ) -> None:
-        super().__init__(model, lmbda, width, height, device, numerics, motion_lmbda, hevc)
+        super().__init__(
+            model, lmbda, width, height, device, numerics, motion_lmbda, hevc, intra_lmbda
+        )
         self.schedule = IntraSchedule(gop, adaptive_intra, intra_choice)
         self.motion_search = motion_search
         self.refiner = refiner
@@ -116,10 +119,9 @@ class Encoder(Engine):
 
         def code_intra() -> CodedFrame:
             if self.hevc is None:
-                latents = (
-                    None if self.refiner is None else self.refiner.frame(INTRA_CODER, x, self.lmbda)
-                )
-                return CodedFrame(*self.model.compress_intra(x, self.lmbda, latents))
+                refiner, lmbda = self.refiner, self.intra_lmbda
+                latents = None if refiner is None else refiner.frame(INTRA_CODER, x, lmbda)
+                return CodedFrame(*self.model.compress_intra(x, lmbda, latents))
             assert source is not None
             payload = self.hevc.encode(source)
             planes = self.hevc.decode(payload)  # the reference is the decoder's picture
@@ -127,7 +129,8 @@ class Encoder(Engine):
 
         def trial_intra() -> CodedFrame:
             assert self.trial_model is not None
-            streams, x_hat = self.trial_model.compress_intra(x.to(self.trial_dtype), self.lmbda)
+            trial = self.trial_model.compress_intra(x.to(self.trial_dtype), self.intra_lmbda)
+            streams, x_hat = trial
             return CodedFrame(streams, x_hat.to(self.dtype))
 
         frame_type, coded = self.schedule.choose(
@@ -205,4 +208,5 @@ def build_encoder(
         hevc=hevc,
         motion_search=search,
         refiner=refiner,
+        intra_lmbda=header.intra_lmbda,
     )

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from canfvc_codec.bitstream import bits_per_pixel
-from canfvc_codec.defaults import ANCHOR_LAMBDAS
+from canfvc_codec.defaults import ANCHOR_LAMBDAS, INTRA_LAMBDA_FACTOR
 from canfvc_codec.encoder.schedule import DEFAULT_INTRA_CHOICE
 from canfvc_codec.errors import CanfvcError, InputError
 from canfvc_codec.eval import anchors, bdrate
@@ -407,8 +407,10 @@ def run_canfvc(
             record = json.loads(saved.read_text())
         except ValueError:
             record = {}  # cut off while being written: code the point again
-        # Points saved before the encoder had the current intra choice were coded otherwise.
+        # Points saved before the encoder had the current intra choice, or its I-frames' λ,
+        # were coded otherwise (points of before the intra λ coded I-frames at λ).
         same_choice = record.get("intra_choice") == DEFAULT_INTRA_CHOICE
+        same_choice &= record.get("intra_lambda_factor", 1.0) == INTRA_LAMBDA_FACTOR
         same_coder = record.get("intra_coder") == intra.get("intra_coder")
         if record.get("range") == range_key and same_choice and same_coder:
             return RatePoint.from_json(record["point"]), record.get("model_id")
@@ -432,6 +434,7 @@ def run_canfvc(
     record = {
         "range": range_key,
         "intra_choice": DEFAULT_INTRA_CHOICE,
+        "intra_lambda_factor": INTRA_LAMBDA_FACTOR,
         **intra,
         "model_id": model_id,
         "point": point.to_json(),
@@ -536,6 +539,7 @@ def run_evaluation(
             canfvc_status = {
                 "status": "ok",
                 "intra_choice": DEFAULT_INTRA_CHOICE,
+                "intra_lambda_factor": INTRA_LAMBDA_FACTOR,
                 **canfvc.intra_record(),
                 **options.refine.record(),
             }

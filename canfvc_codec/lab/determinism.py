@@ -178,14 +178,11 @@ def _decode_one(
         info = VideoInfo(
             h.width, h.height, h.fps_num, h.fps_den, h.bit_depth, h.matrix, h.full_range, None
         )
-        decoder = Decoder(
+        decoder = Decoder.for_stream(
             copy.deepcopy(model),
-            h.lmbda,
-            h.width,
-            h.height,
+            h,
             resolve_device(device),
             Numerics(resolve_dtype(dtype), path),
-            h.motion_lmbda,
             HevcIntra(info) if h.intra_coder == HEVC else None,
         )
         with open_writer(str(output), info, overwrite=True) as writer:

@@ -32,10 +32,14 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from canfvc_codec.defaults import ANCHOR_LAMBDAS, DEFAULT_MODEL
+from canfvc_codec.defaults import ANCHOR_LAMBDAS, DEFAULT_MODEL, INTRA_LAMBDA_FACTOR
 from canfvc_codec.encoder import motion
 from canfvc_codec.encoder.gop import frame_cost
-from canfvc_codec.encoder.options import MOTION_LAMBDA_SHARE, auto_motion_lambda
+from canfvc_codec.encoder.options import (
+    MOTION_LAMBDA_SHARE,
+    auto_intra_lambda,
+    auto_motion_lambda,
+)
 from canfvc_codec.encoder.schedule import (
     DEFAULT_INTRA_CHOICE,
     FRAME_CHOICE,
@@ -87,10 +91,12 @@ def estimate_sequence(
     progress: bool = False,
     intra_choice: str = DEFAULT_INTRA_CHOICE,
     search: motion.FlowEstimator | None = None,
+    intra_lmbda: float | None = None,
 ) -> dict:
-    """One RD point of ``pictures`` at ``lmbda`` (motion at ``motion_lmbda``, default ``lmbda``):
-    mean metrics, bpp, and a row per frame; ``progress`` shows a bar on stderr. ``search``: the
-    encoder's motion search (None: the model's SPyNet).
+    """One RD point of ``pictures`` at ``lmbda`` (motion at ``motion_lmbda``, I-frames at
+    ``intra_lmbda``, both by default ``lmbda``): mean metrics, bpp, and a row per frame;
+    ``progress`` shows a bar on stderr. ``search``: the encoder's motion search (None: the
+    model's SPyNet).
 
     Frame types are chosen as the encoder chooses them
     (:class:`~canfvc_codec.encoder.gop.Encoder`), from estimated bits instead of coded ones."""
@@ -108,7 +114,7 @@ def estimate_sequence(
     for index, frame in enumerate(bar):
         x = pad_to_multiple(yuv_to_rgb(frame, info).float()[None])
         frame_type, out = schedule.choose(
-            partial(model, x, lmbda),
+            partial(model, x, lmbda if intra_lmbda is None else intra_lmbda),
             partial(inter, x, refs),
             partial(_estimated_cost, x=x, lmbda=lmbda, size=size),
         )
@@ -122,6 +128,7 @@ def estimate_sequence(
         rows.append(row)
     point = {"codec": ESTIMATE, "param": "lambda", "value": lmbda, "frames": rows}
     point["motion_lambda"] = lmbda if motion_lmbda is None else motion_lmbda
+    point["intra_lambda"] = lmbda if intra_lmbda is None else intra_lmbda
     point["bpp"] = sum(r["bpp"] for r in rows) / len(rows)
     point.update(mean_metrics(rows, QUALITY_KEYS))
     for kind in (INTRA, INTER):
@@ -170,6 +177,7 @@ def run(
     motion_search: str = motion.DEFAULT_MOTION_SEARCH,
     motion_lambda_share: float = MOTION_LAMBDA_SHARE,
     progress: bool = False,
+    intra_lambda_factor: float = INTRA_LAMBDA_FACTOR,
 ) -> dict:
     from canfvc_codec.weights import load_model_and_card, training_totals
 
@@ -198,6 +206,9 @@ def run(
                 progress=progress,
                 intra_choice=intra_choice,
                 search=search,
+                intra_lmbda=auto_intra_lambda(
+                    lmbda, model.config.anchor_lambdas, intra_lambda_factor
+                ),
             )
             points.append(point)
             p_over_i = (
@@ -226,6 +237,7 @@ def run(
         "intra_choice": intra_choice,
         "motion_search": motion_search,
         "motion_lambda_share": motion_lambda_share,
+        "intra_lambda_factor": intra_lambda_factor,
         "model_id": model_id.hex(),
         "training": training_totals(card),
         "sequences": sequences,
@@ -241,6 +253,7 @@ MERGE_KEYS = (
     "intra_choice",
     "motion_search",
     "motion_lambda_share",
+    "intra_lambda_factor",
     "model_id",
     "training",
 )
@@ -338,6 +351,13 @@ def main(argv: list[str] | None = None) -> None:
         "it (1: the same λ)",
     )
     parser.add_argument(
+        "--intra-lambda-factor",
+        type=float,
+        default=INTRA_LAMBDA_FACTOR,
+        help="I-frames' λ as a multiple of λ, as canfvc encode's --intra-lambda auto takes it "
+        "(1: the same λ)",
+    )
+    parser.add_argument(
         "--merge",
         type=Path,
         nargs="+",
@@ -372,6 +392,7 @@ def main(argv: list[str] | None = None) -> None:
                 motion_search=options.motion_search,
                 motion_lambda_share=options.motion_lambda_share,
                 progress=not options.quiet,
+                intra_lambda_factor=options.intra_lambda_factor,
             )
     except (CanfvcError, OSError) as exc:
         sys.exit(f"canfvc: error: {exc}")

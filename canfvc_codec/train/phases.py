@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from canfvc_codec.encoder.motion import FlowEstimator
-from canfvc_codec.encoder.options import auto_motion_lambda
+from canfvc_codec.encoder.options import auto_intra_lambda, auto_motion_lambda
 from canfvc_codec.entropy import FactorizedPrior
 from canfvc_codec.entropy.coder import TabledModel
 from canfvc_codec.errors import UsageError
@@ -228,6 +228,13 @@ def motion_lambda(model: VideoModel, lmbda: float) -> float:
     return auto_motion_lambda(lmbda, model.config.anchor_lambdas)
 
 
+def intra_lambda(model: VideoModel, lmbda: float) -> float:
+    """The λ of a sequence's I-frame in training: the encoder's default for ``lmbda``
+    (:func:`~canfvc_codec.encoder.options.auto_intra_lambda`), so that the P-frames learn from
+    references of the quality they will receive."""
+    return auto_intra_lambda(lmbda, model.config.anchor_lambdas)
+
+
 def _p_frame(
     model: VideoModel, x: Tensor, refs: References, lmbda: float, flow: Tensor | None
 ) -> FrameOutput:
@@ -429,18 +436,19 @@ def _sequence_step(
     autocast: Callable[[], object],
     motion_search: FlowEstimator | None = None,
 ) -> StepResult:
-    """IPP...P on decoded references: the I-frame from the intra coder (trained only when the
-    phase trains it or fits its priors), every P-frame from the references the decoder would
-    hold."""
+    """IPP...P on decoded references: the I-frame from the intra coder at the encoder's
+    :func:`intra_lambda` (trained only when the phase trains it or fits its priors), every P-frame
+    from the references the decoder would hold."""
     scope = entropy_scope(phase.parts)
     fits_intra = phase.kind == "priors" and (scope is None or "intra" in scope)
     train_intra = "intra" in phase.parts or fits_intra
     totals = {"loss": 0.0, "bpp": 0.0, "mse": 0.0}
     frames = batch.shape[1]
     x = batch[:, 0]
+    coded_at = intra_lambda(model, lmbda)
     with torch.set_grad_enabled(train_intra), autocast():
-        out = model(x, lmbda)
-    figures = _frame_loss(out, x, lmbda)
+        out = model(x, coded_at)
+    figures = _frame_loss(out, x, coded_at)
     counted = 0
     if train_intra:
         (figures["loss"] / frames).backward()
