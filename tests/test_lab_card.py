@@ -255,8 +255,22 @@ def test_the_learning_curve_has_one_point_per_snapshot_in_training_order() -> No
         card.learning_curve([_record(512.0, "IP")])
 
 
+def test_the_learning_curve_keeps_each_encoders_points_apart() -> None:
+    """Estimates of one model with I-frames at λ and at 2λ are two points, each labelled."""
+    before = [_snapshot("aa", 300, 200.0, "a"), _snapshot("bb", 900, 100.0, "a")]
+    after = [_snapshot("bb", 900, 80.0, "a") | {"intra_lambda_factor": 2.0}]
+    points = card.learning_curve([*after, *before])
+    assert [(p["model_id"], p["intra_lambda_factor"]) for p in points] == [
+        ("aa", 1.0),
+        ("bb", 1.0),
+        ("bb", 2.0),
+    ]
+    assert [p["bd_rate_vs_x265"]["psnr-rgb"] for p in points] == [200.0, 100.0, 80.0]
+
+
 def test_the_learning_curve_plot_is_an_image_of_its_points(tmp_path: Path) -> None:
-    late = [_snapshot("bb", 900, 50.0, "a")]
+    late = [_snapshot("bb", 900, 50.0, "a"), _snapshot("bb", 900, 40.0, "a")]
+    late[1]["intra_lambda_factor"] = 2.0
     early = [_snapshot("aa", 300, 200.0, "a")]
     points = card.update_card({"model_id": "bb"}, late, curve=early)["learning_curve"]
     path = tmp_path / "curve" / "small.png"

@@ -195,19 +195,28 @@ def _bd_value(value: float | str) -> bdrate.BDRate:
 SECONDS_PER_MINUTE = 60.0
 
 
+def intra_lambda_factor(record: dict) -> float:
+    """The I-frames' λ over λ an estimate record was made with; records of before the intra λ
+    coded I-frames at λ."""
+    return float(record.get("intra_lambda_factor", 1.0))
+
+
 def learning_curve(records: Sequence[dict]) -> list[dict]:
-    """One point per model among estimate ``records``, in training order: its training (steps,
-    device minutes) and the average over sequences of its BD-rates against x265 per metric."""
-    by_model: dict[str, list[dict]] = {}
+    """One point per model and encoder among estimate ``records``, in training order: its
+    training (steps, device minutes), the I-frames' λ factor of the encoder it was estimated with,
+    and the average over sequences of its BD-rates against x265 per metric. Points of different
+    factors measure the encoder as well as the training: compare each factor's points alone."""
+    by_model: dict[tuple[str, float], list[dict]] = {}
     for record in records:
         if "training" not in record:
             raise InputError(
                 f"the estimate of model {record.get('model_id')} does not say how long its "
                 "model had trained (estimate it again)"
             )
-        by_model.setdefault(record["model_id"], []).append(record)
+        key = (record["model_id"], intra_lambda_factor(record))
+        by_model.setdefault(key, []).append(record)
     points = []
-    for model_id, group in by_model.items():
+    for (model_id, factor), group in by_model.items():
         table: dict[str, dict[str, float | str]] = {}
         for record in group:
             for metric, row in bd_rates(record).items():
@@ -219,6 +228,7 @@ def learning_curve(records: Sequence[dict]) -> list[dict]:
                 "model_id": model_id,
                 "steps": training["steps"],
                 "device_minutes": round(training["device_seconds"] / SECONDS_PER_MINUTE, 1),
+                "intra_lambda_factor": factor,
                 "sequences": sorted({name for r in group for name in r["sequences"]}),
                 "bd_rate_vs_x265": {
                     metric: row.get("average", next(iter(row.values())))
@@ -226,10 +236,13 @@ def learning_curve(records: Sequence[dict]) -> list[dict]:
                 },
             }
         )
-    return sorted(points, key=lambda point: point["steps"])
+    return sorted(points, key=lambda point: (point["intra_lambda_factor"], point["steps"]))
 
 
 MINUTES_PER_HOUR = 60.0
+# One marker and line style per encoder (I-frames' λ factor) in the learning-curve plot.
+PLOT_MARKERS = ("o", "s", "^")
+PLOT_LINES = ("-", "--", ":")
 
 
 def plot_learning_curve(points: Sequence[dict], path: Path, title: str) -> None:
@@ -241,15 +254,24 @@ def plot_learning_curve(points: Sequence[dict], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=PLOT_SIZE_IN)
-    hours = [point["device_minutes"] / MINUTES_PER_HOUR for point in points]
-    for metric in BD_METRICS:
-        pairs = [
-            (h, point["bd_rate_vs_x265"][metric])
-            for h, point in zip(hours, points, strict=True)
-            if isinstance(point["bd_rate_vs_x265"].get(metric), int | float)
-        ]
-        if pairs:
-            ax.plot(*zip(*pairs, strict=True), marker="o", label=metric.upper())
+    factors = sorted({point.get("intra_lambda_factor", 1.0) for point in points})
+    for number, factor in enumerate(factors):
+        chosen = [p for p in points if p.get("intra_lambda_factor", 1.0) == factor]
+        encoder = "" if factor == 1.0 else f", I-frames at {factor:g}λ"
+        for colour, metric in enumerate(BD_METRICS):
+            pairs = [
+                (point["device_minutes"] / MINUTES_PER_HOUR, point["bd_rate_vs_x265"][metric])
+                for point in chosen
+                if isinstance(point["bd_rate_vs_x265"].get(metric), int | float)
+            ]
+            if pairs:
+                ax.plot(
+                    *zip(*pairs, strict=True),
+                    marker=PLOT_MARKERS[number % len(PLOT_MARKERS)],
+                    linestyle=PLOT_LINES[number % len(PLOT_LINES)],
+                    color=f"C{colour}",
+                    label=metric.upper() + encoder,
+                )
     ax.axhline(0.0, color="grey", linewidth=0.8)
     ax.set_xlabel("training hours (device time)")
     ax.set_ylabel("BD-rate against x265 veryslow (%)")
