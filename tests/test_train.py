@@ -597,3 +597,40 @@ def test_a_learning_rate_factor_scales_every_phase_and_the_card_counts_its_steps
     (entry,) = [p for p in card["phases"] if p["name"] == "intra"]
     assert entry["steps"] == 5 and entry["steps_at_lr_factor"] == {"0.1": 3}
     assert all("steps_at_lr_factor" not in p for p in card["phases"] if p["name"] != "intra")
+
+
+def test_a_diverging_run_goes_back_to_its_healthy_state_at_half_the_rate(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Log windows at 30 dB, then at 10 dB: the run goes back to where it started (its only
+    healthy state: no checkpoint fell due), halves the learning rate and says so in the card."""
+    from canfvc_codec.train import divergence
+    from canfvc_codec.train import trainer as trainer_module
+
+    calls = []
+
+    def fake_step(model, phase, batch, lmbda, *args, **kwargs) -> phases.StepResult:
+        calls.append(lmbda)
+        mse = 1e-3 if len(calls) <= healthy_steps else 0.1
+        return phases.StepResult(1.0, 0.1, mse, lmbda)
+
+    window = trainer_module.LOG_EVERY_STEPS
+    healthy_steps = window * divergence.MIN_HISTORY + window
+    steps = healthy_steps + window * divergence.CONSECUTIVE
+    monkeypatch.setattr(phases, "run_step", fake_step)
+    trainer = Trainer(
+        _options(tmp_path, phase="intra", steps=steps, checkpoint_minutes=1e6), data=_data()
+    )
+    start = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.run()
+    assert len(calls) == steps
+    assert trainer.progress.recoveries == [
+        {"diverged_at": steps, "back_to": 0, "lr_factor": divergence.RECOVERY_LR_FACTOR}
+    ]
+    assert trainer.progress.step == 0 and trainer.progress.seconds > 0
+    intra = phases.get_phase("intra")
+    lr = trainer.optimizer.param_groups[0]["lr"]
+    assert lr == pytest.approx(intra.lr * divergence.RECOVERY_LR_FACTOR)
+    # The auxiliary optimiser had moved the quantiles; going back restored them too.
+    assert all(torch.equal(v, start[k]) for k, v in trainer.model.state_dict().items())
+    assert model_card(trainer)["recoveries"] == trainer.progress.recoveries

@@ -25,6 +25,7 @@ checkpoint folder has one, else a snapshot found there.
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import functools
 import math
@@ -52,6 +53,7 @@ from canfvc_codec.train import datasets, losses, phases
 from canfvc_codec.train.batches import BatchStream, Request
 from canfvc_codec.train.data import STILL_NAMES, TrainingData
 from canfvc_codec.train.distributed import SINGLE, DataParallel, World
+from canfvc_codec.train.divergence import RECOVERY_LR_FACTOR, DivergenceWatch
 
 CHECKPOINT_NAME = "last.pt"
 LOG_NAME = "log.csv"
@@ -148,6 +150,9 @@ class Progress:
     # Steps of each phase taken at a learning rate other than the schedule's: phase -> the
     # factor (TrainOptions.lr_factor, as text) -> steps.
     factor_steps: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Each time the run diverged and went back to its last healthy state (train/divergence.py):
+    # the step it diverged at, the step it went back to, and the learning-rate factor after.
+    recoveries: list[dict] = field(default_factory=list)
 
     def fraction(self) -> float:
         if self.plan_steps:
@@ -268,6 +273,10 @@ class Trainer:
         self.motion_search = options.motion_search or motion.DEFAULT_MOTION_SEARCH
         self.progress = Progress()
         self.active: phases.Phase | None = None
+        # Every phase's learning rate times this: the option's factor, halved at each recovery.
+        self.lr_factor = options.lr_factor
+        self.watch = DivergenceWatch()
+        self._healthy_state: dict | None = None  # the state to go back to, kept at checkpoints
 
         if checkpoint:
             self._restore(checkpoint)
@@ -478,6 +487,9 @@ class Trainer:
         self._restore_torch_rng(state)
         self.rng.bit_generator.state = state["rng"]["numpy"]
         data_state = state["data"]
+        if data_state is None and self._data is not None:
+            # A state from before the first batch (a run's start): the stream starts again.
+            data_state = {"seed": stored.get("seed", self.options.seed), "drawn": 0}
         if data_state is not None and "drawn" not in data_state:
             # Checkpoints from before batches were drawn by number held one sampler generator:
             # go on from as many batches as steps were taken.
@@ -508,6 +520,7 @@ class Trainer:
         Every rank calls it; rank 0 writes.
         """
         state = self.state_dict()
+        self._healthy_state = copy.deepcopy(state)  # checkpoints are written only when healthy
         if not self.world.is_main:
             return self.checkpoint_path
         part = self.checkpoint_path.with_suffix(".part")
@@ -560,7 +573,7 @@ class Trainer:
     def _switch(self, phase: phases.Phase) -> None:
         phases.set_trainable(self.model, phase.parts)
         for group in self.optimizer.param_groups:
-            group["lr"] = phase.lr * self.options.lr_factor * group["lr_scale"]
+            group["lr"] = phase.lr * self.lr_factor * group["lr_scale"]
         self.active = phase
 
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -619,9 +632,9 @@ class Trainer:
         if not self.options.phase:
             self.progress.schedule_steps += 1
         self.progress.phase_steps[phase.name] = self.progress.phase_steps.get(phase.name, 0) + 1
-        if self.options.lr_factor != 1.0:
+        if self.lr_factor != 1.0:
             factors = self.progress.factor_steps.setdefault(phase.name, {})
-            factor = f"{self.options.lr_factor:g}"
+            factor = f"{self.lr_factor:g}"
             factors[factor] = factors.get(factor, 0) + 1
         return result
 
@@ -659,6 +672,7 @@ class Trainer:
         window_started = time.monotonic()
         step_seconds = 0.0
         done = 0
+        self._healthy_state = copy.deepcopy(self.state_dict())  # where a divergence goes back to
         bar = tqdm(
             total=options.steps,
             disable=not options.progress or not self.world.is_main,
@@ -676,7 +690,7 @@ class Trainer:
                     if self.parallel.any(stop):
                         break
                     if window and self.current_phase() is not self.active:
-                        self._record(window)  # one log row never mixes two phases
+                        self._close_window(window)  # one log row never mixes two phases
                         window, window_started = [], time.monotonic()
                     tic = time.monotonic()
                     result = self.step()
@@ -699,16 +713,19 @@ class Trainer:
                         len(window) >= LOG_EVERY_STEPS
                         or time.monotonic() - window_started >= LOG_EVERY_SECONDS
                     ):
-                        self._record(window)
+                        self._close_window(window)
                         window, window_started = [], time.monotonic()
                     due = time.monotonic() - last_checkpoint >= options.checkpoint_minutes * 60
-                    if self.parallel.any(due):
+                    # None while the run may be diverging: it would replace the healthy one.
+                    if self.parallel.any(due) and self.watch.healthy:
                         self.save_checkpoint()
                         last_checkpoint = time.monotonic()
             except KeyboardInterrupt:
                 pass
             if window:
-                self._record(window)
+                self._close_window(window)
+            if not self.watch.healthy:  # stopped while it may be diverging: keep the healthy state
+                self._recover()
             if done:  # a run that trained nothing (an export) leaves the checkpoint alone
                 self.save_checkpoint()
         if self._data is not None:
@@ -725,6 +742,36 @@ class Trainer:
         kind = self.device.type
         spent = seconds * self.world.size
         self.progress.device_seconds[kind] = self.progress.device_seconds.get(kind, 0.0) + spent
+
+    # --- divergence ----------------------------------------------------------------------------
+    def _close_window(self, window: list[tuple[phases.StepResult, float]]) -> None:
+        """Log a window of steps and show its PSNR to the divergence watch (the figures are the
+        global batch's, so every rank decides alike)."""
+        self._record(window)
+        psnr = losses.psnr(float(np.mean([r.mse for r, _ in window])))
+        if self.watch.observe(self.active.name if self.active else "", psnr):
+            self._recover()
+
+    def _recover(self) -> None:
+        """Go back to the last healthy state (the last checkpoint, or the run's start) with the
+        learning rate lowered by :data:`RECOVERY_LR_FACTOR`. The time spent since still counts."""
+        assert self._healthy_state is not None
+        diverged_at = self.progress.step
+        seconds, device_seconds = self.progress.seconds, dict(self.progress.device_seconds)
+        self._restore(copy.deepcopy(self._healthy_state))
+        self.progress.seconds, self.progress.device_seconds = seconds, device_seconds
+        self.lr_factor *= RECOVERY_LR_FACTOR
+        self._switch(self.current_phase())
+        self.watch.reset()
+        self.progress.recoveries.append(
+            {"diverged_at": diverged_at, "back_to": self.progress.step, "lr_factor": self.lr_factor}
+        )
+        if self.world.is_main:
+            print(
+                f"canfvc: note: training diverged at step {diverged_at}: back to step "
+                f"{self.progress.step}, learning rate x{self.lr_factor:g}",
+                file=sys.stderr,
+            )
 
     # --- logs ----------------------------------------------------------------------------------
     def _record(self, window: list[tuple[phases.StepResult, float]]) -> None:
@@ -860,6 +907,7 @@ def model_card(trainer: Trainer) -> dict:
             if p in phases.SCHEDULE or progress.phase_steps.get(p.name)
         ],
         "lineage": progress.lineage,
+        **({"recoveries": progress.recoveries} if progress.recoveries else {}),
         "steps": progress.step,
         "skipped_steps": progress.skipped_steps,
         "device_seconds": {k: round(v, 1) for k, v in progress.device_seconds.items()},
