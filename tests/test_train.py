@@ -599,11 +599,13 @@ def test_a_learning_rate_factor_scales_every_phase_and_the_card_counts_its_steps
     assert all("steps_at_lr_factor" not in p for p in card["phases"] if p["name"] != "intra")
 
 
+@pytest.mark.parametrize("diverged_mse", [0.1, float("inf")])
 def test_a_diverging_run_goes_back_to_its_healthy_state_at_half_the_rate(
-    tmp_path, monkeypatch: pytest.MonkeyPatch
+    tmp_path, monkeypatch: pytest.MonkeyPatch, diverged_mse: float
 ) -> None:
-    """Log windows at 30 dB, then at 10 dB: the run goes back to where it started (its only
-    healthy state: no checkpoint fell due), halves the learning rate and says so in the card."""
+    """Log windows at 30 dB, then at 10 dB or with no PSNR at all: the run goes back to where it
+    started (its only healthy state: no checkpoint fell due), halves the learning rate and says
+    so in the card."""
     from canfvc_codec.train import divergence
     from canfvc_codec.train import trainer as trainer_module
 
@@ -611,7 +613,7 @@ def test_a_diverging_run_goes_back_to_its_healthy_state_at_half_the_rate(
 
     def fake_step(model, phase, batch, lmbda, *args, **kwargs) -> phases.StepResult:
         calls.append(lmbda)
-        mse = 1e-3 if len(calls) <= healthy_steps else 0.1
+        mse = 1e-3 if len(calls) <= healthy_steps else diverged_mse
         return phases.StepResult(1.0, 0.1, mse, lmbda)
 
     window = trainer_module.LOG_EVERY_STEPS

@@ -46,7 +46,8 @@ def test_each_phase_is_judged_against_its_own_windows() -> None:
     assert not watch.observe("intra", 29.0)
 
 
-def test_a_loss_that_is_not_finite_counts_as_a_drop_from_the_start() -> None:
+def test_a_window_without_a_psnr_counts_as_a_drop_from_the_start() -> None:
+    """A window whose MSE was not finite has no PSNR (NaN): a drop even before any history."""
     watch = DivergenceWatch()
-    assert not watch.observe("flow", float("nan"))
-    assert watch.observe("flow", float("inf")) is (CONSECUTIVE == 2)
+    verdicts = [watch.observe("flow", math.nan) for _ in range(CONSECUTIVE)]
+    assert verdicts == [False] * (CONSECUTIVE - 1) + [True] and not watch.recent["flow"]

@@ -42,7 +42,7 @@ class DivergenceWatch:
         """Count one log window of ``phase``; True when the run has diverged."""
         history = self.recent.setdefault(phase, deque(maxlen=HISTORY))
         known = len(history) >= MIN_HISTORY
-        if not math.isfinite(psnr) or (known and psnr < statistics.median(history) - DROP_DB):
+        if math.isnan(psnr) or (known and psnr < statistics.median(history) - DROP_DB):
             self.dropped += 1
             return self.dropped >= CONSECUTIVE
         self.dropped = 0

@@ -54,8 +54,10 @@ def mse(a: Tensor, b: Tensor) -> Tensor:
 
 
 def psnr(distortion: Tensor | float) -> float:
-    """PSNR in dB of frames in [0, 1] from their MSE."""
-    return psnr_from_mse(float(distortion))
+    """PSNR in dB of frames in [0, 1] from their MSE; NaN for an MSE that is not finite (a step
+    that blew up), which the log shows and the divergence watch counts as a drop."""
+    mse = float(distortion)
+    return psnr_from_mse(mse) if math.isfinite(mse) else math.nan
 
 
 def rd_loss(

@@ -747,8 +747,8 @@ class Trainer:
     def _close_window(self, window: list[tuple[phases.StepResult, float]]) -> None:
         """Log a window of steps and show its PSNR to the divergence watch (the figures are the
         global batch's, so every rank decides alike)."""
-        self._record(window)
         psnr = losses.psnr(float(np.mean([r.mse for r, _ in window])))
+        self._record(window, psnr)
         if self.watch.observe(self.active.name if self.active else "", psnr):
             self._recover()
 
@@ -774,18 +774,18 @@ class Trainer:
             )
 
     # --- logs ----------------------------------------------------------------------------------
-    def _record(self, window: list[tuple[phases.StepResult, float]]) -> None:
+    def _record(self, window: list[tuple[phases.StepResult, float]], psnr: float) -> None:
+        """One log row: the window's mean figures, ``psnr`` that of its mean MSE."""
         if not self.world.is_main:  # rank 0 writes the log; its figures are the global batch's
             return
         results = [r for r, _ in window]
-        mean_mse = float(np.mean([r.mse for r in results]))
         self._log_rows.append(
             {
                 "step": self.progress.step,
                 "phase": self.active.name if self.active else "",
                 "loss": f"{np.mean([r.loss for r in results]):.6g}",
                 "bpp": f"{np.mean([r.bpp for r in results]):.6g}",
-                "psnr": f"{losses.psnr(mean_mse):.4f}",
+                "psnr": f"{psnr:.4f}",
                 "lambda": f"{math.exp(np.mean([math.log(r.lmbda) for r in results])):.1f}",
                 "seconds": f"{self.progress.seconds:.1f}",
             }
