@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from canfvc_codec.defaults import INTRA_LAMBDA_FACTOR
 from canfvc_codec.eval.config import load_config
 from canfvc_codec.eval.refine_setting import RefineSetting
 from canfvc_codec.eval.report import summary_markdown, write_report
@@ -206,15 +207,23 @@ def test_resume_reuses_the_points_a_run_finished(tmp_path, evaluate_in_work, mon
     assert not (work / "tiny" / "canfvc_lambda256.point.json").exists()  # dropped when recoded
 
 
+@pytest.mark.parametrize(
+    "field",
+    [
+        "intra_choice",  # saved before the choice existed: coded with "frame"
+        "intra_lambda_factor",  # saved before the I-frames' λ existed: I-frames at λ
+    ],
+)
 def test_points_saved_with_another_intra_choice_are_coded_again(
-    tmp_path, evaluate_in_work, monkeypatch
+    tmp_path, evaluate_in_work, monkeypatch, field
 ):
     evaluate, work = evaluate_in_work, tmp_path / "work"
     evaluate()
     saved = work / "tiny" / "canfvc_lambda256.point.json"
     record = json.loads(saved.read_text())
     assert record["intra_choice"] == "run"
-    del record["intra_choice"]  # as saved before the choice existed: coded with "frame"
+    assert record["intra_lambda_factor"] == INTRA_LAMBDA_FACTOR
+    del record[field]
     saved.write_text(json.dumps(record))
     monkeypatch.setenv("FAKE_FAIL_ENCODE", "1")
     resumed = evaluate(resume=True)["sequences"]["tiny"]

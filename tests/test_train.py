@@ -531,25 +531,34 @@ def test_a_resumed_run_keeps_its_motion_search(tmp_path) -> None:
     assert new.motion_search == "dis"  # canfvc_codec.encoder.motion's default
 
 
-@pytest.mark.parametrize("name", ["ip_motion", "ip_joint", "ipppp"])
-def test_p_frames_train_their_motion_at_the_encoders_motion_lambda(
-    name: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _lambdas_of_one_step(
+    name: str, method: str, lambda_at: int, lmbda: float, monkeypatch: pytest.MonkeyPatch
+) -> tuple[VideoModel, list[float]]:
+    """(model, the λ each call of the model's ``method`` got) over one step of phase ``name`` at
+    ``lmbda``; λ is the method's positional argument ``lambda_at`` after the input."""
     torch.manual_seed(0)
     model = VideoModel(get_config("tiny")).train()
     phase = phases.get_phase(name)
     phases.set_trainable(model, phase.parts)
     batch = _data(seed=0).sequences(1, phase.frames)
     coded_at: list[float] = []
-    forward_motion = model.forward_motion
+    original = getattr(model, method)
 
-    def recording(x, refs, lmbda, flow=None):
-        coded_at.append(float(lmbda))
-        return forward_motion(x, refs, lmbda, flow)
+    def recording(x, *args, **kwargs):
+        coded_at.append(float(args[lambda_at]))
+        return original(x, *args, **kwargs)
 
-    monkeypatch.setattr(model, "forward_motion", recording)
-    lmbda = 2048.0
+    monkeypatch.setattr(model, method, recording)
     phases.run_step(model, phase, batch, lmbda, np.random.default_rng(0), contextlib.nullcontext)
+    return model, coded_at
+
+
+@pytest.mark.parametrize("name", ["ip_motion", "ip_joint", "ipppp"])
+def test_p_frames_train_their_motion_at_the_encoders_motion_lambda(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lmbda = 2048.0
+    model, coded_at = _lambdas_of_one_step(name, "forward_motion", 1, lmbda, monkeypatch)
     expected = auto_motion_lambda(lmbda, model.config.anchor_lambdas)
     assert coded_at and expected < lmbda
     assert coded_at == [expected] * len(coded_at)
@@ -559,21 +568,8 @@ def test_p_frames_train_their_motion_at_the_encoders_motion_lambda(
 def test_sequences_code_their_i_frame_at_the_encoders_intra_lambda(
     name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    torch.manual_seed(0)
-    model = VideoModel(get_config("tiny")).train()
-    phase = phases.get_phase(name)
-    phases.set_trainable(model, phase.parts)
-    batch = _data(seed=0).sequences(1, phase.frames)
-    coded_at: list[float] = []
-    forward = model.forward
-
-    def recording(x, lmbda):
-        coded_at.append(float(lmbda))
-        return forward(x, lmbda)
-
-    monkeypatch.setattr(model, "forward", recording)
     lmbda = 512.0
-    phases.run_step(model, phase, batch, lmbda, np.random.default_rng(0), contextlib.nullcontext)
+    model, coded_at = _lambdas_of_one_step(name, "forward", 0, lmbda, monkeypatch)
     expected = auto_intra_lambda(lmbda, model.config.anchor_lambdas)
     assert expected > lmbda and coded_at == [expected]
 

@@ -128,9 +128,9 @@ class Encoder(Engine):
             return CodedFrame([payload], self._hevc_reconstruction(planes), planes=planes)
 
         def trial_intra() -> CodedFrame:
-            assert self.trial_model is not None
-            trial = self.trial_model.compress_intra(x.to(self.trial_dtype), self.intra_lmbda)
-            streams, x_hat = trial
+            model = self.trial_model
+            assert model is not None
+            streams, x_hat = model.compress_intra(x.to(self.trial_dtype), self.intra_lmbda)
             return CodedFrame(streams, x_hat.to(self.dtype))
 
         frame_type, coded = self.schedule.choose(

@@ -410,9 +410,9 @@ def run_canfvc(
         # Points saved before the encoder had the current intra choice, or its I-frames' λ,
         # were coded otherwise (points of before the intra λ coded I-frames at λ).
         same_choice = record.get("intra_choice") == DEFAULT_INTRA_CHOICE
-        same_choice &= record.get("intra_lambda_factor", 1.0) == INTRA_LAMBDA_FACTOR
+        same_intra_lambda = record.get("intra_lambda_factor", 1.0) == INTRA_LAMBDA_FACTOR
         same_coder = record.get("intra_coder") == intra.get("intra_coder")
-        if record.get("range") == range_key and same_choice and same_coder:
+        if record.get("range") == range_key and same_choice and same_intra_lambda and same_coder:
             return RatePoint.from_json(record["point"]), record.get("model_id")
     saved.unlink(missing_ok=True)
     stream.unlink(missing_ok=True)
