@@ -161,8 +161,9 @@ def test_anchors_and_canfvc_end_to_end(tmp_path, tiny_config):
     rows = {
         line.split(" | ")[1]: line.split(" | ") for line in summary.splitlines() if "| " in line
     }
-    assert rows["lambda 256"][7:9] == ["1", "1.00"]  # equal frames: a P-frame as dear as the I
-    assert rows["qp 22"][7:9] == ["", ""]
+    # Equal frames: a P-frame as dear as the I-frame, which takes half of the two frames' bits.
+    assert rows["lambda 256"][7:10] == ["1", "50 %", "1.00"]
+    assert rows["qp 22"][7:10] == ["", "", ""]
 
 
 def test_jobs_code_rate_points_at_once_and_keep_their_order(tmp_path, tiny_config, monkeypatch):

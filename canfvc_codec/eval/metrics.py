@@ -106,8 +106,9 @@ def _mean_or_none(values: list[float]) -> float | None:
 
 def frame_type_split(frames: list[dict]) -> dict:
     """How many of a coded sequence's frames (rows with a ``type``) are I-frames, the mean rate and
-    PSNR-RGB of each type, P-frame bits over I-frame bits (what conditional coding saves), and the
-    motion rate of P-frames where the rows give it."""
+    PSNR-RGB of each type, P-frame bits over I-frame bits (what conditional coding saves), the
+    share of the sequence's bits spent on I-frames (where to look first), and the motion rate of
+    P-frames where the rows give it."""
     intra = [f for f in frames if f["type"] == "I"]
     inter = [f for f in frames if f["type"] == "P"]
     split = {
@@ -118,6 +119,9 @@ def frame_type_split(frames: list[dict]) -> dict:
     split["p_over_i"] = (
         split["p_bpp"] / split["i_bpp"] if split["p_bpp"] and split["i_bpp"] else None
     )
+    # Every frame of a sequence has the same size, so rates add up as bits do.
+    total = sum(f["bpp"] for f in frames)
+    split["i_share"] = sum(f["bpp"] for f in intra) / total if total > 0 else None
     split["i_psnr_rgb"] = _mean_or_none([f["psnr-rgb"] for f in intra])
     split["p_psnr_rgb"] = _mean_or_none([f["psnr-rgb"] for f in inter])
     if all("bpp-motion" in f for f in inter):

@@ -188,13 +188,14 @@ def _fmt(value, digits: int = 2) -> str:
 
 
 def _frame_types(point: dict) -> str:
-    """``I-frames | P / I bits`` of a point whose frames carry their type (canfvc's), else blank
-    cells (the anchors' rows do not record their types)."""
+    """``I-frames | I-frame bits | P / I bits`` of a point whose frames carry their type
+    (canfvc's), else blank cells (the anchors' rows do not record their types)."""
     frames = point.get("frames") or []
     if not frames or not all("type" in f and "bpp" in f for f in frames):
-        return " | "
+        return " |  | "
     split = frame_type_split(frames)
-    return f"{split['i_frames']} | {_fmt(split['p_over_i'])}"
+    share = "n/a" if split["i_share"] is None else f"{100 * split['i_share']:.0f} %"
+    return f"{split['i_frames']} | {share} | {_fmt(split['p_over_i'])}"
 
 
 def _bd_cell(value) -> str:
@@ -306,8 +307,9 @@ def summary_markdown(results: dict) -> str:
             f"{seq['start'] + seq['frames'] - 1}, GOP {seq['gop']}",
             "",
             "| codec | rate | bpp | PSNR-RGB | MS-SSIM-RGB | PSNR-YUV | PSNR-Y | I-frames "
-            "| P / I bits | enc s/frame | dec s/frame | enc peak MiB | dec peak MiB |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| I-frame bits | P / I bits | enc s/frame | dec s/frame | enc peak MiB "
+            "| dec peak MiB |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for codec, points in seq["codecs"].items():
             for p in points:
