@@ -16,7 +16,8 @@ def _record(path: Path, bits_scale: float) -> Path:
     for k, lmbda in enumerate((256.0, 512.0, 1024.0, 2048.0)):
         quality = 30.0 + k
         i_bpp, p_bpp = 0.2 * bits_scale * 1.5**k, 0.05 * bits_scale * 1.5**k
-        frames = [{"type": "I", "bpp": i_bpp}] + [{"type": "P", "bpp": p_bpp}] * 3
+        frames = [{"type": "I", "bpp": i_bpp, "psnr-rgb": quality}]
+        frames += [{"type": "P", "bpp": p_bpp, "psnr-rgb": quality}] * 3
         points.append(
             {
                 "value": lmbda,

@@ -45,11 +45,11 @@ def test_points_carry_the_split_between_i_and_p_frames() -> None:
     assert point["psnr_yuv"] == 35.1235  # rounded to the card's precision
     assert point["i_frames"] == 1 and (point["i_bpp"], point["p_bpp"]) == (0.4, 0.1)
     assert point["p_over_i"] == 0.25 and point["p_motion_bpp"] == 0.01
-    assert point["i_share"] == round(0.4 / 0.7, card.DIGITS)  # of the four frames' bits
+    assert point["i_bits_share"] == round(0.4 / 0.7, card.DIGITS)  # of the four frames' bits
     assert (point["i_psnr_rgb"], point["p_psnr_rgb"]) == (32.0, 31.0)
     (intra_only,) = card.rd_points(_record(512.0, "II"))
     assert intra_only["p_bpp"] is None and intra_only["p_over_i"] is None
-    assert intra_only["i_share"] == 1.0
+    assert intra_only["i_bits_share"] == 1.0
 
 
 def test_points_say_how_adaptive_intra_chose() -> None:

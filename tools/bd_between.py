@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from canfvc_codec.eval import bdrate
+from canfvc_codec.eval.metrics import frame_type_split
 from canfvc_codec.eval.runner import BD_METRICS, CANFVC
 
 
@@ -38,11 +39,8 @@ def points_by_sequence(paths: list[Path], label: str) -> dict[str, list[dict]]:
 def p_over_i(points: list[dict]) -> float | None:
     """Mean bpp of P-frames over mean bpp of I-frames, all points together."""
     frames = [f for point in points for f in point.get("frames", []) if "type" in f]
-    intra = [f["bpp"] for f in frames if f["type"] == "I"]
-    inter = [f["bpp"] for f in frames if f["type"] == "P"]
-    if not intra or not inter:
-        return None
-    return round((sum(inter) / len(inter)) / (sum(intra) / len(intra)), 3)
+    ratio = frame_type_split(frames)["p_over_i"]
+    return None if ratio is None else round(ratio, 3)
 
 
 def intra_use(points: list[dict]) -> dict[str, dict] | None:
@@ -52,11 +50,11 @@ def intra_use(points: list[dict]) -> dict[str, dict] | None:
         frames = point.get("frames", [])
         if not frames or not all("type" in f for f in frames):
             return None
-        intra = [f["bpp"] for f in frames if f["type"] == "I"]
+        split = frame_type_split(frames)
         use[f"{point['value']:g}"] = {
-            "i_frames": len(intra),
+            "i_frames": split["i_frames"],
             "frames": len(frames),
-            "i_bits_share": round(sum(intra) / sum(f["bpp"] for f in frames), 4),
+            "i_bits_share": round(split["i_bits_share"], 4),
         }
     return use
 

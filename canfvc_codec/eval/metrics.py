@@ -121,7 +121,7 @@ def frame_type_split(frames: list[dict]) -> dict:
     )
     # Every frame of a sequence has the same size, so rates add up as bits do.
     total = sum(f["bpp"] for f in frames)
-    split["i_share"] = sum(f["bpp"] for f in intra) / total if total > 0 else None
+    split["i_bits_share"] = sum(f["bpp"] for f in intra) / total if total > 0 else None
     split["i_psnr_rgb"] = _mean_or_none([f["psnr-rgb"] for f in intra])
     split["p_psnr_rgb"] = _mean_or_none([f["psnr-rgb"] for f in inter])
     if all("bpp-motion" in f for f in inter):

@@ -194,7 +194,7 @@ def _frame_types(point: dict) -> str:
     if not frames or not all("type" in f and "bpp" in f for f in frames):
         return " |  | "
     split = frame_type_split(frames)
-    share = "n/a" if split["i_share"] is None else f"{100 * split['i_share']:.0f} %"
+    share = "n/a" if split["i_bits_share"] is None else f"{100 * split['i_bits_share']:.0f} %"
     return f"{split['i_frames']} | {share} | {_fmt(split['p_over_i'])}"
 
 
