@@ -37,6 +37,7 @@ from canfvc_codec.parallel import EncodeTask, EncodeWorker, encode_parallel, thr
 from tests.test_codec import _write_clip
 
 MODEL = "random-tiny"
+CTRL_C_CLIP_FRAMES = 60
 ray_available = importlib.util.find_spec("ray") is not None
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -228,10 +229,13 @@ def test_a_failing_worker_stops_the_decode_and_leaves_no_output(serial, tmp_path
     assert sorted(path.name for path in tmp_path.iterdir()) == ["damaged.cvc"]
 
 
-def test_ctrl_c_stops_the_workers_and_leaves_no_output(serial, tmp_path):
+def test_ctrl_c_stops_the_workers_and_leaves_no_output(tmp_path, tmp_path_factory):
+    # Long enough that the workers are still coding when the signal comes, however fast they are.
+    clip = tmp_path_factory.mktemp("interrupted") / "clip.y4m"
+    _write_clip(clip, 64, 64, CTRL_C_CLIP_FRAMES, start=186)
     out = tmp_path / "i.cvc"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "canfvc_codec", "encode", str(serial.clip), "-o", str(out)]
+    command = [sys.executable, "-m", "canfvc_codec", "encode", str(clip), "-o", str(out)]
     command += ["--jobs", "2", "--model", MODEL, "--gop", "3", "--threads", "1"]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, env=env, text=True)
     assert process.stderr is not None
@@ -240,7 +244,7 @@ def test_ctrl_c_stops_the_workers_and_leaves_no_output(serial, tmp_path):
         text = process.stderr.read(1)
         assert text, f"the encode ended before it started: {seen}"
         seen += text
-    time.sleep(1.0)
+    time.sleep(0.2)
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=60) == 130
     assert not list(tmp_path.iterdir())
