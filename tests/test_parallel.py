@@ -3,6 +3,7 @@ engine, whichever worker finishes first and wherever adaptive I-frames move the 
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import io
 import os
@@ -237,7 +238,11 @@ def test_ctrl_c_stops_the_workers_and_leaves_no_output(tmp_path, tmp_path_factor
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "canfvc_codec", "encode", str(clip), "-o", str(out)]
     command += ["--jobs", "2", "--model", MODEL, "--gop", "3", "--threads", "1"]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, env=env, text=True)
+    # A shell starts background jobs with Ctrl-C ignored; the encode must not inherit that.
+    default_ctrl_c = functools.partial(signal.signal, signal.SIGINT, signal.SIG_DFL)
+    process = subprocess.Popen(
+        command, stderr=subprocess.PIPE, env=env, text=True, preexec_fn=default_ctrl_c
+    )
     assert process.stderr is not None
     seen = ""
     while "encode:" not in seen:  # the progress bar: the workers are starting
