@@ -56,7 +56,7 @@ def _options(ckpt: Path, batch: int) -> TrainOptions:
 
 def _rank(rank: int, rendezvous: str, folder: str, frames: np.ndarray) -> None:
     torch.set_num_threads(1)
-    world = World(rank, RANKS, rank)
+    world = World(rank, RANKS, rank, local_size=RANKS)  # both ranks on this machine
     with process_group(world, "cpu", init_method=rendezvous):
         stream = BatchStream(_data(frames), 1, seed=SEED, rank=rank)
         trainer = Trainer(_options(Path(folder) / "ckpt", 1), data=stream, world=world)
@@ -106,6 +106,9 @@ def test_two_ranks_train_as_one_process_on_both_batches(tmp_path) -> None:
     assert checkpoint["progress"]["step"] == STEPS and checkpoint["options"]["ranks"] == RANKS
     assert checkpoint["data"] == {"seed": SEED, "drawn": STEPS}
     assert len(checkpoint["ranks_rng"]) == RANKS
+    # The two ranks shared this machine's CPU: its time counts once, as one process's would.
+    progress = checkpoint["progress"]
+    assert progress["device_seconds"]["cpu"] == pytest.approx(progress["seconds"])
 
 
 def _write_png(path: Path, image: np.ndarray) -> None:
@@ -250,8 +253,13 @@ def test_the_world_comes_from_torchrun() -> None:
     assert world_from_environment({}) == World()
     world = world_from_environment({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"})
     assert world == World(3, 4, 1) and not world.is_main and world.is_distributed
+    assert world.machines == 4  # without LOCAL_WORLD_SIZE, a machine per rank
+    environ = {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}
+    assert world_from_environment(environ).machines == 2
     with pytest.raises(UsageError):
         world_from_environment({"RANK": "4", "WORLD_SIZE": "4"})
+    with pytest.raises(UsageError):
+        world_from_environment({**environ, "LOCAL_WORLD_SIZE": "0"})
 
 
 def test_torchrun_trains_two_ranks_and_resumes(tmp_path) -> None:

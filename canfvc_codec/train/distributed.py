@@ -46,6 +46,7 @@ BUCKET_BYTES = 25 * (1 << 20)
 # be writing a large checkpoint or export while the others wait at the next step.
 COLLECTIVE_TIMEOUT = timedelta(minutes=30)
 ENV_RANK, ENV_WORLD_SIZE, ENV_LOCAL_RANK = "RANK", "WORLD_SIZE", "LOCAL_RANK"
+ENV_LOCAL_WORLD_SIZE = "LOCAL_WORLD_SIZE"
 
 
 @dataclass(frozen=True)
@@ -55,10 +56,16 @@ class World:
     rank: int = 0
     size: int = 1
     local_rank: int = 0  # the rank on this machine: which GPU it uses
+    local_size: int = 1  # the ranks on this machine
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    @property
+    def machines(self) -> int:
+        """The machines the ranks run on (torchrun starts as many ranks on each)."""
+        return max(1, self.size // self.local_size)
 
     @property
     def is_distributed(self) -> bool:
@@ -77,13 +84,17 @@ def world_from_environment(environ: Mapping[str, str] = os.environ) -> World:
             rank=int(environ[ENV_RANK]),
             size=int(environ[ENV_WORLD_SIZE]),
             local_rank=int(environ.get(ENV_LOCAL_RANK, "0")),
+            local_size=int(environ.get(ENV_LOCAL_WORLD_SIZE, "1")),
         )
     except (KeyError, ValueError):
         raise UsageError(
-            f"{ENV_RANK}, {ENV_WORLD_SIZE} and {ENV_LOCAL_RANK} must be integers (set by torchrun)"
+            f"{ENV_RANK}, {ENV_WORLD_SIZE}, {ENV_LOCAL_RANK} and {ENV_LOCAL_WORLD_SIZE} must be "
+            "integers (set by torchrun)"
         ) from None
     if not 0 <= world.rank < world.size:
         raise UsageError(f"rank {world.rank} is outside a world of {world.size}")
+    if not 1 <= world.local_size <= world.size:
+        raise UsageError(f"{world.local_size} ranks on a machine, in a world of {world.size}")
     return world
 
 

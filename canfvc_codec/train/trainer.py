@@ -738,9 +738,10 @@ class Trainer:
         self.progress.seconds += seconds
         if not self.options.phase:
             self.progress.schedule_seconds += seconds
-        # Device time counts every rank's device.
+        # Device time counts every device: a GPU per rank, but one CPU per machine, which the
+        # machine's ranks share (one thread each), as one process's threads do.
         kind = self.device.type
-        spent = seconds * self.world.size
+        spent = seconds * (self.world.size if kind == "cuda" else self.world.machines)
         self.progress.device_seconds[kind] = self.progress.device_seconds.get(kind, 0.0) + spent
 
     # --- divergence ----------------------------------------------------------------------------
