@@ -709,9 +709,10 @@ class Trainer:
                         bpp=f"{result.bpp:.3f}",
                         psnr=f"{losses.psnr(result.mse):.2f}",
                     )
-                    if (
-                        len(window) >= LOG_EVERY_STEPS
-                        or time.monotonic() - window_started >= LOG_EVERY_SECONDS
+                    # Windows end at the same step on every rank (the clock's verdict is
+                    # agreed), so that the divergence watch sees the same PSNR everywhere.
+                    if len(window) >= LOG_EVERY_STEPS or self.parallel.any(
+                        time.monotonic() - window_started >= LOG_EVERY_SECONDS
                     ):
                         self._close_window(window)
                         window, window_started = [], time.monotonic()
