@@ -249,7 +249,7 @@ def test_ctrl_c_stops_the_workers_and_leaves_no_output(tmp_path, tmp_path_factor
         text = process.stderr.read(1)
         assert text, f"the encode ended before it started: {seen}"
         seen += text
-    time.sleep(1.0)  # past the workers' start, while the parent ignores Ctrl-C for them
+    time.sleep(1.0)  # the workers are up and coding when the signal comes
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=60) == 130
     assert not list(tmp_path.iterdir())
