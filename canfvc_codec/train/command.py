@@ -28,6 +28,7 @@ PHASE_NAMES = (
     "priors",
     "entropy",
     "motion_entropy",
+    "chain",
 )
 # Kept in step with canfvc_codec.quant and canfvc_codec.train.datasets (not imported here: that
 # would import torch).

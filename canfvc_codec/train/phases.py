@@ -15,6 +15,7 @@ the forward and backward passes of one step and returns the figures the trainer 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -41,6 +42,9 @@ FIRST_P_PROBABILITY = 0.3
 # A first-P sample needs the target and one reference; a conditional one three references.
 IP_FRAMES = 4
 FLOW_CHANNELS = 2
+# Frames of a long-chain training sequence (``--phase chain``): half a GOP of 32, past the point
+# where today's P-frames have settled (frames 8-15 of a GOP sit at the steady state).
+CHAIN_FRAMES = 16
 QUANTILES = "quantiles"  # the factorised priors' tails and medians (auxiliary loss)
 # What prices a coder's latents: the hyper-transforms and the temporal prior give the latents'
 # means and scales. With noise in place of rounding no reconstruction depends on them, but in
@@ -72,6 +76,10 @@ class Phase:
     # noise): phases that fit entropy models need it, since the means they predict move what the
     # decoder reconstructs, and noise hides that.
     rounded: bool = False
+    # The sequence's I-frame coded at a λ drawn between the lowest trained λ and the encoder's
+    # intra λ (:func:`degraded_intra_lambda`), so that the P-frames learn to restore a reference
+    # poorer than their own λ asks for, as after a drift or a scene cut, not only to keep it.
+    degraded_start: bool = False
 
 
 # Learning rates: the paper's 1e-4 for the coders (a little higher at first, since our runs are
@@ -122,8 +130,16 @@ MOTION_ENTROPY_PHASE = Phase("motion_entropy", "priors",
                              description="entropy models of the two motion coders only, fitted "
                              "on IPPPP sequences with everything else frozen and the latents "
                              "rounded as in coding", rounded=True)
+# Outside the schedule (``--phase chain``): the P-frame coders on long chains of decoded
+# references, as a GOP codes them, started from I-frames of any quality up to the encoder's: the
+# steady state of a GOP and the way back from a poor reference are what the five frames of IPPPP
+# never reach. Gradients stop at each reference, so memory stays at one frame's worth.
+CHAIN = Phase("chain", "sequence", P_CODER_PARTS, frames=CHAIN_FRAMES, lr=1e-4, share=0.0,
+              description=f"{CHAIN_FRAMES}-frame chains on decoded references from I-frames "
+              "coded at a λ drawn up to the encoder's, gradient stopped at each reference",
+              degraded_start=True)
 # fmt: on
-PHASES = {p.name: p for p in (*SCHEDULE, PRIORS, ENTROPY_PHASE, MOTION_ENTROPY_PHASE)}
+PHASES = {p.name: p for p in (*SCHEDULE, PRIORS, ENTROPY_PHASE, MOTION_ENTROPY_PHASE, CHAIN)}
 
 
 def get_phase(name: str) -> Phase:
@@ -235,6 +251,14 @@ def intra_lambda(model: VideoModel, lmbda: float) -> float:
     return auto_intra_lambda(lmbda, model.config.anchor_lambdas)
 
 
+def degraded_intra_lambda(model: VideoModel, lmbda: float, rng: np.random.Generator) -> float:
+    """An I-frame λ drawn log-uniformly between the lowest trained λ and :func:`intra_lambda`:
+    references from poor to as good as the encoder makes them."""
+    low = min(model.config.anchor_lambdas)
+    high = max(intra_lambda(model, lmbda), low)
+    return float(math.exp(rng.uniform(math.log(low), math.log(high))))
+
+
 def _p_frame(
     model: VideoModel, x: Tensor, refs: References, lmbda: float, flow: Tensor | None
 ) -> FrameOutput:
@@ -329,7 +353,7 @@ def run_step(
 
     if kind in ("sequence", "priors"):
         with rounded_reconstructions(model, phase.rounded):
-            return _sequence_step(model, phase, batch, lmbda, autocast, motion_search)
+            return _sequence_step(model, phase, batch, lmbda, autocast, motion_search, rng)
     raise ValueError(f"unknown phase kind {kind!r}")
 
 
@@ -435,17 +459,24 @@ def _sequence_step(
     lmbda: float,
     autocast: Callable[[], object],
     motion_search: FlowEstimator | None = None,
+    rng: np.random.Generator | None = None,
 ) -> StepResult:
     """IPP...P on decoded references: the I-frame from the intra coder at the encoder's
-    :func:`intra_lambda` (trained only when the phase trains it or fits its priors), every P-frame
-    from the references the decoder would hold."""
+    :func:`intra_lambda` (trained only when the phase trains it or fits its priors; at
+    :func:`degraded_intra_lambda` with ``phase.degraded_start``), every P-frame from the
+    references the decoder would hold."""
     scope = entropy_scope(phase.parts)
     fits_intra = phase.kind == "priors" and (scope is None or "intra" in scope)
     train_intra = "intra" in phase.parts or fits_intra
     totals = {"loss": 0.0, "bpp": 0.0, "mse": 0.0}
     frames = batch.shape[1]
     x = batch[:, 0]
-    coded_at = intra_lambda(model, lmbda)
+    if phase.degraded_start:
+        if rng is None:
+            raise ValueError(f"phase {phase.name!r} draws its I-frame λ and needs a generator")
+        coded_at = degraded_intra_lambda(model, lmbda, rng)
+    else:
+        coded_at = intra_lambda(model, lmbda)
     with torch.set_grad_enabled(train_intra), autocast():
         out = model(x, coded_at)
     figures = _frame_loss(out, x, coded_at)

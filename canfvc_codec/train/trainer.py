@@ -72,8 +72,16 @@ DEFAULT_BATCH = {"cuda": 8, "cpu": 2}  # per rank
 # DataLoader workers per rank: on a GPU the batches are drawn beside training; on the CPU the
 # cores are better spent on training itself.
 DEFAULT_WORKERS = {"cuda": 4, "cpu": 0}
-# The longest sequence any phase draws: a data set's sequences must be at least this long.
-LONGEST_SEQUENCE = max(max(p.frames for p in phases.PHASES.values()), CLIP_FRAMES)
+# The longest sequence the schedule draws: a data set's sequences must be at least this long
+# (a run of one phase needs only that phase's, :func:`longest_sequence`).
+LONGEST_SEQUENCE = max(max(p.frames for p in phases.SCHEDULE), CLIP_FRAMES)
+
+
+def longest_sequence(phase: str | None) -> int:
+    """The longest sequence a run draws: the schedule's, or that of the one phase it trains."""
+    if phase is None:
+        return LONGEST_SEQUENCE
+    return max(phases.get_phase(phase).frames, CLIP_FRAMES)
 DEFAULT_PLAN_MINUTES = 60.0
 AUX_LR = 1e-3  # the factorised priors' quantiles (CompressAI's default)
 # The factorised priors' density networks learn this much faster than the coders: they start
@@ -357,7 +365,7 @@ class Trainer:
         return datasets.training_data(
             options.dataset,
             self.crop,
-            LONGEST_SEQUENCE,
+            longest_sequence(options.phase),
             data_root=options.data_root,
             clips=options.clips,
             seed=options.seed,
