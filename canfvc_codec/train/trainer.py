@@ -82,6 +82,8 @@ def longest_sequence(phase: str | None) -> int:
     if phase is None:
         return LONGEST_SEQUENCE
     return max(phases.get_phase(phase).frames, CLIP_FRAMES)
+
+
 DEFAULT_PLAN_MINUTES = 60.0
 AUX_LR = 1e-3  # the factorised priors' quantiles (CompressAI's default)
 # The factorised priors' density networks learn this much faster than the coders: they start
