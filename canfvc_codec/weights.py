@@ -29,13 +29,12 @@ import copy
 import hashlib
 import io
 import json
-import os
 from pathlib import Path
 
 import torch
 
-from canfvc_codec.datasets import cache_dir
 from canfvc_codec.errors import ModelError, warn
+from canfvc_codec.folders import user_models_dir
 from canfvc_codec.networks.config import CONFIGS, ModelConfig, get_config
 from canfvc_codec.networks.video import VideoModel
 
@@ -47,20 +46,12 @@ FILE_SUFFIX = ".pt"
 RANDOM_PREFIX = "random-"
 RANDOM_SEED = 0
 STORED_FLOAT = torch.float16
-MODELS_ENV = "CANFVC_MODELS"
 UNTRAINED_WARNING = "untrained model: output quality is meaningless"
 HASH_CHUNK = 1 << 20
 
 
 # The published models: package data in a wheel, a link to the repository's models/ in a checkout.
 PACKAGE_MODELS = Path(__file__).resolve().parent / "models"
-USER_MODELS_SUBDIR = "models"
-
-
-def user_models_dir() -> Path:
-    """The user's model folder: ``$CANFVC_MODELS``, else ``models/`` in the user cache."""
-    folder = os.environ.get(MODELS_ENV)
-    return Path(folder) if folder else cache_dir() / USER_MODELS_SUBDIR
 
 
 def model_folders() -> tuple[Path, ...]:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,10 +16,10 @@ from canfvc_codec import weights
 from canfvc_codec.codec import decode_video, encode_video
 from canfvc_codec.encoder.options import EncodeOptions
 from canfvc_codec.errors import ModelError
+from canfvc_codec.folders import MODELS_ENV
 from canfvc_codec.io import Frame, VideoInfo, open_reader, open_writer
 from canfvc_codec.networks import VideoModel, get_config
 from canfvc_codec.weights import (
-    MODELS_ENV,
     UNTRAINED_WARNING,
     find_model_by_id,
     load_model,
@@ -148,3 +151,21 @@ def test_the_published_models_are_in_the_package():
     published = sorted(p.name for p in weights.PACKAGE_MODELS.glob("*.pt"))
     repository = sorted(p.name for p in (Path(__file__).parent.parent / "models").glob("*.pt"))
     assert published == repository and published
+
+
+LOAD_WITHOUT_THE_FETCHER = """
+import sys
+from canfvc_codec.weights import load_model, model_folders
+model_folders()
+load_model("random-tiny")
+assert "canfvc_codec.datasets" not in sys.modules, "loading a model imported the data fetcher"
+"""
+
+
+def test_loading_a_model_never_imports_the_data_fetcher(tmp_path):
+    # A fresh interpreter: in this one, other tests have imported the fetcher already.
+    env = {**os.environ, "CANFVC_CACHE": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", LOAD_WITHOUT_THE_FETCHER], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr

@@ -18,6 +18,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from canfvc_codec.networks.config import ModelConfig
 from canfvc_codec.networks.video import References, VideoModel, to_reference
+from canfvc_codec.rates import Rates
+from canfvc_codec.weights import model_config
 
 REPORT_SIZE = (1088, 1920)  # 1080p padded to a multiple of 64
 PROBE_SIZE = (64, 64)
@@ -64,15 +66,16 @@ def frame_macs(model: VideoModel, size: tuple[int, int] = REPORT_SIZE) -> dict[s
         lambda: model.decompress_intra(streams, PROBE_SIZE, PROBE_LAMBDA)
     )
     refs = References([to_reference(x_hat)])
+    rates = Rates.uniform(PROBE_LAMBDA)
     _, macs["spynet"] = _counted(lambda: model.spynet(frames[1], refs.frames[-1]))
     for key, frame in (("first_p", frames[1]), ("p", frames[2])):
         (streams, x_hat, flow_hat), macs[f"{key}_encode"] = _counted(
             lambda frame=frame, refs=refs: model.compress_inter(
-                frame, refs, PROBE_LAMBDA, flow=_no_motion(frame)
+                frame, refs, rates, _no_motion(frame)
             )
         )
         _, macs[f"{key}_decode"] = _counted(
-            lambda streams=streams, refs=refs: model.decompress_inter(streams, refs, PROBE_LAMBDA)
+            lambda streams=streams, refs=refs: model.decompress_inter(streams, refs, rates)
         )
         refs = refs.push(to_reference(x_hat), flow_hat)
     return {key: value * scale for key, value in macs.items()}
@@ -89,8 +92,6 @@ def model_report(name: str) -> dict:
     ``name`` is a configuration (``tiny``, ``lite``, ``full``), ``random-<config>``, a model
     name under ``models/`` or a model file; only its configuration matters.
     """
-    from canfvc_codec.weights import model_config  # weights imports networks
-
     config: ModelConfig = model_config(name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(PROBE_SEED)

