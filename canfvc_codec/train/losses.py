@@ -13,7 +13,6 @@ training in the log domain (where the RD curve is smooth).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -36,17 +35,6 @@ def sample_lambda(
 ) -> float:
     """One rate knob, log-uniform over [low, high]."""
     return float(math.exp(rng.uniform(math.log(low), math.log(high))))
-
-
-def total_bits(likelihoods: Iterable[Tensor]) -> Tensor:
-    """Estimated code length in bits of every symbol whose likelihood is given."""
-    bits = [(-torch.log2(lk.float())).sum() for lk in likelihoods]
-    return torch.stack(bits).sum() if bits else torch.zeros(())
-
-
-def bits_per_pixel(likelihoods: Iterable[Tensor], pixels: int) -> Tensor:
-    """Bits per pixel of ``pixels`` coded pixels (batch x height x width)."""
-    return total_bits(likelihoods) / pixels
 
 
 def mse(a: Tensor, b: Tensor) -> Tensor:
