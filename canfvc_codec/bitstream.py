@@ -21,6 +21,7 @@ from typing import BinaryIO
 from canfvc_codec.errors import BitstreamError
 from canfvc_codec.hevc import ANFIC, INTRA_CODERS
 from canfvc_codec.io.frame import VideoInfo
+from canfvc_codec.rates import Rates
 
 MAGIC = b"CVC"
 VERSION = 4
@@ -77,20 +78,12 @@ class StreamHeader:
     matrix: str
     full_range: bool
     gop: int  # 0 = only the first frame is intra
-    lmbda: float
+    # λ, motion λ and intra λ; a version-1 file has only λ (its motion coders ran at λ), files
+    # before version 4 no intra λ (their I-frames ran at λ).
+    rates: Rates
     frame_count: int  # 0 = unknown (streams)
-    # The λ the motion coders ran at; None (a version-1 file) means ``lmbda``.
-    motion_lmbda: float | None = None
     # What codes the I-frames: the ANFIC network or HEVC intra (canfvc_codec.hevc).
     intra_coder: str = ANFIC
-    # The λ the I-frames were coded at; None (files before version 4) means ``lmbda``.
-    intra_lmbda: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.motion_lmbda is None:
-            self.motion_lmbda = self.lmbda
-        if self.intra_lmbda is None:
-            self.intra_lmbda = self.lmbda
 
     @classmethod
     def for_video(
@@ -99,10 +92,8 @@ class StreamHeader:
         *,
         model_id: bytes,
         gop: int,
-        lmbda: float,
-        motion_lmbda: float,
+        rates: Rates,
         intra_coder: str = ANFIC,
-        intra_lmbda: float | None = None,
     ) -> StreamHeader:
         """The header of a stream coding the video ``info`` describes."""
         picture = {name: getattr(info, name) for name in VIDEO_FIELDS}
@@ -110,11 +101,9 @@ class StreamHeader:
             model_id=model_id,
             **picture,
             gop=gop,
-            lmbda=lmbda,
+            rates=rates,
             frame_count=info.frame_count or 0,
-            motion_lmbda=motion_lmbda,
             intra_coder=intra_coder,
-            intra_lmbda=intra_lmbda,
         )
 
     @property
@@ -139,12 +128,12 @@ class StreamHeader:
         if not 0 <= self.gop <= MAX_U32:
             problems.append(f"GOP {self.gop} invalid")
         lambdas = (
-            ("lambda", self.lmbda),
-            ("motion lambda", self.motion_lmbda),
-            ("intra lambda", self.intra_lmbda),
+            ("lambda", self.rates.lmbda),
+            ("motion lambda", self.rates.motion),
+            ("intra lambda", self.rates.intra),
         )
         for name, value in lambdas:
-            if not (math.isfinite(value) and value > 0):  # type: ignore[arg-type]
+            if not (math.isfinite(value) and value > 0):
                 problems.append(f"{name} {value} must be positive and finite")
         if not 0 <= self.frame_count <= MAX_U32:
             problems.append(f"frame count {self.frame_count} invalid")
@@ -199,11 +188,11 @@ def _header_fields(header: StreamHeader) -> bytes:
             encode_varint(header.fps_den),
             bytes([header.bit_depth, MATRICES.index(header.matrix), int(bool(header.full_range))]),
             encode_varint(header.gop),
-            _F64.pack(float(header.lmbda)),
+            _F64.pack(float(header.rates.lmbda)),
             encode_varint(header.frame_count),
-            _F64.pack(float(header.motion_lmbda)),  # type: ignore[arg-type]
+            _F64.pack(float(header.rates.motion)),
             bytes([INTRA_CODERS.index(header.intra_coder)]),
-            _F64.pack(float(header.intra_lmbda)),  # type: ignore[arg-type]
+            _F64.pack(float(header.rates.intra)),
         ]
     )
 
@@ -457,11 +446,9 @@ class CvcReader:
             matrix,
             full_range,
             gop,
-            lmbda,
+            Rates(lmbda, motion_lmbda, intra_lmbda),
             frame_count,
-            motion_lmbda,
             intra_coder,
-            intra_lmbda,
         )
 
     def read_frame(self) -> FrameRecord | None:
@@ -574,10 +561,10 @@ def describe(fileobj: BinaryIO) -> dict:
         "matrix": h.matrix,
         "full_range": h.full_range,
         "gop": h.gop,
-        "lambda": h.lmbda,
-        "motion_lambda": h.motion_lmbda,
+        "lambda": h.rates.lmbda,
+        "motion_lambda": h.rates.motion,
         "intra_coder": h.intra_coder,
-        "intra_lambda": h.intra_lmbda,
+        "intra_lambda": h.rates.intra,
         "frame_count": h.frame_count,
     }
     return {"header": header, "frames": frames, "totals": totals}

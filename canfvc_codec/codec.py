@@ -34,13 +34,12 @@ from canfvc_codec.bitstream import (
 )
 from canfvc_codec.defaults import DEFAULT_NUMERIC_PATH
 from canfvc_codec.device import resolve_device
-from canfvc_codec.encoder.gop import Encoder, build_encoder
+from canfvc_codec.encoder.gop import Encoder, EncoderTools, encoder_tools
 from canfvc_codec.encoder.motion import FlowEstimator, motion_search
 from canfvc_codec.encoder.options import (
     EncodeOptions,
-    auto_motion_lambda,
     check_options,
-    intra_lambda,
+    stream_rates,
     warn_untrained_lambdas,
 )
 from canfvc_codec.engine import Engine
@@ -84,18 +83,8 @@ class Decoder(Engine):
         numerics: Numerics,
         hevc: HevcIntra | None,
     ) -> Decoder:
-        """A decoder of the stream ``header`` starts, at the λ values it stores."""
-        return cls(
-            model,
-            header.lmbda,
-            header.width,
-            header.height,
-            device,
-            numerics,
-            header.motion_lmbda,
-            hevc,
-            header.intra_lmbda,
-        )
+        """A decoder of the stream ``header`` starts, at the rates it stores."""
+        return cls(model, header.rates, header.width, header.height, device, numerics, hevc)
 
     @torch.no_grad()
     def decode(self, frame_type: str, streams: list[bytes]) -> torch.Tensor:
@@ -108,14 +97,12 @@ class Decoder(Engine):
             planes = self.hevc.decode(streams[0])
             x_hat, flow_hat = self._hevc_reconstruction(planes), None
         elif frame_type == INTRA:
-            x_hat = self.model.decompress_intra(streams, size, self.intra_lmbda)
+            x_hat = self.model.decompress_intra(streams, size, self.rates.intra)
             flow_hat = None
         elif frame_type == INTER:
             if self.refs is None:
                 raise ValueError("a P-frame before any I-frame")
-            x_hat, flow_hat = self.model.decompress_inter(
-                streams, self.refs, self.lmbda, self.motion_lmbda
-            )
+            x_hat, flow_hat = self.model.decompress_inter(streams, self.refs, self.rates)
         else:
             raise ValueError(f"unknown frame type {frame_type!r}")
         # An HEVC picture is output as decoded: no rounding of the decoder's own to resolve.
@@ -161,40 +148,24 @@ class EncodeSetup:
     _search: FlowEstimator | None
     _device: torch.device
     _hevc: HevcIntra | None
-    _built: Encoder | None = None
+    _tools: EncoderTools | None = None
 
     def encoder(self) -> Encoder:
-        """A fresh encoder (no references, the intra schedule at its start). The first is
-        :func:`~canfvc_codec.encoder.gop.build_encoder`'s; later ones share its networks, its
-        float32 copy and its motion search, made once."""
-        built = self._built
-        if built is None:
-            self._built = build_encoder(
-                self._model,
-                self.options,
-                self.header,
-                self._search,
-                self._device,
-                self.numerics,
-                self._hevc,
+        """A fresh encoder (no references, the intra schedule at its start). Every encoder of
+        the setup shares its networks, its float32 copy and its motion search, made once
+        (:func:`~canfvc_codec.encoder.gop.encoder_tools`)."""
+        if self._tools is None:
+            self._tools = encoder_tools(
+                self._model, self.options, self._search, self._device, self.numerics
             )
-            return self._built
-        return Encoder(
-            built.model,
-            self.header.lmbda,
-            self.options.gop,
-            self.header.width,
-            self.header.height,
+        return Encoder.for_stream(
+            self._model,
+            self.header,
+            self.options,
+            self._tools,
             self._device,
             self.numerics,
-            adaptive_intra=self.options.adaptive_intra,
-            motion_lmbda=self.header.motion_lmbda,
-            trial_model=built.trial_model,
-            intra_choice=self.options.intra_choice,
-            hevc=self._hevc,
-            motion_search=built.motion_search,
-            refiner=built.refiner,
-            intra_lmbda=self.header.intra_lmbda,
+            self._hevc,
         )
 
 
@@ -218,14 +189,8 @@ def prepare_encode(
         info,
         model_id=model_id,
         gop=options.gop,
-        lmbda=float(options.lmbda),
-        motion_lmbda=float(
-            auto_motion_lambda(options.lmbda, model.config.anchor_lambdas)
-            if options.motion_lmbda is None
-            else options.motion_lmbda
-        ),
+        rates=stream_rates(options, model.config.anchor_lambdas),
         intra_coder=options.intra_coder,
-        intra_lmbda=intra_lambda(options, model.config.anchor_lambdas),
     )
     return EncodeSetup(
         options, info, header, model_id, intra_qp, numerics, model, search, device, hevc
@@ -264,9 +229,9 @@ def finish_encode(
         "kbps": bitrate_kbps(writer.bytes_written, len(frames), info.fps),
         "psnr_rgb": sum(f["psnr"] for f in frames) / max(len(frames), 1),
         "fps": len(frames) / (time.perf_counter() - started),
-        "lambda": header.lmbda,
-        "motion_lambda": header.motion_lmbda,
-        "intra_lambda": header.intra_lmbda,
+        "lambda": header.rates.lmbda,
+        "motion_lambda": header.rates.motion,
+        "intra_lambda": header.rates.intra,
         "intra_coder": header.intra_coder,
         **({"intra_qp": setup.intra_qp} if setup.intra_qp is not None else {}),
         "model_id": setup.model_id.hex(),
@@ -475,5 +440,5 @@ def decode_video(
         "fps": (count + lead_in_frames) / (time.perf_counter() - started),
         "width": header.width,
         "height": header.height,
-        "lambda": header.lmbda,
+        "lambda": header.rates.lmbda,
     }

@@ -1,7 +1,8 @@
-"""What the encoder and the decoder share: the model they run, λ, the reference buffers filled with
-what the decoder reconstructs, the frame geometry, and the HEVC intra coder when it codes the
-I-frames. :class:`canfvc_codec.encoder.gop.Encoder` and :class:`canfvc_codec.codec.Decoder` both
-build on :class:`Engine`, so that their references cannot drift apart.
+"""What the encoder and the decoder share: the model they run, the rates, the reference buffers
+filled with what the decoder reconstructs, the frame geometry, and the HEVC intra coder when it
+codes the I-frames. :class:`canfvc_codec.encoder.gop.Encoder` and
+:class:`canfvc_codec.codec.Decoder` both build on :class:`Engine`, so that their references
+cannot drift apart.
 """
 
 from __future__ import annotations
@@ -15,37 +16,30 @@ from canfvc_codec.io.color import rgb_to_yuv, yuv_to_rgb
 from canfvc_codec.io.frame import Frame
 from canfvc_codec.networks.video import References, VideoModel, pad_to_multiple, to_reference
 from canfvc_codec.numerics import DEFAULT_NUMERICS, Numerics
+from canfvc_codec.rates import Rates
 
 
 class Engine:
-    """State shared by the encoder and the decoder: model, the λ of the P-frames, of their motion
-    and of the I-frames, references, geometry, and the HEVC intra coder when it codes the
-    I-frames (``hevc``; None: the model's ANFIC coder)."""
+    """State shared by the encoder and the decoder: model, the stream's rates, references,
+    geometry, and the HEVC intra coder when it codes the I-frames (``hevc``; None: the model's
+    ANFIC coder)."""
 
     def __init__(
         self,
         model: VideoModel,
-        lmbda: float,
+        rates: Rates,
         width: int,
         height: int,
         device: torch.device,
         numerics: Numerics = DEFAULT_NUMERICS,
-        motion_lmbda: float | None = None,
         hevc: HevcIntra | None = None,
-        intra_lmbda: float | None = None,
     ) -> None:
         # Large frames are computed in stripes so that decoding memory stays bounded.
         self.model = numerics.prepare(model, device)
-        dtype = numerics.dtype
-        self.lmbda = lmbda
-        self.motion_lmbda = lmbda if motion_lmbda is None else motion_lmbda
-        # The λ the I-frames are coded at: above λ, every P-frame until the next I-frame predicts
-        # from a better picture (EncodeOptions.intra_lmbda).
-        self.intra_lmbda = lmbda if intra_lmbda is None else intra_lmbda
+        self.rates = rates
         self.width, self.height = width, height
-        self.device, self.dtype = device, dtype
+        self.device, self.dtype = device, numerics.dtype
         self.refs: References | None = None
-        self.index = 0
         self.hevc = hevc
         self._planes: Frame | None = None  # the last frame's HEVC intra picture, if it was one
 
@@ -78,5 +72,4 @@ class Engine:
         else:
             assert self.refs is not None and flow_hat is not None
             self.refs = self.refs.push(reference, flow_hat)
-        self.index += 1
         return reference[0, :, : self.height, : self.width]

@@ -688,6 +688,6 @@ def decode_parallel(
         "fps": (count + lead_in) / (time.perf_counter() - started),
         "width": header.width,
         "height": header.height,
-        "lambda": header.lmbda,
+        "lambda": header.rates.lmbda,
         "jobs": pool.workers,
     }

@@ -27,13 +27,22 @@ from canfvc_codec.bitstream import (
 from canfvc_codec.entropy import GaussianConditional
 from canfvc_codec.errors import BitstreamError
 from canfvc_codec.io import VideoInfo
+from canfvc_codec.rates import Rates
 from tests.conftest import older_version
 
 MUTATIONS = 10_000
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _header(**changes) -> StreamHeader:
+def _header(
+    lmbda: float = 1024.0,
+    motion_lmbda: float | None = None,
+    intra_lmbda: float | None = None,
+    **changes,
+) -> StreamHeader:
+    """A header with ``changes``; the motion and intra λ default to λ."""
+    motion = lmbda if motion_lmbda is None else motion_lmbda
+    intra = lmbda if intra_lmbda is None else intra_lmbda
     fields = dict(
         model_id=bytes(range(8)),
         width=176,
@@ -44,7 +53,7 @@ def _header(**changes) -> StreamHeader:
         matrix="bt709",
         full_range=False,
         gop=4,
-        lmbda=1024.0,
+        rates=Rates(lmbda, motion, intra),
         frame_count=0,
     )
     fields.update(changes)
@@ -146,26 +155,24 @@ def test_header_describes_the_video_it_was_made_for(frame_count):
         frame_count=frame_count,
     )
     header = StreamHeader.for_video(
-        info, model_id=bytes(8), gop=16, lmbda=512.0, motion_lmbda=256.0
+        info, model_id=bytes(8), gop=16, rates=Rates(512.0, 256.0, 1024.0)
     )
     header.check()
     assert header.frame_count == (frame_count or 0)  # 0: unknown, as a pipe's
-    assert (header.gop, header.lmbda, header.motion_lmbda) == (16, 512.0, 256.0)
+    assert (header.gop, header.rates) == (16, Rates(512.0, 256.0, 1024.0))
     decoded, _ = _read(
         io.BytesIO(_write(header, [FrameRecord("I", [b"x"], 0)] * (frame_count or 1)))
     )
     assert decoded.video_info == info
 
 
-def test_motion_lambda_defaults_to_lambda_and_must_be_positive():
-    assert _header(lmbda=700.0).motion_lmbda == 700.0
+def test_motion_lambda_must_be_positive():
     for bad in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="motion lambda"):
             _header(motion_lmbda=bad).check()
 
 
-def test_intra_lambda_defaults_to_lambda_and_must_be_positive():
-    assert _header(lmbda=700.0).intra_lmbda == 700.0
+def test_intra_lambda_must_be_positive():
     for bad in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="intra lambda"):
             _header(intra_lmbda=bad).check()
@@ -181,15 +188,16 @@ def test_older_versions_are_read_with_the_defaults_of_their_missing_fields(sampl
         _header(frame_count=5, motion_lmbda=256.0, intra_coder="hevc", intra_lmbda=2048.0),
         records,
     )
-    assert CvcReader(io.BytesIO(current)).header.intra_lmbda == 2048.0
+    assert CvcReader(io.BytesIO(current)).header.rates.intra == 2048.0
     reader = CvcReader(io.BytesIO(older_version(current, version)))
     assert reader.version == version
-    assert reader.header.motion_lmbda == (256.0 if version >= 2 else header.lmbda)
+    lmbda = header.rates.lmbda
+    assert reader.header.rates.motion == (256.0 if version >= 2 else lmbda)
     assert reader.header.intra_coder == ("hevc" if version >= 3 else "anfic")
-    assert reader.header.intra_lmbda == header.lmbda
+    assert reader.header.rates.intra == lmbda
     assert list(reader) == records
     described = describe(io.BytesIO(older_version(current, version)))["header"]
-    assert described["version"] == version and described["intra_lambda"] == header.lmbda
+    assert described["version"] == version and described["intra_lambda"] == lmbda
 
 
 def test_the_intra_coder_is_in_the_header_and_must_be_known():

@@ -11,20 +11,15 @@ import torch
 
 from canfvc_codec.bitstream import CvcReader, CvcWriter, FrameRecord
 from canfvc_codec.codec import Decoder, decode_video, encode_video, frame_crc
+from canfvc_codec.defaults import INTRA_LAMBDA_FACTOR
 from canfvc_codec.device import resolve_device, set_cpu_threads
 from canfvc_codec.encoder.gop import Encoder
-from canfvc_codec.encoder.options import (
-    INTRA_LAMBDA_FACTOR,
-    MOTION_LAMBDA_SHARE,
-    EncodeOptions,
-    auto_intra_lambda,
-    auto_motion_lambda,
-    check_options,
-    warn_untrained_lambdas,
-)
+from canfvc_codec.encoder.options import EncodeOptions, check_options, warn_untrained_lambdas
+from canfvc_codec.encoder.schedule import IntraSchedule
 from canfvc_codec.errors import BitstreamError, UsageError
 from canfvc_codec.io import Frame, VideoInfo, open_reader, open_writer
 from canfvc_codec.networks.video import pad_to_multiple
+from canfvc_codec.rates import MOTION_LAMBDA_SHARE, Rates, auto_intra_lambda, auto_motion_lambda
 from canfvc_codec.weights import random_model
 from tests.conftest import real_rgb_frames, real_yuv_frames, rewritten_header
 
@@ -209,8 +204,8 @@ def test_motion_lambda_is_in_the_header_and_codes_the_motion(tmp_path):
         folder.mkdir()
         data, summary = _encode(folder, clip, gop=0, motion_lmbda=motion_lmbda)
         reader = CvcReader(io.BytesIO(data))
-        assert reader.header.motion_lmbda == motion_lmbda == summary["motion_lambda"]
-        assert reader.header.lmbda == LAMBDA
+        assert reader.header.rates.motion == motion_lmbda == summary["motion_lambda"]
+        assert reader.header.rates.lmbda == LAMBDA
         coded[motion_lmbda] = list(reader)
         _decode(folder, data)
         assert (folder / "decoded.yuv").read_bytes() == (folder / "recon.yuv").read_bytes()
@@ -240,8 +235,8 @@ def test_intra_lambda_is_in_the_header_and_codes_the_i_frames(tmp_path):
         data, summary = _encode(folder, clip, gop=0, intra_lmbda=intra_lmbda)
         reader = CvcReader(io.BytesIO(data))
         expected = intra_lmbda or auto_intra_lambda(LAMBDA, (256.0, 512.0, 1024.0, 2048.0))
-        assert reader.header.intra_lmbda == expected == summary["intra_lambda"]
-        assert reader.header.lmbda == LAMBDA
+        assert reader.header.rates.intra == expected == summary["intra_lambda"]
+        assert reader.header.rates.lmbda == LAMBDA
         coded[intra_lmbda] = list(reader)
         _decode(folder, data)
         assert (folder / "decoded.yuv").read_bytes() == (folder / "recon.yuv").read_bytes()
@@ -268,8 +263,8 @@ def test_engine_handles_odd_sizes_and_stays_in_lock_step():
     model, _ = random_model("tiny")
     frames = real_rgb_frames(count=3, width=100, height=75)
     device = torch.device("cpu")
-    encoder = Encoder(model, LAMBDA, 2, 100, 75, device)
-    decoder = Decoder(model, LAMBDA, 100, 75, device)
+    encoder = Encoder(model, Rates.uniform(LAMBDA), IntraSchedule(2), 100, 75, device)
+    decoder = Decoder(model, Rates.uniform(LAMBDA), 100, 75, device)
     for k in range(3):
         frame_type, streams, recon = encoder.encode(frames[k])
         assert frame_type == "IPI"[k]
@@ -297,7 +292,7 @@ def test_crc_mismatch_names_the_frame(tmp_path):
 
 def test_decoder_refuses_a_p_frame_without_references():
     model, _ = random_model("tiny")
-    decoder = Decoder(model, LAMBDA, 64, 64, torch.device("cpu"))
+    decoder = Decoder(model, Rates.uniform(LAMBDA), 64, 64, torch.device("cpu"))
     with pytest.raises(ValueError, match="before any I-frame"):
         decoder.decode("P", [b"", b"", b"", b""])
     with pytest.raises(ValueError, match="frame type"):

@@ -10,11 +10,12 @@ import torch
 
 from canfvc_codec.bitstream import INTER, INTRA, CvcReader
 from canfvc_codec.codec import decode_video, encode_video
-from canfvc_codec.encoder.gop import Encoder, frame_cost
+from canfvc_codec.encoder.gop import Encoder, EncoderTools, frame_cost
 from canfvc_codec.encoder.options import EncodeOptions
 from canfvc_codec.encoder.refine import LatentRefiner
 from canfvc_codec.encoder.schedule import FRAME_CHOICE, RUN_CHOICE, IntraSchedule
 from canfvc_codec.io import Frame, VideoInfo, open_reader, open_writer
+from canfvc_codec.rates import Rates
 from canfvc_codec.weights import load_model
 from tests.conftest import real_rgb_frames, real_yuv_frames
 
@@ -172,7 +173,9 @@ def test_chosen_i_frames_restart_the_period_and_decode_bit_exactly(tmp_path, mon
 
 
 def _encode_frames(model, frames: torch.Tensor, lmbda: float, adaptive: bool, trial=None):
-    encoder = Encoder(model, lmbda, 0, 128, 128, CPU, adaptive_intra=adaptive, trial_model=trial)
+    schedule = IntraSchedule(0, adaptive=adaptive)
+    tools = EncoderTools(trial_model=trial)
+    encoder = Encoder(model, Rates.uniform(lmbda), schedule, 128, 128, CPU, tools=tools)
     types, cost, streams = "", 0.0, []
     for frame in frames:
         frame_type, coded, recon = encoder.encode(frame)

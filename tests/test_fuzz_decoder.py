@@ -43,6 +43,7 @@ from canfvc_codec.errors import CanfvcError, ModelError
 from canfvc_codec.io import Frame, VideoInfo, VideoWriter, open_reader, open_writer
 from canfvc_codec.networks.video import References
 from canfvc_codec.numerics import DECODER_DTYPE
+from canfvc_codec.rates import Rates
 from canfvc_codec.weights import random_model
 from tests.conftest import real_yuv_frames
 
@@ -131,18 +132,18 @@ class MemoDecoder(Decoder):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._key: tuple = (self.width, self.height, self.lmbda)
+        self._key: tuple = (self.width, self.height, self.rates)
 
     def decode(self, frame_type: str, streams: list[bytes]) -> torch.Tensor:
         key = (self._key, frame_type, tuple(streams))
         if key in self.cache:
-            output, refs, self.index, self._unrounded = self.cache[key]
+            output, refs, self._unrounded = self.cache[key]
             # A copy of the lists: resolving a tie replaces the newest frame in place.
             self.refs = References(list(refs.frames), list(refs.flows))
         else:
             output = super().decode(frame_type, streams)
             if self.recording:
-                self.cache[key] = (output, self.refs, self.index, self._unrounded)
+                self.cache[key] = (output, self.refs, self._unrounded)
         self._key = key
         return output
 
@@ -248,7 +249,7 @@ def _header_edit():
         st.builds(lambda g: {"gop": g}, st.integers(0, 5)),
         st.builds(lambda n: {"frame_count": n}, st.integers(0, 6)),
         st.builds(
-            lambda lm: {"lmbda": lm},
+            lambda lm: {"rates": Rates.uniform(lm)},
             st.floats(min_value=1e-300, max_value=1e300, allow_nan=False, allow_infinity=False),
         ),
         st.builds(lambda i: {"model_id": i}, st.binary(min_size=8, max_size=8)),

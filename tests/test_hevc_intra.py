@@ -17,6 +17,7 @@ from canfvc_codec.cli import main
 from canfvc_codec.codec import decode_video, encode_video
 from canfvc_codec.encoder.gop import Encoder, frame_cost
 from canfvc_codec.encoder.options import EncodeOptions
+from canfvc_codec.encoder.schedule import IntraSchedule
 from canfvc_codec.errors import BitstreamError
 from canfvc_codec.hevc import (
     MAX_QP,
@@ -32,6 +33,7 @@ from canfvc_codec.io.color import yuv_to_rgb
 from canfvc_codec.io.frame import frame_from_buffer
 from canfvc_codec.lab.determinism import OTHER_PATHS, run_harness
 from canfvc_codec.networks.video import pad_to_multiple
+from canfvc_codec.rates import Rates
 from canfvc_codec.weights import random_model
 from tests.conftest import older_version, real_yuv_frames
 
@@ -223,7 +225,15 @@ def test_the_encoders_reference_is_the_decoded_hevc_picture_not_the_source():
     (frame,) = _frames(width, height, 1)
     coder = HevcIntra(info, 40)  # coarse: the picture differs visibly from the source
     model, _ = random_model("tiny")
-    encoder = Encoder(model, LAMBDA, 0, width, height, torch.device("cpu"), hevc=coder)
+    encoder = Encoder(
+        model,
+        Rates.uniform(LAMBDA),
+        IntraSchedule(0),
+        width,
+        height,
+        torch.device("cpu"),
+        hevc=coder,
+    )
     frame_type, (payload,), reference = encoder.encode(yuv_to_rgb(frame, info), frame)
     assert frame_type == INTRA
     decoded = yuv_to_rgb(coder.decode(payload), info, dtype=torch.float64)
@@ -249,13 +259,11 @@ def test_adaptive_intra_prices_hevc_i_frames_by_their_real_bits():
         coder = HevcIntra(info, qp)
         encoder = Encoder(
             model,
-            PRICING_LAMBDA,
-            0,
+            Rates.uniform(PRICING_LAMBDA),
+            IntraSchedule(0, adaptive=True, choice="frame"),
             width,
             height,
             torch.device("cpu"),
-            adaptive_intra=True,
-            intra_choice="frame",
             hevc=coder,
         )
         encoder.encode(pictures[0], frames[0])
@@ -268,9 +276,7 @@ def test_adaptive_intra_prices_hevc_i_frames_by_their_real_bits():
             yuv_to_rgb(coder.decode(payload), info, dtype=torch.float64)[None]
         )
         intra_cost = frame_cost(8 * len(payload), x, intra_hat, PRICING_LAMBDA, (height, width))
-        inter_streams, inter_hat, _ = encoder.model.compress_inter(
-            x, references, PRICING_LAMBDA, encoder.motion_lmbda
-        )
+        inter_streams, inter_hat, _ = encoder.model.compress_inter(x, references, encoder.rates)
         inter_bits = 8 * sum(len(s) for s in inter_streams)
         inter_cost = frame_cost(inter_bits, x, inter_hat, PRICING_LAMBDA, (height, width))
         assert frame_type == (INTRA if intra_cost < inter_cost else "P")

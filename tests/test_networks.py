@@ -11,9 +11,11 @@ import torch.nn.functional as F
 
 from canfvc_codec.networks import CONFIGS, References, VideoModel, get_config, to_reference
 from canfvc_codec.networks.complexity import model_report, parameter_counts
+from canfvc_codec.rates import Rates
 from canfvc_codec.weights import random_model
 
 LAMBDA = 1024.0
+RATES = Rates.uniform(LAMBDA)
 # Spread (RMS) of the gained latents in the rate tests: several bits per symbol, like a real coder.
 SPREAD = 6.0
 RATE_TOLERANCE = 0.02
@@ -152,7 +154,7 @@ def _encode_sequence(model, frames):
     coded.append((streams, x_hat, None, None))
     refs = References([to_reference(x_hat)])
     for k in range(1, frames.shape[0]):
-        streams, x_hat, flow_hat = model.compress_inter(frames[k : k + 1], refs, LAMBDA)
+        streams, x_hat, flow_hat = model.compress_inter(frames[k : k + 1], refs, RATES)
         coded.append((streams, x_hat, flow_hat, refs))
         refs = refs.push(to_reference(x_hat), flow_hat)
     return coded
@@ -165,7 +167,7 @@ def test_video_model_decoder_matches_encoder(model, rgb_frames):
     refs = References([to_reference(coded[0][1])])
     for streams, x_hat, flow_hat, _ in coded[1:]:
         assert len(streams) == 4
-        decoded, decoded_flow = model.decompress_inter(streams, refs, LAMBDA)
+        decoded, decoded_flow = model.decompress_inter(streams, refs, RATES)
         assert torch.equal(decoded, x_hat) and torch.equal(decoded_flow, flow_hat)
         refs = refs.push(to_reference(decoded), decoded_flow)
 
@@ -176,14 +178,14 @@ def test_extrapolation_and_motion_compensation_are_on_the_decoding_path(model, r
     assert not refs.first_p and len(refs.frames) == 3
     # The oldest frame reaches the decoder only through flow extrapolation.
     older = References([refs.frames[0].flip(-1), *refs.frames[1:]], refs.flows)
-    assert not torch.equal(model.decompress_inter(streams, older, LAMBDA)[1], flow_hat)
+    assert not torch.equal(model.decompress_inter(streams, older, RATES)[1], flow_hat)
     older_flow = References(refs.frames, [refs.flows[0] + 1.0, refs.flows[1]])
-    assert not torch.equal(model.decompress_inter(streams, older_flow, LAMBDA)[1], flow_hat)
+    assert not torch.equal(model.decompress_inter(streams, older_flow, RATES)[1], flow_hat)
     # Motion compensation's refinement shapes x_c, hence the decoded frame.
     changed = copy.deepcopy(model)
     with torch.no_grad():
         changed.mc.refine.out.bias.add_(0.1)
-    decoded, decoded_flow = changed.decompress_inter(streams, refs, LAMBDA)
+    decoded, decoded_flow = changed.decompress_inter(streams, refs, RATES)
     assert torch.equal(decoded_flow, flow_hat)
     assert not torch.allclose(decoded, x_hat)
 

@@ -16,6 +16,7 @@ import torch
 from canfvc_codec.codec import Decoder, decode_video
 from canfvc_codec.encoder.gop import Encoder
 from canfvc_codec.encoder.options import EncodeOptions
+from canfvc_codec.encoder.schedule import IntraSchedule
 from canfvc_codec.errors import UsageError
 from canfvc_codec.io import Frame, VideoInfo, open_writer
 from canfvc_codec.lab.determinism import (
@@ -36,8 +37,11 @@ from canfvc_codec.numerics import (
     numeric_path,
     resolve_tie,
 )
+from canfvc_codec.rates import Rates
 from canfvc_codec.weights import random_model
 from tests.conftest import real_rgb_frames, real_yuv_frames
+
+RATES = Rates.uniform(700.0)
 
 FRAMES = 96
 WIDTH, HEIGHT = 64, 64
@@ -168,9 +172,9 @@ def test_a_rounding_tie_is_resolved_by_the_crc():
 def test_decoder_applies_a_resolved_tie_to_its_references():
     model, _ = random_model("tiny")
     frames = real_rgb_frames(count=1, width=64, height=64)
-    encoder = Encoder(copy.deepcopy(model), 700.0, 0, 64, 64, torch.device("cpu"))
+    encoder = Encoder(copy.deepcopy(model), RATES, IntraSchedule(0), 64, 64, torch.device("cpu"))
     frame_type, streams, recon = encoder.encode(frames[0])
-    decoder = Decoder(copy.deepcopy(model), 700.0, 64, 64, torch.device("cpu"))
+    decoder = Decoder(copy.deepcopy(model), RATES, 64, 64, torch.device("cpu"))
     assert torch.equal(decoder.decode(frame_type, streams), recon)
     # Pretend sample (0, 5, 7) sat on a tie and this machine rounded it the other way.
     level = round(float(recon[0, 5, 7]) * 255)

@@ -12,6 +12,7 @@ from canfvc_codec import memory
 from canfvc_codec.codec import Decoder, encode_video
 from canfvc_codec.encoder.gop import Encoder
 from canfvc_codec.encoder.options import EncodeOptions
+from canfvc_codec.encoder.schedule import IntraSchedule
 from canfvc_codec.errors import InputError
 from canfvc_codec.io import Frame, VideoInfo, open_reader, open_writer
 from canfvc_codec.lab.memory import SamplingReader, growth_figures, traced_decode_peak
@@ -20,8 +21,11 @@ from canfvc_codec.nn import stripes
 from canfvc_codec.nn.dq import QualityEnhancement
 from canfvc_codec.nn.layers import Conv2d, ConvTranspose2d
 from canfvc_codec.nn.unet import UNet
+from canfvc_codec.rates import Rates
 from canfvc_codec.weights import random_model
 from tests.conftest import real_rgb_frames, real_yuv_frames
+
+RATES = Rates.uniform(700.0)
 
 F64 = torch.float64
 # Stripes and per-call unfolding change only how many values one library call computes:
@@ -142,11 +146,11 @@ def test_a_striped_decoder_decodes_an_unstriped_encoders_stream(monkeypatch):
     frames = real_rgb_frames(count=3, width=64, height=64)
     model, _ = random_model("tiny")
     device = torch.device("cpu")
-    encoder = Encoder(copy.deepcopy(model), 700.0, 0, 64, 64, device)
+    encoder = Encoder(copy.deepcopy(model), RATES, IntraSchedule(0), 64, 64, device)
     coded = [encoder.encode(frame) for frame in frames]
     monkeypatch.setattr(stripes, "UNFOLD_BUDGET_BYTES", 4096)
     monkeypatch.setattr(stripes, "STRIPE_PIXELS", 16 * 64)
-    decoder = Decoder(copy.deepcopy(model), 700.0, 64, 64, device)
+    decoder = Decoder(copy.deepcopy(model), RATES, 64, 64, device)
     for frame_type, streams, recon in coded:
         assert torch.equal(decoder.decode(frame_type, streams), recon)
 

@@ -18,6 +18,7 @@ from canfvc_codec.nn.compact import CompactAnalysis, CompactSynthesis
 from canfvc_codec.nn.dq import QualityEnhancement
 from canfvc_codec.nn.layers import backward_warp
 from canfvc_codec.nn.unet import UNet
+from canfvc_codec.rates import Rates
 from canfvc_codec.weights import random_model
 
 F64 = torch.float64
@@ -152,7 +153,9 @@ def test_small_codes_and_decodes_in_lock_step(rgb_frames):
     refs = References([to_reference(x_hat)])
     for t in (1, 2):
         flow = torch.zeros(1, 2, 64, 64, dtype=F64)
-        streams, x_hat, flow_hat = model.compress_inter(frames[t : t + 1], refs, 512.0, flow=flow)
-        decoded, decoded_flow = model.decompress_inter(streams, refs, 512.0)
+        streams, x_hat, flow_hat = model.compress_inter(
+            frames[t : t + 1], refs, Rates.uniform(512.0), flow
+        )
+        decoded, decoded_flow = model.decompress_inter(streams, refs, Rates.uniform(512.0))
         assert torch.equal(decoded, x_hat) and torch.equal(decoded_flow, flow_hat)
         refs = refs.push(to_reference(x_hat), flow_hat)

@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from canfvc_codec.datasets import ClipRange
-from canfvc_codec.encoder.options import auto_intra_lambda, auto_motion_lambda
+from canfvc_codec.encoder.schedule import IntraSchedule
 from canfvc_codec.entropy.coder import TabledModel
 from canfvc_codec.entropy.factorized import FILTERS
 from canfvc_codec.errors import InputError, UsageError
 from canfvc_codec.networks import References, VideoModel, get_config, to_reference
+from canfvc_codec.rates import Rates, auto_intra_lambda, auto_motion_lambda
 from canfvc_codec.train import command, losses, phases
 from canfvc_codec.train.data import (
     TrainingData,
@@ -376,10 +377,10 @@ def test_export_then_load_decodes_the_same(tmp_path) -> None:
 
     frames = real_rgb_frames("bikes.mp4", 40, 3, 64, 64)
     cpu = torch.device("cpu")
-    encoder = Encoder(loaded, 1024.0, 32, 64, 64, cpu)
+    encoder = Encoder(loaded, Rates.uniform(1024.0), IntraSchedule(32), 64, 64, cpu)
     coded = [encoder.encode(frame) for frame in frames]
     assert [kind for kind, _, _ in coded] == ["I", "P", "P"]
-    decoder = Decoder(load_model(str(path))[0], 1024.0, 64, 64, cpu)
+    decoder = Decoder(load_model(str(path))[0], Rates.uniform(1024.0), 64, 64, cpu)
     for kind, streams, recon in coded:
         assert torch.equal(decoder.decode(kind, streams), recon)
 

@@ -1,5 +1,5 @@
-"""What ``canfvc encode`` asks of the encoder (:class:`EncodeOptions`), checked, and the λ of
-the motion coders when the user leaves it to the encoder."""
+"""What ``canfvc encode`` asks of the encoder (:class:`EncodeOptions`), checked, and the rates
+(:class:`~canfvc_codec.rates.Rates`) its stream is coded at."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from canfvc_codec.defaults import (
     DEFAULT_LAMBDA,
     DEFAULT_MODEL,
     DEFAULT_NUMERIC_PATH,
-    INTRA_LAMBDA_FACTOR,
     trained_lambda_range,
 )
 from canfvc_codec.encoder.motion import DEFAULT_MOTION_SEARCH
@@ -21,8 +20,7 @@ from canfvc_codec.encoder.schedule import DEFAULT_GOP, DEFAULT_INTRA_CHOICE
 from canfvc_codec.errors import UsageError, warn
 from canfvc_codec.hevc import DEFAULT_INTRA_CODER, HEVC, INTRA_CODERS
 from canfvc_codec.numerics import DECODER_DTYPE_NAME
-
-MOTION_LAMBDA_SHARE = 0.125  # of λ, the motion coders' default λ (auto_motion_lambda)
+from canfvc_codec.rates import Rates
 
 
 @dataclass
@@ -35,9 +33,9 @@ class EncodeOptions:
     intra_choice: str = DEFAULT_INTRA_CHOICE
     # Where the flow that the motion coder codes comes from (encoder/motion.py); encoder only.
     motion_search: str = DEFAULT_MOTION_SEARCH
-    # λ of the motion coders; None: :func:`auto_motion_lambda`. Written in the header.
+    # λ of the motion coders and of the I-frames; None: the defaults of
+    # :meth:`~canfvc_codec.rates.Rates.resolve` (:func:`stream_rates`). Written in the header.
     motion_lmbda: float | None = None
-    # λ of the I-frames; None: :func:`auto_intra_lambda`. Written in the header.
     intra_lmbda: float | None = None
     # Gradient steps of encoder-side latent refinement per coder and frame (encoder/refine.py);
     # 0 codes the analysis transforms' latents. Encoder only, like the motion search.
@@ -58,43 +56,12 @@ class EncodeOptions:
     numeric_path: str = DEFAULT_NUMERIC_PATH
 
 
-def auto_motion_lambda(
-    lmbda: float, anchors: tuple[float, ...], share: float = MOTION_LAMBDA_SHARE
-) -> float:
-    """The encoder's default λ for the motion coders: ``share`` of ``lmbda``, but never below the
-    lowest anchor λ the model was trained at (nor above ``lmbda``).
-
-    Flow bits are worth only the inter-frame bits they save, and the published motion coders'
-    extra bits above the lowest anchor save fewer than they cost: on bikes' development frames
-    (docs/encoder.md) 256 beat 512, which beat 2048, as the motion λ at λ 2048.
-    """
-    return max(lmbda * share, min(lmbda, anchors[0]))
-
-
-def auto_intra_lambda(
-    lmbda: float, anchors: tuple[float, ...], factor: float = INTRA_LAMBDA_FACTOR
-) -> float:
-    """The encoder's default λ for the I-frames: ``factor`` times ``lmbda``, but never above the
-    highest anchor λ the model was trained at (nor below ``lmbda``).
-
-    Every P-frame until the next I-frame predicts from the I-frame, directly or through the
-    P-frames before it, so its quality is worth more than its own distortion says: x265's default
-    --ipratio 1.4 likewise codes I-frames at a quantiser step 1.4 times finer, about twice the λ.
-    Over the dev clips I-frames at 2λ save 5.7 % of the bits at equal PSNR-RGB (docs/encoder.md);
-    past the highest anchor the latent gains clamp λ, so the top of the range gains nothing.
-    """
-    return max(lmbda, min(lmbda * factor, anchors[-1]))
-
-
-def intra_lambda(options: EncodeOptions, anchors: tuple[float, ...]) -> float:
-    """The λ the header stores for the I-frames: the one asked for, else
-    :func:`auto_intra_lambda`'s; λ itself for HEVC I-frames, whose QP comes from λ
+def stream_rates(options: EncodeOptions, anchors: tuple[float, ...]) -> Rates:
+    """The rates the header stores for an encode with ``options`` (:meth:`Rates.resolve`),
+    except that HEVC I-frames are priced at λ itself, since their QP comes from λ
     (:func:`canfvc_codec.hevc.qp_for_lambda`, fitted on whole sequences)."""
-    if options.intra_coder == HEVC:
-        return float(options.lmbda)
-    if options.intra_lmbda is not None:
-        return float(options.intra_lmbda)
-    return float(auto_intra_lambda(options.lmbda, anchors))
+    intra = options.lmbda if options.intra_coder == HEVC else options.intra_lmbda
+    return Rates.resolve(options.lmbda, anchors, motion=options.motion_lmbda, intra=intra)
 
 
 def warn_untrained_lambdas(options: EncodeOptions, anchors: tuple[float, ...]) -> None:

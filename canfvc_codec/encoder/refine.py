@@ -35,7 +35,7 @@ from torch import Tensor
 
 from canfvc_codec.encoder.presets import check_refine_steps
 from canfvc_codec.networks.anf_coder import AnfCoder, Latents
-from canfvc_codec.networks.video import VideoModel
+from canfvc_codec.networks.video import MotionCoding, VideoModel
 
 DEFAULT_REFINE_STEPS = 0
 # Adam's first step size, in quantisation bins of the gained latents, falling linearly to zero
@@ -49,6 +49,7 @@ REFINE_DTYPE = torch.float32
 
 # The coder of I-frames; every other coder (motion and inter) codes P-frames.
 INTRA_CODER = "intra"
+INTER_CODER = "inter"
 
 
 def refine_latents(
@@ -96,9 +97,10 @@ def refine_latents(
 
 class LatentRefiner:
     """Chooses the latents that the encoder passes to a :class:`VideoModel`'s ``compress_*``
-    methods, on a float32 copy of its networks, :attr:`model`: the analysis transforms' latents,
-    refined by ``steps`` gradient steps in I-frames and ``inter_steps`` (default: ``steps``) in
-    P-frames' motion and inter coders.
+    methods (for P-frames as their :class:`~canfvc_codec.networks.video.PFrameChoices`), on a
+    float32 copy of its networks, :attr:`model`: the analysis transforms' latents, refined by
+    ``steps`` gradient steps in I-frames and ``inter_steps`` (default: ``steps``) in P-frames'
+    motion and inter coders.
 
     I-frames gain the most per step: they are the largest frames and the reference of the
     P-frames that follow, and one intra coder costs less to refine than a P-frame's three
@@ -194,3 +196,18 @@ class LatentRefiner:
             picture=lambda flow_hat: self.model.mc(reference, flow_hat),
             target=frame,
         )
+
+    # -- the encoder's choices of a P-frame (networks.video.PFrameChoices) ---------------------
+
+    def motion_latents(
+        self, motion: MotionCoding, flow: Tensor, lmbda: float, reference: Tensor, x: Tensor
+    ) -> Latents:
+        """Latents of the motion coder of ``motion`` for ``flow``, as :meth:`motion` chooses."""
+        return self.motion(
+            motion.name, flow, lmbda, reference, x, motion.condition, motion.prior_input
+        )
+
+    def inter_latents(self, x: Tensor, x_c: Tensor, lmbda: float) -> Latents:
+        """Latents of the inter coder for ``x`` given its prediction ``x_c`` (its condition and
+        temporal-prior input alike)."""
+        return self.frame(INTER_CODER, x, lmbda, x_c, x_c)

@@ -42,6 +42,7 @@ from canfvc_codec.defaults import DEFAULT_LAMBDA
 from canfvc_codec.device import resolve_device
 from canfvc_codec.encoder.gop import Encoder
 from canfvc_codec.encoder.options import EncodeOptions
+from canfvc_codec.encoder.schedule import IntraSchedule
 from canfvc_codec.entropy.gaussian import GaussianConditional
 from canfvc_codec.entropy.scale_table import scale_indexes
 from canfvc_codec.errors import CanfvcError
@@ -59,6 +60,7 @@ from canfvc_codec.numerics import (
     numeric_path,
     resolve_dtype,
 )
+from canfvc_codec.rates import Rates
 from canfvc_codec.weights import load_model, load_model_by_id
 
 DEFAULT_MODEL = "random-tiny"
@@ -393,10 +395,9 @@ def time_per_frame(model: str, width: int, height: int, frames: int, dtype: str)
             pictures = [yuv_to_rgb(frame, info) for frame in reader]
     numerics = Numerics(resolve_dtype(dtype))
     device = torch.device("cpu")
-    encoder = Encoder(
-        copy.deepcopy(network), DEFAULT_LAMBDA, DEFAULT_GOP, width, height, device, numerics
-    )
-    decoder = Decoder(copy.deepcopy(network), DEFAULT_LAMBDA, width, height, device, numerics)
+    rates, schedule = Rates.uniform(DEFAULT_LAMBDA), IntraSchedule(DEFAULT_GOP)
+    encoder = Encoder(copy.deepcopy(network), rates, schedule, width, height, device, numerics)
+    decoder = Decoder(copy.deepcopy(network), rates, width, height, device, numerics)
     rows = []
     for picture in pictures:
         start = time.perf_counter()

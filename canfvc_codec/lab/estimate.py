@@ -35,11 +35,6 @@ from tqdm import tqdm
 from canfvc_codec.defaults import ANCHOR_LAMBDAS, DEFAULT_MODEL, INTRA_LAMBDA_FACTOR
 from canfvc_codec.encoder import motion
 from canfvc_codec.encoder.gop import frame_cost
-from canfvc_codec.encoder.options import (
-    MOTION_LAMBDA_SHARE,
-    auto_intra_lambda,
-    auto_motion_lambda,
-)
 from canfvc_codec.encoder.schedule import (
     DEFAULT_INTRA_CHOICE,
     FRAME_CHOICE,
@@ -59,6 +54,7 @@ from canfvc_codec.io import VideoInfo
 from canfvc_codec.io.color import rgb_to_yuv, yuv_to_rgb
 from canfvc_codec.networks import FrameOutput, References, VideoModel, to_reference
 from canfvc_codec.networks.video import pad_to_multiple
+from canfvc_codec.rates import MOTION_LAMBDA_SHARE, Rates, auto_intra_lambda, auto_motion_lambda
 from canfvc_codec.threads import thread_count
 
 ESTIMATE = "canfvc-estimate"
@@ -85,16 +81,13 @@ def estimate_sequence(
     info: VideoInfo,
     pictures: list,
     gop: int,
-    lmbda: float,
+    rates: Rates,
     adaptive_intra: bool = True,
-    motion_lmbda: float | None = None,
     progress: bool = False,
     intra_choice: str = DEFAULT_INTRA_CHOICE,
     search: motion.FlowEstimator | None = None,
-    intra_lmbda: float | None = None,
 ) -> dict:
-    """One RD point of ``pictures`` at ``lmbda`` (motion at ``motion_lmbda``, I-frames at
-    ``intra_lmbda``, both by default ``lmbda``): mean metrics, bpp, and a row per frame;
+    """One RD point of ``pictures`` at ``rates``: mean metrics, bpp, and a row per frame;
     ``progress`` shows a bar on stderr. ``search``: the encoder's motion search (None: the
     model's SPyNet).
 
@@ -103,7 +96,9 @@ def estimate_sequence(
 
     def inter(x: torch.Tensor, refs: References) -> FrameOutput:
         flow = None if search is None else search(x, refs.frames[-1])
-        return model.forward_inter(x, refs, lmbda, motion_lmbda, flow)
+        return model.forward_inter(x, refs, rates, flow)
+
+    lmbda = rates.lmbda
 
     pixels = info.width * info.height
     size = (info.height, info.width)
@@ -114,7 +109,7 @@ def estimate_sequence(
     for index, frame in enumerate(bar):
         x = pad_to_multiple(yuv_to_rgb(frame, info).float()[None])
         frame_type, out = schedule.choose(
-            partial(model, x, lmbda if intra_lmbda is None else intra_lmbda),
+            partial(model, x, rates.intra),
             partial(inter, x, refs),
             partial(_estimated_cost, x=x, lmbda=lmbda, size=size),
         )
@@ -127,8 +122,8 @@ def estimate_sequence(
         row.update(frame_metrics(frame, decoded, info))
         rows.append(row)
     point = {"codec": ESTIMATE, "param": "lambda", "value": lmbda, "frames": rows}
-    point["motion_lambda"] = lmbda if motion_lmbda is None else motion_lmbda
-    point["intra_lambda"] = lmbda if intra_lmbda is None else intra_lmbda
+    point["motion_lambda"] = rates.motion
+    point["intra_lambda"] = rates.intra
     point["bpp"] = sum(r["bpp"] for r in rows) / len(rows)
     point.update(mean_metrics(rows, QUALITY_KEYS))
     for kind in (INTRA, INTER):
@@ -192,23 +187,23 @@ def run(
         points = []
         for lmbda in lambdas:
             started = time.monotonic()
-            motion_lmbda = auto_motion_lambda(
-                lmbda, model.config.anchor_lambdas, motion_lambda_share
+            anchors = model.config.anchor_lambdas
+            rates = Rates.resolve(
+                lmbda,
+                anchors,
+                motion=auto_motion_lambda(lmbda, anchors, motion_lambda_share),
+                intra=auto_intra_lambda(lmbda, anchors, intra_lambda_factor),
             )
             point = estimate_sequence(
                 model,
                 info,
                 pictures,
                 spec.gop,
-                lmbda,
+                rates,
                 adaptive_intra,
-                motion_lmbda=motion_lmbda,
                 progress=progress,
                 intra_choice=intra_choice,
                 search=search,
-                intra_lmbda=auto_intra_lambda(
-                    lmbda, model.config.anchor_lambdas, intra_lambda_factor
-                ),
             )
             points.append(point)
             p_over_i = (

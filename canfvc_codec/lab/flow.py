@@ -36,7 +36,6 @@ from canfvc_codec.encoder.motion import (
     dis_flow,
     motion_search,
 )
-from canfvc_codec.encoder.options import auto_motion_lambda
 from canfvc_codec.errors import CanfvcError, InputError
 from canfvc_codec.io import open_reader
 from canfvc_codec.io.color import yuv_to_rgb
@@ -44,6 +43,7 @@ from canfvc_codec.networks import References, VideoModel, to_reference
 from canfvc_codec.networks.video import pad_to_multiple
 from canfvc_codec.nn.layers import backward_warp
 from canfvc_codec.psnr import psnr_from_mse
+from canfvc_codec.rates import Rates
 from canfvc_codec.threads import thread_count
 from canfvc_codec.weights import load_model
 
@@ -131,7 +131,7 @@ def p_frame_chain(
         raise InputError("need at least two frames to code P-frames")
     height, width = frames[0].shape[-2:]
     pixels = height * width
-    motion_lmbda = auto_motion_lambda(lmbda, model.config.anchor_lambdas)
+    rates = Rates.resolve(lmbda, model.config.anchor_lambdas)
     out = model.forward_intra(pad_to_multiple(frames[0]), lmbda)
     refs = References([to_reference(out.x_hat)])
     rows: dict[str, list[float]] = {
@@ -145,7 +145,7 @@ def p_frame_chain(
     for x in frames[1:]:
         padded = pad_to_multiple(x)
         flow = None if search is None else search(padded, refs.frames[-1])
-        out = model.forward_inter(padded, refs, lmbda, motion_lmbda, flow)
+        out = model.forward_inter(padded, refs, rates, flow)
         reference = refs.frames[-1][..., :height, :width]
         rows["motion bpp"].append(float(out.coders["motion"].bits()) / pixels)
         rows["inter bpp"].append(float(out.coders["inter"].bits()) / pixels)

@@ -175,6 +175,7 @@ def traced_decode_peak(model: str, width: int, height: int) -> dict:
     from canfvc_codec.entropy.factorized import FactorizedPrior
     from canfvc_codec.entropy.gaussian import GaussianConditional
     from canfvc_codec.numerics import DECODER_DTYPE, Numerics
+    from canfvc_codec.rates import Rates
     from canfvc_codec.weights import load_model
 
     counter = LiveBytes()
@@ -197,7 +198,8 @@ def traced_decode_peak(model: str, width: int, height: int) -> dict:
     FactorizedPrior.decompress = lambda self, data, shape: torch.zeros(shape, device=meta)
     GaussianConditional.decompress = lambda self, data, scales, means=None: torch.zeros_like(scales)
     try:
-        decoder = Decoder(network, LAMBDA, width, height, meta, Numerics(DECODER_DTYPE))
+        rates = Rates.uniform(LAMBDA)
+        decoder = Decoder(network, rates, width, height, meta, Numerics(DECODER_DTYPE))
         with Mode(), torch.no_grad():
             for frame_type, streams in (("I", 2), ("P", 4), ("P", 4)):
                 decoder.decode(frame_type, [b""] * streams)

@@ -14,16 +14,18 @@ P-frame coding (paper §3.2, Fig. 2a):
 holds fewer: the extrapolation then repeats the oldest entry it has (the second P-frame sees
 frames (x̂_0, x̂_0, x̂_1) and flows (f̂_1, f̂_1), i.e. "motion continues").
 
-``compress_intra`` and ``compress_inter`` code what the analysis transforms give; the encoder's
-own choices (motion search, refined latents: :mod:`canfvc_codec.encoder`) are passed in as
-arguments, for a P-frame through its parts ``motion_coder``, ``compress_motion``, ``mc`` and
-``compress_inter_frame``. The model holds no encoder state.
+One P-frame path: ``forward_inter`` (training), ``compress_inter`` (the encoder) and
+``decompress_inter`` (the decoder) are the same four steps built from the same parts
+(:meth:`VideoModel.motion_coder`, the motion coder, ``mc``, the inter coder). The encoder's own
+choices enter as arguments: the flow of its motion search, and the latents it sends
+(:class:`PFrameChoices`, refined in :mod:`canfvc_codec.encoder.refine`); without them the
+analysis transforms' latents are coded. The model holds no encoder state.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +42,7 @@ from canfvc_codec.nn.extrapolation import FLOWS, FRAMES, FlowExtrapolation
 from canfvc_codec.nn.layers import backward_warp
 from canfvc_codec.nn.mc import MotionCompensation
 from canfvc_codec.nn.spynet import SpyNet
+from canfvc_codec.rates import Rates
 
 RGB = 3
 FLOW = 2
@@ -96,6 +99,22 @@ class References:
         frames = [self.frames[0]] * (FRAMES - len(self.frames)) + self.frames[-FRAMES:]
         flows = [self.flows[0]] * (FLOWS - len(self.flows)) + self.flows[-FLOWS:]
         return frames, flows
+
+
+class PFrameChoices(Protocol):
+    """The encoder's choice of the latents a P-frame's coders send
+    (:class:`~canfvc_codec.encoder.refine.LatentRefiner`); the decoder needs none of it."""
+
+    def motion_latents(
+        self, motion: MotionCoding, flow: Tensor, lmbda: float, reference: Tensor, x: Tensor
+    ) -> Latents:
+        """The latents coding ``flow`` with ``motion``, for the prediction of ``x`` from
+        ``reference``."""
+        ...
+
+    def inter_latents(self, x: Tensor, x_c: Tensor, lmbda: float) -> Latents:
+        """The latents coding ``x`` given its prediction ``x_c``."""
+        ...
 
 
 class MotionCoding(NamedTuple):
@@ -219,6 +238,10 @@ class VideoModel(nn.Module):
         f_c, prior = self.motion_condition(refs)
         return MotionCoding("motion", self.motion, f_c, prior)
 
+    def flow(self, x: Tensor, reference: Tensor, flow: Tensor | None = None) -> Tensor:
+        """f_t: ``flow`` as the caller's motion search gives it, else SPyNet's."""
+        return self.spynet(x, reference) if flow is None else flow
+
     def motion_condition(self, refs: References) -> tuple[Tensor, Tensor]:
         """(f_c, warp(x̂_{t-1}, f_c)): the condition and temporal-prior input of motion coding."""
         frames, flows = refs.padded()
@@ -242,22 +265,18 @@ class VideoModel(nn.Module):
         """The motion half of a P-frame: (motion coder output, flow f_t, x_c). ``flow``: f_t as
         the caller's motion search gives it; None: SPyNet's."""
         reference = refs.frames[-1]
-        flow = self.spynet(x, reference) if flow is None else flow
+        flow = self.flow(x, reference, flow)
         _, coder, cond, prior = self.motion_coder(refs)
         motion = coder(flow, lmbda, cond, prior)
         return motion, flow, self.mc(reference, motion.x_hat)
 
     def forward_inter(
-        self,
-        x: Tensor,
-        refs: References,
-        lmbda: float | Tensor,
-        motion_lmbda: float | Tensor | None = None,
-        flow: Tensor | None = None,
+        self, x: Tensor, refs: References, rates: Rates, flow: Tensor | None = None
     ) -> FrameOutput:
-        motion_lmbda = lmbda if motion_lmbda is None else motion_lmbda
-        motion, flow, x_c = self.forward_motion(x, refs, motion_lmbda, flow)
-        inter = self.inter(x, lmbda, x_c, x_c)
+        """A P-frame in training: the motion coder at ``rates.motion``, the inter coder at
+        ``rates.lmbda``, as :meth:`compress_inter` codes it."""
+        motion, flow, x_c = self.forward_motion(x, refs, rates.motion, flow)
+        inter = self.inter(x, rates.lmbda, x_c, x_c)
         likelihoods = {f"motion.{k}": v for k, v in motion.likelihoods.items()}
         likelihoods.update({f"inter.{k}": v for k, v in inter.likelihoods.items()})
         return FrameOutput(
@@ -277,11 +296,11 @@ class VideoModel(nn.Module):
         refs: References | None = None,
         flow: Tensor | None = None,
     ) -> FrameOutput:
-        """An I-frame when ``refs`` is None, else a P-frame coded from ``refs`` (with the flow
-        ``flow``, or SPyNet's)."""
+        """An I-frame at ``lmbda`` when ``refs`` is None, else a P-frame coded from ``refs`` with
+        every coder at ``lmbda`` (with the flow ``flow``, or SPyNet's)."""
         if refs is None:
             return self.forward_intra(x, lmbda)
-        return self.forward_inter(x, refs, lmbda, flow=flow)
+        return self.forward_inter(x, refs, Rates.uniform(float(lmbda)), flow=flow)
 
     # -- coding -------------------------------------------------------------------------------
 
@@ -300,56 +319,45 @@ class VideoModel(nn.Module):
         return self.intra.decompress(streams, size, lmbda)
 
     @torch.no_grad()
-    def compress_motion(
-        self, flow: Tensor, motion: MotionCoding, lmbda: float, latents: Latents | None = None
-    ) -> tuple[list[bytes], Tensor]:
-        """(streams, f̂) of a P-frame's flow, coded by ``motion`` (:meth:`motion_coder`)."""
-        return motion.coder.compress(flow, lmbda, motion.condition, motion.prior_input, latents)
-
-    @torch.no_grad()
-    def compress_inter_frame(
-        self, x: Tensor, x_c: Tensor, lmbda: float, latents: Latents | None = None
-    ) -> tuple[list[bytes], Tensor]:
-        """(streams, x̂) of the inter coder: the frame ``x`` given its prediction x_c."""
-        return self.inter.compress(x, lmbda, x_c, x_c, latents)
-
-    @torch.no_grad()
     def compress_inter(
         self,
         x: Tensor,
         refs: References,
-        lmbda: float,
-        motion_lmbda: float | None = None,
+        rates: Rates,
         flow: Tensor | None = None,
+        choices: PFrameChoices | None = None,
     ) -> tuple[list[bytes], Tensor, Tensor]:
-        """(streams, x̂, f̂) for a P-frame; x̂ and f̂ are decoded from the streams. The motion
-        coders run at ``motion_lmbda`` (default ``lmbda``), the inter coder at ``lmbda``;
-        ``flow`` is f_t (default: SPyNet's). The encoder composes the same parts with its own
-        latents (:mod:`canfvc_codec.encoder.gop`)."""
-        motion_lmbda = lmbda if motion_lmbda is None else motion_lmbda
+        """(streams, x̂, f̂) for a P-frame; x̂ and f̂ are decoded from the streams, exactly as
+        :meth:`decompress_inter` decodes them. ``flow`` is f_t, the encoder's motion search
+        (default: SPyNet's); ``choices`` the latents each coder sends (default: the analysis
+        transforms')."""
         reference = refs.frames[-1]
-        flow = self.spynet(x, reference) if flow is None else flow
-        motion_streams, flow_hat = self.compress_motion(flow, self.motion_coder(refs), motion_lmbda)
+        flow = self.flow(x, reference, flow)
+        motion = self.motion_coder(refs)
+        latents = None
+        if choices is not None:
+            latents = choices.motion_latents(motion, flow, rates.motion, reference, x)
+        motion_streams, flow_hat = motion.coder.compress(
+            flow, rates.motion, motion.condition, motion.prior_input, latents
+        )
         x_c = self.mc(reference, flow_hat)
-        inter_streams, x_hat = self.compress_inter_frame(x, x_c, lmbda)
+        latents = None if choices is None else choices.inter_latents(x, x_c, rates.lmbda)
+        inter_streams, x_hat = self.inter.compress(x, rates.lmbda, x_c, x_c, latents)
         return motion_streams + inter_streams, x_hat, flow_hat
 
     @torch.no_grad()
     def decompress_inter(
-        self,
-        streams: list[bytes],
-        refs: References,
-        lmbda: float,
-        motion_lmbda: float | None = None,
+        self, streams: list[bytes], refs: References, rates: Rates
     ) -> tuple[Tensor, Tensor]:
-        """(x̂, f̂) of a P-frame from :meth:`compress_inter`'s streams (and λ values)."""
+        """(x̂, f̂) of a P-frame from :meth:`compress_inter`'s streams."""
         if len(streams) != INTER_STREAMS:
             raise ValueError(f"a P-frame has {INTER_STREAMS} streams, got {len(streams)}")
-        motion_lmbda = lmbda if motion_lmbda is None else motion_lmbda
         reference = refs.frames[-1]
         size = (reference.shape[-2], reference.shape[-1])
-        _, coder, cond, prior = self.motion_coder(refs)
-        flow_hat = coder.decompress(streams[:2], size, motion_lmbda, cond, prior)
+        motion = self.motion_coder(refs)
+        flow_hat = motion.coder.decompress(
+            streams[:2], size, rates.motion, motion.condition, motion.prior_input
+        )
         x_c = self.mc(reference, flow_hat)
-        x_hat = self.inter.decompress(streams[2:], size, lmbda, x_c, x_c)
+        x_hat = self.inter.decompress(streams[2:], size, rates.lmbda, x_c, x_c)
         return x_hat, flow_hat

@@ -25,13 +25,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from canfvc_codec.encoder.motion import FlowEstimator
-from canfvc_codec.encoder.options import auto_intra_lambda, auto_motion_lambda
 from canfvc_codec.entropy import FactorizedPrior
 from canfvc_codec.entropy.coder import TabledModel
 from canfvc_codec.errors import UsageError
 from canfvc_codec.networks import AnfCoder, FrameOutput, References, VideoModel, to_reference
 from canfvc_codec.nn.layers import backward_warp
 from canfvc_codec.quant.coder_adapter import CLIP_FRAMES, BinaryLatentAdapter
+from canfvc_codec.rates import Rates
 from canfvc_codec.train import losses
 
 ALL_PARTS = ("intra", "motion_first", "motion", "inter", "spynet", "extrapolation", "mc")
@@ -237,33 +237,27 @@ def estimate_flow(
     return model.spynet(x, reference) if search is None else search(x, reference)
 
 
-def motion_lambda(model: VideoModel, lmbda: float) -> float:
-    """The λ of a P-frame's motion coders in training: the encoder's default for ``lmbda``
-    (:func:`~canfvc_codec.encoder.options.auto_motion_lambda`), so that the motion coders learn
-    the operating point they code at, and the inter coder learns from the x_c it will receive."""
-    return auto_motion_lambda(lmbda, model.config.anchor_lambdas)
-
-
-def intra_lambda(model: VideoModel, lmbda: float) -> float:
-    """The λ of a sequence's I-frame in training: the encoder's default for ``lmbda``
-    (:func:`~canfvc_codec.encoder.options.auto_intra_lambda`), so that the P-frames learn from
-    references of the quality they will receive."""
-    return auto_intra_lambda(lmbda, model.config.anchor_lambdas)
+def frame_rates(model: VideoModel, lmbda: float) -> Rates:
+    """The rates of a training sequence at ``lmbda``: the encoder's defaults
+    (:meth:`~canfvc_codec.rates.Rates.resolve`), so that the motion coders learn the operating
+    point they code at, the inter coder learns from the x_c it will receive, and the P-frames
+    learn from references of the quality they will receive."""
+    return Rates.resolve(lmbda, model.config.anchor_lambdas)
 
 
 def degraded_intra_lambda(model: VideoModel, lmbda: float, rng: np.random.Generator) -> float:
-    """An I-frame λ drawn log-uniformly between the lowest trained λ and :func:`intra_lambda`:
-    references from poor to as good as the encoder makes them."""
+    """An I-frame λ drawn log-uniformly between the lowest trained λ and the encoder's intra λ
+    (:func:`frame_rates`): references from poor to as good as the encoder makes them."""
     low = min(model.config.anchor_lambdas)
-    high = max(intra_lambda(model, lmbda), low)
+    high = max(frame_rates(model, lmbda).intra, low)
     return float(math.exp(rng.uniform(math.log(low), math.log(high))))
 
 
 def _p_frame(
     model: VideoModel, x: Tensor, refs: References, lmbda: float, flow: Tensor | None
 ) -> FrameOutput:
-    """A P-frame's forward pass as the encoder codes it: motion at :func:`motion_lambda`."""
-    return model.forward_inter(x, refs, lmbda, motion_lambda(model, lmbda), flow)
+    """A P-frame's forward pass as the encoder codes it, at :func:`frame_rates`."""
+    return model.forward_inter(x, refs, frame_rates(model, lmbda), flow)
 
 
 def _estimated_refs(
@@ -339,7 +333,7 @@ def run_step(
             flow = None if motion_search is None else motion_search(x, refs.frames[-1])
         with autocast():
             if kind == "motion":
-                coded_at = motion_lambda(model, lmbda)
+                coded_at = frame_rates(model, lmbda).motion
                 motion, _, x_c = model.forward_motion(x, refs, coded_at, flow)
                 bpp = motion.bits() / (x.shape[-2] * x.shape[-1])
                 distortion = losses.mse(x_c, x)
@@ -462,7 +456,7 @@ def _sequence_step(
     rng: np.random.Generator | None = None,
 ) -> StepResult:
     """IPP...P on decoded references: the I-frame from the intra coder at the encoder's
-    :func:`intra_lambda` (trained only when the phase trains it or fits its priors; at
+    intra λ of :func:`frame_rates` (trained only when the phase trains it or fits its priors; at
     :func:`degraded_intra_lambda` with ``phase.degraded_start``), every P-frame from the
     references the decoder would hold."""
     scope = entropy_scope(phase.parts)
@@ -476,7 +470,7 @@ def _sequence_step(
             raise ValueError(f"phase {phase.name!r} draws its I-frame λ and needs a generator")
         coded_at = degraded_intra_lambda(model, lmbda, rng)
     else:
-        coded_at = intra_lambda(model, lmbda)
+        coded_at = frame_rates(model, lmbda).intra
     with torch.set_grad_enabled(train_intra), autocast():
         out = model(x, coded_at)
     figures = _frame_loss(out, x, coded_at)
