@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import signal
 import sys
 import threading
@@ -25,7 +26,7 @@ import click
 
 from canfvc_codec import __version__
 from canfvc_codec.bitstream import MAGIC as CVC_MAGIC
-from canfvc_codec.bitstream import describe
+from canfvc_codec.bitstream import CvcReader, describe
 from canfvc_codec.cli_options import (
     AUTO,
     GENERAL_GROUP,
@@ -58,7 +59,7 @@ from canfvc_codec.defaults import (
 from canfvc_codec.encoder.motion import DEFAULT_MOTION_SEARCH, MOTION_SEARCHES
 from canfvc_codec.encoder.presets import refine_steps
 from canfvc_codec.encoder.schedule import DEFAULT_GOP, DEFAULT_INTRA_CHOICE, INTRA_CHOICES
-from canfvc_codec.errors import CanfvcError, InputError, OutputError, UsageError
+from canfvc_codec.errors import BitstreamError, CanfvcError, InputError, OutputError, UsageError
 from canfvc_codec.io import (
     VideoInfo,
     VideoWriter,
@@ -67,13 +68,23 @@ from canfvc_codec.io import (
     open_sink,
     open_writer,
 )
-from canfvc_codec.io.output import STDIO_NAME, AtomicOutput, check_output_path, silence_stdout
+from canfvc_codec.io.identity import check_distinct_files
+from canfvc_codec.io.output import (
+    STDIO_NAME,
+    AtomicOutput,
+    OutputGroup,
+    check_output_path,
+    silence_stdout,
+)
 from canfvc_codec.parallel_options import PATH_SOURCE
+from canfvc_codec.threads import check_thread_request, cpu_threads, prepare_process
 
 PROG = "canfvc"
 CVC_SUFFIX = ".cvc"
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 EXIT_TERMINATED = 143  # 128 + SIGTERM
+STDIN_NAME = "stdin"
+INPUT_ROLE = "the input"
 # Extensions that name a video, not a bitstream: `encode -o` given one of these is a slip.
 VIDEO_SUFFIXES = (".yuv", ".y4m", ".raw", ".mp4", ".mkv", ".png", ".avi", ".mov")
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -147,19 +158,65 @@ def _check_stdout(*outputs: str | None) -> None:
         )
 
 
+def _stdin() -> Any:
+    """stdin's binary stream; a clear error when the process was started without one (<&-)."""
+    if sys.stdin is None:
+        raise InputError("stdin is closed: pipe a stream in or name an input file")
+    if sys.stdin.isatty():
+        raise InputError("stdin: nothing piped in")
+    return sys.stdin.buffer
+
+
 @contextmanager
 def _binary_input(path: str) -> Iterator[Any]:
-    """A .cvc file, or stdin for ``-``."""
-    if path == STDIO_NAME:
-        yield sys.stdin.buffer
-        return
-    file = Path(path)
-    if not file.exists():
-        raise InputError(f"{path}: no such file")
-    if not file.is_file():
-        raise InputError(f"{path}: not a regular file")
-    with file.open("rb") as handle:
-        yield handle
+    """A .cvc file, or stdin for ``-``, checked whole before any work where it can be (a file).
+
+    Errors about the stream as a whole (not a .cvc file, a damaged header, a stream cut short)
+    name it; damage in a frame names the frame."""
+    name = STDIN_NAME if path == STDIO_NAME else path
+    try:
+        if path == STDIO_NAME:
+            source = _stdin()
+            if not source.peek(1):
+                raise BitstreamError("empty input (no .cvc stream)")
+            yield source
+            return
+        file = Path(path)
+        if not file.exists():
+            raise InputError(f"{path}: no such file")
+        if not file.is_file():
+            raise InputError(f"{path}: not a regular file")
+        if file.stat().st_size == 0:
+            raise BitstreamError("empty file (no .cvc stream)")
+        with file.open("rb") as handle:
+            _check_stream_whole(handle)
+            yield handle
+    except BitstreamError as err:
+        if err.frame is None:
+            raise BitstreamError(f"{name}: {err}") from None
+        raise
+
+
+def _check_stream_whole(handle: Any) -> None:
+    """Read every record of a stream file once (lengths and CRCs, no decoding), so that a
+    damaged or cut stream is refused before any output is written. A stream whose end record
+    alone is missing is refused too: it cannot be told from one cut at a frame boundary
+    (docs/bitstream.md)."""
+    size = os.fstat(handle.fileno()).st_size
+    reader = CvcReader(handle)
+    while True:
+        record_start = reader.position
+        try:
+            if reader.read_frame() is None:
+                break
+        except BitstreamError:
+            if record_start != size:
+                raise
+            raise BitstreamError(
+                f"the stream ends after its {reader.frames_read} frames without the end "
+                "record: it may have been cut short"
+            ) from None
+    handle.seek(0)
 
 
 # ----------------------------------------------------------------------------- commands
@@ -362,7 +419,15 @@ def encode(
     numeric_path: str,
 ) -> None:
     """Compress INPUT into the bitstream OUT.cvc."""
+    check_distinct_files(
+        {INPUT_ROLE: input_path}, {"-o": output, "--recon": recon, "--csv": csv_path}
+    )
     _check_stdout(output, recon)
+    if _looks_like_bitstream(input_path):
+        raise UsageError(
+            f"{STDIN_NAME if input_path == STDIO_NAME else input_path}: a canfvc stream (.cvc), "
+            "not a video: decode it instead (canfvc decode IN.cvc -o OUT)"
+        )
     if output != STDIO_NAME:
         if Path(output).suffix.lower() in VIDEO_SUFFIXES:
             raise UsageError(
@@ -378,56 +443,62 @@ def encode(
     parallel = ray_address is not None or (jobs or 1) > 1
     if chunk_source == PATH_SOURCE and input_path == STDIO_NAME:
         raise UsageError("--chunk-source path: workers cannot read stdin; name an input file")
+    check_thread_request(threads)
+    if not parallel:  # with --jobs, 0 shares the cores among the workers (canfvc_codec.parallel)
+        threads = cpu_threads(threads)
     from canfvc_codec.codec import encode_video
     from canfvc_codec.device import set_cpu_threads
     from canfvc_codec.encoder.options import EncodeOptions
 
     read_as = reader_options(size, fps, bit_depth, matrix, full_range)
-    with open_reader(input_path, start=start, frames=frames, **read_as) as reader:
-        set_cpu_threads(threads)
-        refine, refine_inter = refine_steps(preset, refine, refine_inter)
-        options = EncodeOptions(
-            lmbda=lmbda,
-            motion_lmbda=motion_lmbda,
-            intra_lmbda=intra_lmbda,
-            gop=gop,
-            adaptive_intra=adaptive_intra,
-            intra_choice=intra_choice,
-            intra_coder=intra_coder,
-            motion_search=motion_search,
-            refine=refine,
-            refine_inter=refine_inter,
-            model=model,
-            device=device,
-            numeric_path=numeric_path,
-        )
-        with open_sink(output, overwrite) as sink:
-            recon_writer = open_writer(recon, reader.info, overwrite=overwrite) if recon else None
-            with recon_writer or nullcontext():
-                if parallel:
-                    from canfvc_codec.parallel import InputSource, encode_parallel
+    with OutputGroup():  # every output appears at the end of the run, together, or none
+        with open_reader(input_path, start=start, frames=frames, **read_as) as reader:
+            set_cpu_threads(threads)
+            refine, refine_inter = refine_steps(preset, refine, refine_inter)
+            options = EncodeOptions(
+                lmbda=lmbda,
+                motion_lmbda=motion_lmbda,
+                intra_lmbda=intra_lmbda,
+                gop=gop,
+                adaptive_intra=adaptive_intra,
+                intra_choice=intra_choice,
+                intra_coder=intra_coder,
+                motion_search=motion_search,
+                refine=refine,
+                refine_inter=refine_inter,
+                model=model,
+                device=device,
+                numeric_path=numeric_path,
+            )
+            with open_sink(output, overwrite) as sink:
+                recon_writer = (
+                    open_writer(recon, reader.info, overwrite=overwrite) if recon else None
+                )
+                with recon_writer or nullcontext():
+                    if parallel:
+                        from canfvc_codec.parallel import InputSource, encode_parallel
 
-                    source = None
-                    if chunk_source == PATH_SOURCE:
-                        path = str(Path(input_path).resolve())
-                        source = InputSource(path, read_as, start, frames)
-                    summary = encode_parallel(
-                        reader,
-                        sink,
-                        options,
-                        jobs=jobs,
-                        threads=threads,
-                        ray_address=ray_address,
-                        source=source,
-                        recon=recon_writer,
-                        progress=not quiet,
-                    )
-                else:
-                    summary = encode_video(
-                        reader, sink, options, recon=recon_writer, progress=not quiet
-                    )
-    if csv_path is not None:
-        _write_frame_csv(csv_path, summary["per_frame"], overwrite)
+                        source = None
+                        if chunk_source == PATH_SOURCE:
+                            path = str(Path(input_path).resolve())
+                            source = InputSource(path, read_as, start, frames)
+                        summary = encode_parallel(
+                            reader,
+                            sink,
+                            options,
+                            jobs=jobs,
+                            threads=threads,
+                            ray_address=ray_address,
+                            source=source,
+                            recon=recon_writer,
+                            progress=not quiet,
+                        )
+                    else:
+                        summary = encode_video(
+                            reader, sink, options, recon=recon_writer, progress=not quiet
+                        )
+        if csv_path is not None:
+            _write_frame_csv(csv_path, summary["per_frame"], overwrite)
     if not quiet:
         echo_summary("encoded", summary)
 
@@ -499,12 +570,17 @@ def decode(
     numeric_path: str,
 ) -> None:
     """Decode the bitstream IN.cvc (- for stdin) into the video OUT."""
+    check_distinct_files({INPUT_ROLE: input_path}, {"-o": output})
     _check_stdout(output)
     check_video_output(output, overwrite)
+    parallel = ray_address is not None or (jobs or 1) > 1
+    check_thread_request(threads)
+    if not parallel:  # with --jobs, 0 shares the cores among the workers (canfvc_codec.parallel)
+        threads = cpu_threads(threads)
     from canfvc_codec.codec import decode_video
     from canfvc_codec.device import set_cpu_threads
 
-    with _binary_input(input_path) as source:
+    with OutputGroup(), _binary_input(input_path) as source:
         set_cpu_threads(threads)
         writers: list[VideoWriter] = []
 
@@ -515,7 +591,7 @@ def decode(
 
         decode: Callable[..., dict] = decode_video
         options: dict[str, Any] = {}
-        if ray_address is not None or (jobs or 1) > 1:
+        if parallel:
             from canfvc_codec.parallel import decode_parallel
 
             decode = decode_parallel
@@ -585,9 +661,13 @@ def info(
         with _binary_input(file) as source:
             report = describe(source)
     else:
+        if file == STDIO_NAME:
+            _stdin()  # says why when there is no stdin
         read_as = reader_options(size, fps, bit_depth, matrix, full_range)
         with open_reader(file, **read_as) as reader:
             report = video_report(file, reader.format_name, reader.info)
+    if sys.stdout is None:  # started with stdout closed (>&-): click would print nothing
+        raise OutputError("stdout is closed: nowhere to print the report")
     if as_json:
         click.echo(json.dumps(report, indent=2, default=json_default))
     else:
@@ -597,8 +677,16 @@ def info(
 def _is_bitstream(path: str) -> bool:
     """A .cvc name, or the container's magic at the start of the file or of stdin."""
     if path == STDIO_NAME:
-        if sys.stdin.isatty():
-            raise InputError("stdin: nothing piped in")
+        return _stdin().peek(len(CVC_MAGIC))[: len(CVC_MAGIC)] == CVC_MAGIC
+    return _looks_like_bitstream(path)
+
+
+def _looks_like_bitstream(path: str) -> bool:
+    """Like :func:`_is_bitstream`, but False where there is nothing to look at (no stdin, a
+    terminal), for the video readers to say what is wrong."""
+    if path == STDIO_NAME:
+        if sys.stdin is None or sys.stdin.isatty():
+            return False
         return sys.stdin.buffer.peek(len(CVC_MAGIC))[: len(CVC_MAGIC)] == CVC_MAGIC
     file = Path(path)
     if file.suffix.lower() == CVC_SUFFIX:
@@ -609,8 +697,32 @@ def _is_bitstream(path: str) -> bool:
         return handle.read(len(CVC_MAGIC)) == CVC_MAGIC
 
 
+STANDARD_DESCRIPTORS = (0, 1, 2)  # stdin, stdout, stderr
+
+
+def _fill_closed_standard_streams() -> None:
+    """Put /dev/null on stdin, stdout or stderr where the process was started without them.
+
+    ``sys.stdin`` (``sys.stdout``, ``sys.stderr``) stays None, so that the commands can say the
+    stream is closed; but the descriptor is taken, so that no file the run opens gets it, where
+    a library's message or a child process's output would land in it. Without stderr the
+    messages have nowhere to go, but nothing fails for that: the exit status still tells."""
+    for descriptor in STANDARD_DESCRIPTORS:
+        try:
+            os.fstat(descriptor)
+        except OSError:
+            filler = os.open(os.devnull, os.O_RDWR)
+            if filler != descriptor:
+                os.dup2(filler, descriptor)
+                os.close(filler)
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # for the rest of the process: never closed
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the command, turn user errors into ``canfvc: message`` and an exit code."""
+    prepare_process()
+    _fill_closed_standard_streams()
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
@@ -628,6 +740,12 @@ def _error_line(err: click.ClickException) -> str:
     return message
 
 
+def _interrupted() -> None:
+    """Ctrl-C: one line, as SIGTERM gives, and the shell's status for it."""
+    click.echo(f"{PROG}: interrupted", err=True)
+    sys.exit(EXIT_INTERRUPTED)
+
+
 def _run(argv: list[str] | None) -> None:
     try:
         result = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
@@ -641,11 +759,11 @@ def _run(argv: list[str] | None) -> None:
         click.echo(f"{PROG}: {_error_line(err)}", err=True)
         sys.exit(err.exit_code)
     except click.Abort as err:
-        interrupted = isinstance(err.__cause__, KeyboardInterrupt)
-        sys.exit(EXIT_INTERRUPTED if interrupted else 1)
+        if isinstance(err.__cause__, KeyboardInterrupt):
+            _interrupted()
+        sys.exit(1)
     except KeyboardInterrupt:
-        click.echo(file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
+        _interrupted()
     except Terminated:
         click.echo(f"{PROG}: terminated", err=True)
         sys.exit(EXIT_TERMINATED)

@@ -7,6 +7,7 @@ encode`` and ``canfvc eval`` alike.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
@@ -70,6 +71,9 @@ def at_least(minimum: int) -> Callable[[click.Context, click.Parameter, Any], An
 
 
 def positive(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """An option callback that accepts finite numbers above 0 (``inf`` and ``nan`` are not)."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"must be a finite number, not {value:g}")
     if value is not None and not value > 0:
         raise click.BadParameter(f"must be more than 0, not {value:g}")
     return value

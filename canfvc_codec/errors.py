@@ -43,5 +43,8 @@ class ModelError(CanfvcError):
 
 
 def warn(message: str) -> None:
-    """Tell the user, on one stderr line, about something that works but not as they may expect."""
-    print(f"canfvc: warning: {message}", file=sys.stderr)
+    """Tell the user, on one stderr line, about something that works but not as they may expect.
+
+    Nothing when the process has no stderr (``2>&-``): print would write to stdout instead."""
+    if sys.stderr is not None:
+        print(f"canfvc: warning: {message}", file=sys.stderr)

@@ -69,13 +69,16 @@ def _decode_cases(stream: bytes) -> dict[str, tuple[bytes, str]]:
     flipped = bytearray(stream)
     flipped[middle] ^= 0x10
     return {
-        "empty": (b"", "truncated file signature"),
+        "empty": (b"", "in.cvc: empty file (no .cvc stream)"),
         "signature only": (stream[:4], "truncated header length"),
         "truncated header": (stream[:20], "truncated"),
         "truncated frame": (stream[:middle], "truncated"),
-        "missing end record": (stream[:-1], "truncated frame type"),
+        "missing end record": (
+            stream[:-1],
+            "in.cvc: the stream ends after its 2 frames without the end record",
+        ),
         "flipped bit": (bytes(flipped), "CRC mismatch"),
-        "not a cvc": (b"YUV4MPEG2 W64 H64 F25:1\n" + bytes(100), "not a .cvc file"),
+        "not a cvc": (b"YUV4MPEG2 W64 H64 F25:1\n" + bytes(100), "in.cvc: not a .cvc file"),
         "huge size": (rewritten_header(stream, width=16384, height=16384), "GiB to decode"),
         "odd size": (rewritten_header(stream, width=63), "frame size 63x64 is not even"),
         "huge frame count": (
@@ -127,8 +130,8 @@ def test_wrong_model_given(tmp_path, capsys, stream):
 @pytest.mark.parametrize(
     ("name", "content", "expected"),
     [
-        ("stream.cvc", None, "s.cvc"),  # a .cvc given as the video to encode
-        ("disguised.y4m", None, "Y4M"),  # a .cvc with a video's name
+        ("stream.cvc", None, "s.cvc: a canfvc stream (.cvc), not a video: decode it"),
+        ("disguised.y4m", None, "disguised.y4m: a canfvc stream (.cvc), not a video: decode it"),
         ("empty.y4m", b"", "empty.y4m"),
         ("empty.mp4", b"", "empty.mp4"),
     ],

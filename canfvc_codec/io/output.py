@@ -2,6 +2,8 @@
 
 A failed or interrupted run therefore never leaves a half-written file under the name the user
 asked for, and an existing file is only replaced when the user said so (``-y``/``--overwrite``).
+The outputs of one run (a bitstream, its reconstruction, a CSV) are an :class:`OutputGroup`:
+they are renamed together at the end of the run, or not at all.
 A character device (``/dev/null``) or a named pipe is a stream, not a file: it is written in
 place, without ``-y``, and never replaced by a rename (which would put a regular file where the
 device or pipe was).
@@ -23,6 +25,8 @@ STDIO_NAME = "-"
 # Mode of new files; the process umask still applies, as for any file the user creates.
 NEW_FILE_MODE = 0o666
 TEMP_SUFFIX = ".part"
+# A file that a group's commit replaces waits under this suffix until every output is in place.
+REPLACED_SUFFIX = ".old"
 
 
 def is_stream_target(target: Path) -> bool:
@@ -51,9 +55,96 @@ def check_output_path(path: str | os.PathLike[str], overwrite: bool) -> Path:
     return target
 
 
-def temp_path_for(target: Path) -> Path:
+def temp_path_for(target: Path, suffix: str = TEMP_SUFFIX) -> Path:
     """A fresh hidden name in the target's folder, so that the final rename stays on one disk."""
-    return target.with_name(f".{target.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+    return target.with_name(f".{target.name}.{secrets.token_hex(4)}{suffix}")
+
+
+def _already_exists(target: Path) -> OutputError:
+    return OutputError(f"{target}: already exists (use -y/--overwrite to replace it)")
+
+
+class OutputGroup:
+    """The outputs of one run, moved into place together when the run ends, or not at all.
+
+    Every :class:`AtomicOutput` created while a group is open (``with OutputGroup():``) joins it:
+    its own commit only closes the finished temporary file. The group's :meth:`commit` then
+    checks every target, moves each file it replaces aside, renames every output into place and
+    only then deletes what it replaced; a failure at any step puts back every file that was
+    there and leaves none of the new ones. A group made while another is open hands its outputs
+    to that one when it commits (a PNG sequence inside a run).
+    """
+
+    def __init__(self) -> None:
+        self._parent = _OPEN_GROUPS[-1] if _OPEN_GROUPS else None
+        self._members: list[AtomicOutput] = []
+
+    def add(self, output: AtomicOutput) -> None:
+        self._members.append(output)
+
+    def commit(self) -> None:
+        """Move every finished output to its name; on any failure, leave everything as it was."""
+        finished = [out for out in self._members if out.waiting]
+        self._members = []
+        if self._parent is not None:
+            self._parent._members.extend(finished)
+            return
+        try:
+            for out in finished:
+                if not out.overwrite and out.target.exists():
+                    raise _already_exists(out.target)
+            _place_all(finished)
+        except BaseException:
+            for out in finished:
+                out.discard()
+            raise
+
+    def discard(self) -> None:
+        """Remove every output under way; safe to call more than once."""
+        members, self._members = self._members, []
+        for out in members:
+            out.discard()
+
+    def __enter__(self) -> OutputGroup:
+        _OPEN_GROUPS.append(self)
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        _OPEN_GROUPS.remove(self)
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
+
+
+# The groups open in this process, innermost last: one run of a command at a time.
+_OPEN_GROUPS: list[OutputGroup] = []
+
+
+def _place_all(outputs: list[AtomicOutput]) -> None:
+    """Rename each output's temporary file to its target, all or none (see OutputGroup)."""
+    replaced: list[tuple[Path, Path]] = []  # (where the old file waits, its name)
+    placed: list[Path] = []
+    try:
+        for out in outputs:
+            if out.target.exists() or out.target.is_symlink():
+                aside = temp_path_for(out.target, REPLACED_SUFFIX)
+                os.replace(out.target, aside)
+                replaced.append((aside, out.target))
+            os.replace(out.temp_path, out.target)
+            placed.append(out.target)
+            out.done = True
+    except BaseException as err:
+        for target in placed:
+            target.unlink(missing_ok=True)
+        for aside, target in reversed(replaced):
+            os.replace(aside, target)
+        if isinstance(err, OSError):
+            name = out.target  # the output whose rename failed
+            raise OutputError(f"{name}: cannot write: {err.strerror}") from None
+        raise
+    for aside, _ in replaced:
+        aside.unlink(missing_ok=True)
 
 
 class AtomicOutput:
@@ -65,17 +156,25 @@ class AtomicOutput:
     ``file`` is the open temporary file; ``temp_path`` its name, for tools (ffmpeg) that
     write the file themselves (open with ``open_file=False`` then). For a device or a named pipe
     (``in_place``) both are the target itself, and there is nothing to rename or remove.
+    Inside an :class:`OutputGroup` (``group``, else the innermost open one) commit only finishes
+    the file (``waiting``); the group renames it.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], overwrite: bool, open_file: bool = True
+        self,
+        path: str | os.PathLike[str],
+        overwrite: bool,
+        open_file: bool = True,
+        group: OutputGroup | None = None,
     ) -> None:
         self.target = check_output_path(path, overwrite)
         self.overwrite = overwrite
         self.in_place = is_stream_target(self.target)
         self.temp_path = self.target if self.in_place else temp_path_for(self.target)
         self.done = False
+        self.waiting = False  # finished, to be renamed by its group
         self.file: BinaryIO | None = None
+        self.group = group if group is not None else (_OPEN_GROUPS[-1] if _OPEN_GROUPS else None)
         if self.in_place and not open_file:
             # The tool opens the device or pipe itself: opening and closing it here would end a
             # pipe's stream before the tool wrote anything.
@@ -90,6 +189,8 @@ class AtomicOutput:
             self.file = os.fdopen(fd, "wb")
         else:
             os.close(fd)
+        if self.group is not None and not self.in_place:
+            self.group.add(self)
 
     def write(self, data: bytes) -> int:
         assert self.file is not None, "AtomicOutput opened without a file"
@@ -113,19 +214,21 @@ class AtomicOutput:
         return True
 
     def commit(self) -> None:
-        """Close and move the finished file to its real name."""
-        if self.done:
+        """Close and move the finished file to its real name (its group's commit does that)."""
+        if self.done or self.waiting:
             return
-        self.done = True
+        grouped = self.group is not None and not self.in_place
+        self.done = not grouped
         try:
             if self.file is not None:
                 self.file.close()
             if self.in_place:
                 return
+            if grouped:
+                self.waiting = True
+                return
             if self.target.exists() and not self.overwrite:
-                raise OutputError(
-                    f"{self.target}: already exists (use -y/--overwrite to replace it)"
-                )
+                raise _already_exists(self.target)
             os.replace(self.temp_path, self.target)
         except OSError as err:
             self._remove_temp()
@@ -135,10 +238,11 @@ class AtomicOutput:
             raise
 
     def discard(self) -> None:
-        """Remove the partial output; safe to call more than once."""
+        """Remove the partial (or finished, not yet renamed) output; safe to call more than once."""
         if self.done:
             return
         self.done = True
+        self.waiting = False
         if self.file is not None:
             try:
                 self.file.close()

@@ -17,7 +17,7 @@ from canfvc_codec.io.ffmpeg import LOSSLESS_ENCODERS, FFmpegReader, FFmpegWriter
 from canfvc_codec.io.ffmpeg import path_exists_or_pattern as _ffmpeg_can_open
 from canfvc_codec.io.frame import MATRICES, SUPPORTED_BIT_DEPTHS, VideoInfo, check_geometry
 from canfvc_codec.io.output import STDIO_NAME, check_output_path, is_stream_target
-from canfvc_codec.io.png import FIRST_NUMBER, PngSequenceWriter, is_png_pattern
+from canfvc_codec.io.png import PngSequenceWriter, check_png_pattern, is_png_pattern
 from canfvc_codec.io.y4m import Y4MReader, Y4MWriter, open_y4m_file
 from canfvc_codec.io.yuv import RAW_EXTENSIONS, RawReader, RawWriter
 
@@ -127,7 +127,7 @@ def check_video_output(path: str, overwrite: bool) -> None:
         return
     suffix = Path(path).suffix.lower()
     if is_png_pattern(path):
-        check_output_path(path % FIRST_NUMBER, overwrite)
+        check_png_pattern(path, overwrite)
         return
     if suffix == ".png":
         raise OutputError(f"{path}: PNG output needs a frame-number pattern, e.g. rec_%04d.png")

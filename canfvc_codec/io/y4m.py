@@ -12,7 +12,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import BinaryIO
 
-from canfvc_codec.errors import InputError, UsageError
+from canfvc_codec.errors import InputError, UsageError, warn
 from canfvc_codec.io.base import VideoReader, VideoWriter
 from canfvc_codec.io.frame import (
     DEFAULT_FPS,
@@ -35,6 +35,7 @@ DEFAULT_CHROMA_TAG = "420jpeg"
 COLOR_RANGE_KEY = "COLORRANGE"
 COLOR_RANGES = {"FULL": True, "LIMITED": False}
 INTERLACE_MODES = "ptbm?"
+INTERLACED_MODES = "tbm"  # top field first, bottom field first, mixed
 
 
 def _ratio(value: str, field: str, source: str) -> Fraction | None:
@@ -78,6 +79,11 @@ def parse_header(line: bytes, source: str) -> tuple[VideoInfo, Fraction | None]:
         elif key == "I":
             if value not in tuple(INTERLACE_MODES):
                 raise InputError(f"{source}: bad Y4M header: {field}")
+            if value in INTERLACED_MODES:
+                warn(
+                    f"{source}: interlaced video (I{value}) is coded as progressive frames, "
+                    "both fields together (deinterlace it first, e.g. ffmpeg -vf bwdif)"
+                )
         elif key == "C":
             chroma = value
         elif key == "X":
