@@ -6,6 +6,7 @@ import itertools
 
 import pytest
 
+from canfvc_codec.encoder.options import EncodeOptions, check_options
 from canfvc_codec.encoder.presets import (
     DEFAULT_PRESET,
     MAX_REFINE_STEPS,
@@ -22,8 +23,10 @@ def test_default_preset_is_the_encoder_without_refinement():
 
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_every_preset_gives_steps_the_encoder_accepts(name):
-    for steps in refine_steps(name, None, None):
-        check_refine_steps(steps)
+    intra, inter = refine_steps(name, None, None)
+    assert (intra, inter) == (PRESETS[name].refine, PRESETS[name].refine_inter)
+    assert 0 <= intra <= MAX_REFINE_STEPS and 0 <= inter <= MAX_REFINE_STEPS
+    check_options(EncodeOptions(refine=intra, refine_inter=inter))  # raises if refused
 
 
 def test_presets_are_ordered_by_work():
