@@ -99,6 +99,10 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated
 
 
+class Interrupted(BaseException):
+    """Ctrl-C, carried past click (which would print a blank line of its own) to :func:`_run`."""
+
+
 def _eval_command() -> click.Command:
     from canfvc_codec.eval.command import eval_command
 
@@ -132,6 +136,8 @@ class CanfvcGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise Interrupted from None
         except BrokenPipeError:
             # click would end quietly on a closed pipe; say what happened instead.
             silence_stdout()
@@ -449,6 +455,7 @@ def encode(
     from canfvc_codec.codec import encode_video
     from canfvc_codec.device import set_cpu_threads
     from canfvc_codec.encoder.options import EncodeOptions
+    from canfvc_codec.numerics import Numerics
 
     read_as = reader_options(size, fps, bit_depth, matrix, full_range)
     with OutputGroup():  # every output appears at the end of the run, together, or none
@@ -468,7 +475,7 @@ def encode(
                 refine_inter=refine_inter,
                 model=model,
                 device=device,
-                numeric_path=numeric_path,
+                numerics=Numerics.from_options(path=numeric_path),
             )
             with open_sink(output, overwrite) as sink:
                 recon_writer = (
@@ -579,6 +586,7 @@ def decode(
         threads = cpu_threads(threads)
     from canfvc_codec.codec import decode_video
     from canfvc_codec.device import set_cpu_threads
+    from canfvc_codec.numerics import Numerics
 
     with OutputGroup(), _binary_input(input_path) as source:
         set_cpu_threads(threads)
@@ -605,7 +613,7 @@ def decode(
                 progress=not quiet,
                 start=start,
                 frames=frames,
-                numeric_path=numeric_path,
+                numerics=Numerics.from_options(path=numeric_path),
                 **options,
             )
         except BaseException:
@@ -742,6 +750,8 @@ def _error_line(err: click.ClickException) -> str:
 
 def _interrupted() -> None:
     """Ctrl-C: one line, as SIGTERM gives, and the shell's status for it."""
+    if sys.stderr.isatty():
+        click.echo(err=True)  # end the line where the terminal echoed ^C
     click.echo(f"{PROG}: interrupted", err=True)
     sys.exit(EXIT_INTERRUPTED)
 
@@ -762,7 +772,7 @@ def _run(argv: list[str] | None) -> None:
         if isinstance(err.__cause__, KeyboardInterrupt):
             _interrupted()
         sys.exit(1)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
         _interrupted()
     except Terminated:
         click.echo(f"{PROG}: terminated", err=True)

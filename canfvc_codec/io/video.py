@@ -53,7 +53,9 @@ def open_reader(
     selection = dict(start=start, frames=frames)
     path = str(path)
     if path == STDIO_NAME:
-        if sys.stdin is None or sys.stdin.isatty():
+        if sys.stdin is None:  # started without stdin (<&-)
+            raise InputError("stdin is closed: pipe a video in or name an input file")
+        if sys.stdin.isatty():
             raise InputError(
                 "stdin: no input piped in (e.g. ffmpeg -i clip.mp4 -f yuv4mpegpipe - | canfvc ...)"
             )
