@@ -32,7 +32,6 @@ from canfvc_codec.bitstream import (
     bitrate_kbps,
     bits_per_pixel,
 )
-from canfvc_codec.defaults import DEFAULT_NUMERIC_PATH
 from canfvc_codec.device import resolve_device
 from canfvc_codec.encoder.gop import Encoder, EncoderTools, encoder_tools
 from canfvc_codec.encoder.motion import FlowEstimator, motion_search
@@ -50,7 +49,7 @@ from canfvc_codec.io.color import rgb_to_yuv, yuv_to_rgb
 from canfvc_codec.io.frame import Frame
 from canfvc_codec.memory import check_memory
 from canfvc_codec.networks.video import PEAK_8BIT, VideoModel, padded_size
-from canfvc_codec.numerics import DECODER_DTYPE_NAME, Numerics, resolve_tie
+from canfvc_codec.numerics import DEFAULT_NUMERICS, Numerics, resolve_tie
 from canfvc_codec.psnr import psnr_from_mse
 from canfvc_codec.weights import load_model, load_model_by_id
 
@@ -180,7 +179,7 @@ def prepare_encode(
     intra_qp = qp_for_lambda(options.lmbda) if options.intra_coder == HEVC else None
     hevc = HevcIntra(info, intra_qp) if intra_qp is not None else None
     device = resolve_device(options.device)
-    numerics = Numerics.from_options(options.dtype, options.numeric_path)
+    numerics = options.numerics
     model, model_id = load_model(options.model, "cpu")
     if warnings:
         warn_untrained_lambdas(options, model.config.anchor_lambdas)
@@ -343,13 +342,11 @@ def prepare_decode(
     header: StreamHeader,
     device: str,
     model: str | None,
-    dtype: str = DECODER_DTYPE_NAME,
-    numeric_path: str = DEFAULT_NUMERIC_PATH,
+    numerics: Numerics = DEFAULT_NUMERICS,
 ) -> DecodeSetup:
     """Load the networks ``header`` names (or ``model``, which must be that one) and check that
     this machine can decode the stream."""
     torch_device = resolve_device(device)
-    numerics = Numerics.from_options(dtype, numeric_path)
     hevc = HevcIntra(header.video_info) if header.intra_coder == HEVC else None
     if model is None:
         network, model_id = load_model_by_id(header.model_id, "cpu")
@@ -390,10 +387,9 @@ def decode_video(
     device: str = "auto",
     model: str | None = None,
     progress: bool = True,
-    dtype: str = DECODER_DTYPE_NAME,
+    numerics: Numerics = DEFAULT_NUMERICS,
     start: int = 0,
     frames: int | None = None,
-    numeric_path: str = DEFAULT_NUMERIC_PATH,
     started: float | None = None,
 ) -> dict:
     """Decode a .cvc stream into the writer ``open_output(info)`` returns.
@@ -403,15 +399,15 @@ def decode_video(
     need ffmpeg's HEVC decoder, checked before anything is written. Every frame's
     reconstruction is checked against the CRC the encoder stored. ``start`` and ``frames`` pick
     the frames written: decoding begins at the last I-frame at or before ``start`` (an I-frame
-    resets the references), and the records after the range are not read. ``dtype`` and
-    ``numeric_path`` say how the networks compute (:class:`~canfvc_codec.numerics.Numerics`).
+    resets the references), and the records after the range are not read. ``numerics`` says how
+    the networks compute.
     ``started``: when the decode began (perf_counter), for the summary's frame rate.
     """
     started = time.perf_counter() if started is None else started
     reader = source if isinstance(source, CvcReader) else CvcReader(source)
     header = reader.header
     check_range(header, start)
-    setup = prepare_decode(header, device, model, dtype, numeric_path)
+    setup = prepare_decode(header, device, model, numerics)
     info = output_info(header, start, frames)
     decoder = setup.decoder()
 

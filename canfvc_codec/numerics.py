@@ -27,11 +27,9 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from canfvc_codec.defaults import DEFAULT_NUMERIC_PATH
-from canfvc_codec.entropy.scale_table import BOUNDARIES
 from canfvc_codec.errors import UsageError
 from canfvc_codec.networks.video import VideoModel
 
@@ -131,40 +129,6 @@ class Numerics:
     def switches(self) -> AbstractContextManager[None]:
         """The process-wide switches of :attr:`path`, for the time the networks run."""
         return numeric_path(self.path)
-
-
-# ---------------------------------------------------------------------------------------------
-# Diagnostics: how close the σ values come to a table boundary.
-
-_LOG_BOUNDARIES = np.log(BOUNDARIES)
-# Spacing of the scale table in the log domain: ln(256 / 0.11) / 63 ≈ 0.123.
-LOG_LEVEL_STEP = float(_LOG_BOUNDARIES[1] - _LOG_BOUNDARIES[0])
-
-
-def boundary_distance(scales: np.ndarray) -> np.ndarray:
-    """Distance of each σ to the nearest table boundary in the log domain (≈ relative distance).
-
-    A numerical path that moves σ by a relative δ can change its table only where this is below δ.
-    Non-positive σ (always table 0) get ``inf``.
-    """
-    values = np.asarray(scales, dtype=np.float64).ravel()
-    out = np.full(values.shape, np.inf)
-    positive = values > 0
-    logs = np.log(values[positive])
-    right = np.searchsorted(_LOG_BOUNDARIES, logs).clip(1, len(_LOG_BOUNDARIES) - 1)
-    out[positive] = np.minimum(
-        np.abs(logs - _LOG_BOUNDARIES[right - 1]), np.abs(logs - _LOG_BOUNDARIES[right])
-    )
-    return out
-
-
-def flip_probability(relative_error: float, values: int) -> float:
-    """Expected number of table flips among ``values`` σ that a path moves by ``relative_error``.
-
-    A σ flips when it lies within the error of a boundary; for σ spread smoothly over the log
-    scale that happens with probability ``2 * error / step`` per value (a first-order estimate).
-    """
-    return 2.0 * relative_error / LOG_LEVEL_STEP * values
 
 
 # ---------------------------------------------------------------------------------------------

@@ -60,11 +60,10 @@ from canfvc_codec.codec import (
     progress_bar,
     records_from,
 )
-from canfvc_codec.defaults import DEFAULT_NUMERIC_PATH
 from canfvc_codec.encoder.options import EncodeOptions
 from canfvc_codec.errors import CanfvcError, InputError, UsageError
 from canfvc_codec.io import Frame, VideoInfo, VideoReader, VideoWriter, open_reader
-from canfvc_codec.numerics import DECODER_DTYPE_NAME
+from canfvc_codec.numerics import DEFAULT_NUMERICS, Numerics
 from canfvc_codec.parallel_options import AUTO_ADDRESS, DEFAULT_JOBS
 
 # Decode tasks queued beyond one per worker, so that a worker finishing one starts the next at
@@ -243,13 +242,12 @@ class DecodeWorker:
         info: VideoInfo,
         device: str,
         model: str | None,
-        dtype: str,
-        numeric_path: str,
+        numerics: Numerics,
         threads: int,
     ) -> None:
         torch.set_num_threads(threads)
         with contextlib.redirect_stderr(io.StringIO()):  # the parent warned once already
-            self.setup = prepare_decode(header, device, model, dtype, numeric_path)
+            self.setup = prepare_decode(header, device, model, numerics)
         self.info = info
 
     def run(self, task: DecodeTask) -> DecodeResult:
@@ -617,10 +615,9 @@ def decode_parallel(
     device: str = "auto",
     model: str | None = None,
     progress: bool = True,
-    dtype: str = DECODER_DTYPE_NAME,
+    numerics: Numerics = DEFAULT_NUMERICS,
     start: int = 0,
     frames: int | None = None,
-    numeric_path: str = DEFAULT_NUMERIC_PATH,
 ) -> dict:
     """:func:`~canfvc_codec.codec.decode_video` with runs of frames decoded by ``jobs``
     workers; the same frames, written in order."""
@@ -634,15 +631,14 @@ def decode_parallel(
             device=device,
             model=model,
             progress=progress,
-            dtype=dtype,
+            numerics=numerics,
             start=start,
             frames=frames,
-            numeric_path=numeric_path,
             started=started,
         )
     check_range(header, start)
     # A missing model fails before any output.
-    prepare_decode(header, device, model, dtype, numeric_path)
+    prepare_decode(header, device, model, numerics)
     info = output_info(header, start, frames)
     per_worker = threads_per_worker(jobs or available_cores(), threads)
     tasks = _decode_tasks(records_from(reader, start), MIN_DECODE_TASK_FRAMES, frames)
@@ -651,7 +647,7 @@ def decode_parallel(
         per_worker,
         ray_address,
         DecodeWorker,
-        (header, info, device, model, dtype, numeric_path, per_worker),
+        (header, info, device, model, numerics, per_worker),
     )
     done: dict[int, DecodeResult] = {}
     count = lead_in = written = 0

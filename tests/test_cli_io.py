@@ -76,7 +76,7 @@ def encode_video(reader, output, options, *, recon=None, progress=True):
 
 def decode_video(
     source, open_output, *, device="auto", model=None, progress=True, start=0, frames=None,
-    numeric_path="default",
+    numerics=None,
 ):
     if source.read(len(MAGIC)) != MAGIC:
         raise CanfvcError("not a stand-in stream")

@@ -21,8 +21,10 @@ from canfvc_codec.errors import UsageError
 from canfvc_codec.io import Frame, VideoInfo, open_writer
 from canfvc_codec.lab.determinism import (
     OTHER_PATHS,
+    boundary_distance,
     compare_planes,
     compare_scales,
+    flip_probability,
     run_harness,
 )
 from canfvc_codec.numerics import (
@@ -30,8 +32,6 @@ from canfvc_codec.numerics import (
     DEFAULT_PATH,
     NUMERIC_PATHS,
     Numerics,
-    boundary_distance,
-    flip_probability,
     get_numeric_path,
     near_ties,
     numeric_path,
@@ -117,8 +117,8 @@ def test_numerics_from_options():
 
 
 def test_the_codec_decodes_in_float64_by_default():
-    assert EncodeOptions().dtype == "float64" and DECODER_DTYPE == torch.float64
-    assert decode_video.__kwdefaults__["dtype"] == "float64"
+    assert EncodeOptions().numerics.dtype == DECODER_DTYPE == torch.float64
+    assert decode_video.__kwdefaults__["numerics"].dtype == torch.float64
 
 
 def test_compare_planes_counts_differences():

@@ -10,7 +10,6 @@ from canfvc_codec.defaults import (
     DEFAULT_DEVICE,
     DEFAULT_LAMBDA,
     DEFAULT_MODEL,
-    DEFAULT_NUMERIC_PATH,
     trained_lambda_range,
 )
 from canfvc_codec.encoder.motion import DEFAULT_MOTION_SEARCH
@@ -19,7 +18,7 @@ from canfvc_codec.encoder.refine import DEFAULT_REFINE_STEPS
 from canfvc_codec.encoder.schedule import DEFAULT_GOP, DEFAULT_INTRA_CHOICE
 from canfvc_codec.errors import UsageError, warn
 from canfvc_codec.hevc import DEFAULT_INTRA_CODER, HEVC, INTRA_CODERS
-from canfvc_codec.numerics import DECODER_DTYPE_NAME
+from canfvc_codec.numerics import DEFAULT_NUMERICS, Numerics
 from canfvc_codec.rates import Rates
 
 
@@ -45,15 +44,13 @@ class EncodeOptions:
     refine_inter: int | None = None
     model: str = DEFAULT_MODEL
     device: str = DEFAULT_DEVICE  # "auto" | "cpu" | "cuda"
-    # Numeric type of the networks. float64 makes streams decode anywhere (docs/determinism.md);
-    # a stream decodes only with the type it was encoded with.
-    dtype: str = DECODER_DTYPE_NAME
+    # How the networks compute (canfvc_codec.numerics): float64 on PyTorch's default path makes
+    # streams decode anywhere (docs/determinism.md); a stream decodes only with the type it was
+    # encoded with, and another path is how the determinism tests imitate another platform.
+    numerics: Numerics = DEFAULT_NUMERICS
     # What codes the I-frames: "anfic" (the model's intra coder) or "hevc" (x265 intra at the QP
     # qp_for_lambda gives; canfvc_codec.hevc). Written in the header.
     intra_coder: str = DEFAULT_INTRA_CODER
-    # How the networks are computed on a CPU (numerics.NUMERIC_PATHS): another path is how the
-    # determinism tests imitate another platform.
-    numeric_path: str = DEFAULT_NUMERIC_PATH
 
 
 def stream_rates(options: EncodeOptions, anchors: tuple[float, ...]) -> Rates:

@@ -36,6 +36,7 @@ from torch import Tensor
 from canfvc_codec.encoder.presets import check_refine_steps
 from canfvc_codec.networks.anf_coder import AnfCoder, Latents
 from canfvc_codec.networks.video import MotionCoding, VideoModel
+from canfvc_codec.numerics import Numerics
 
 DEFAULT_REFINE_STEPS = 0
 # Adam's first step size, in quantisation bins of the gained latents, falling linearly to zero
@@ -45,6 +46,9 @@ DEFAULT_REFINE_STEPS = 0
 # what it had gained (docs/encoder.md).
 REFINE_STEP_SIZE = 0.02
 REFINE_DTYPE = torch.float32
+# How the encoder's own copy computes: in float32, computing large frames in stripes as the
+# decoder does, on PyTorch's default path (it never reaches the decoder, so any path will do).
+ENCODER_NUMERICS = Numerics(REFINE_DTYPE)
 
 
 # The coder of I-frames; every other coder (motion and inter) codes P-frames.
@@ -123,7 +127,7 @@ class LatentRefiner:
         self.model = VideoModel(model.config)
         self.model.load_state_dict(model.state_dict())
         device = device or next(model.parameters()).device
-        self.model.to(device=device, dtype=REFINE_DTYPE).eval().compute_in_stripes()
+        ENCODER_NUMERICS.prepare(self.model, device)
         self.model.requires_grad_(False)
 
     @staticmethod

@@ -44,7 +44,7 @@ from canfvc_codec.encoder.gop import Encoder
 from canfvc_codec.encoder.options import EncodeOptions
 from canfvc_codec.encoder.schedule import IntraSchedule
 from canfvc_codec.entropy.gaussian import GaussianConditional
-from canfvc_codec.entropy.scale_table import scale_indexes
+from canfvc_codec.entropy.scale_table import BOUNDARIES, scale_indexes
 from canfvc_codec.errors import CanfvcError
 from canfvc_codec.hevc import ANFIC, HEVC, INTRA_CODERS, HevcIntra
 from canfvc_codec.io import VideoInfo, open_reader, open_writer
@@ -55,7 +55,6 @@ from canfvc_codec.numerics import (
     NUMERIC_PATHS,
     NumericPath,
     Numerics,
-    boundary_distance,
     get_numeric_path,
     numeric_path,
     resolve_dtype,
@@ -75,6 +74,40 @@ OTHER_PATHS = tuple(name for name in NUMERIC_PATHS if name != DEFAULT_PATH)
 # how σ arrays map to frames.
 SCALE_CALLS = {ANFIC: {"I": 1, "P": 2}, HEVC: {"I": 0, "P": 2}}
 DEVICES = ("cpu", "cuda")
+
+
+# ---------------------------------------------------------------------------------------------
+# Diagnostics: how close the σ values come to a table boundary.
+
+_LOG_BOUNDARIES = np.log(BOUNDARIES)
+# Spacing of the scale table in the log domain: ln(256 / 0.11) / 63 ≈ 0.123.
+LOG_LEVEL_STEP = float(_LOG_BOUNDARIES[1] - _LOG_BOUNDARIES[0])
+
+
+def boundary_distance(scales: np.ndarray) -> np.ndarray:
+    """Distance of each σ to the nearest table boundary in the log domain (≈ relative distance).
+
+    A numerical path that moves σ by a relative δ can change its table only where this is below δ.
+    Non-positive σ (always table 0) get ``inf``.
+    """
+    values = np.asarray(scales, dtype=np.float64).ravel()
+    out = np.full(values.shape, np.inf)
+    positive = values > 0
+    logs = np.log(values[positive])
+    right = np.searchsorted(_LOG_BOUNDARIES, logs).clip(1, len(_LOG_BOUNDARIES) - 1)
+    out[positive] = np.minimum(
+        np.abs(logs - _LOG_BOUNDARIES[right - 1]), np.abs(logs - _LOG_BOUNDARIES[right])
+    )
+    return out
+
+
+def flip_probability(relative_error: float, values: int) -> float:
+    """Expected number of table flips among ``values`` σ that a path moves by ``relative_error``.
+
+    A σ flips when it lies within the error of a boundary; for σ spread smoothly over the log
+    scale that happens with probability ``2 * error / step`` per value (a first-order estimate).
+    """
+    return 2.0 * relative_error / LOG_LEVEL_STEP * values
 
 
 @dataclass
@@ -267,7 +300,7 @@ def encode_stream(
         adaptive_intra=False,
         model=model,
         device=device,
-        dtype=dtype,
+        numerics=Numerics(resolve_dtype(dtype)),
         intra_coder=intra_coder,
     )
     with capture_scales() as scales, open_reader(str(source)) as reader:
