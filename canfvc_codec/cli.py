@@ -68,6 +68,7 @@ from canfvc_codec.io import (
     open_sink,
     open_writer,
 )
+from canfvc_codec.io.ffmpeg import PLAYABLE_CRF
 from canfvc_codec.io.identity import check_distinct_files
 from canfvc_codec.io.output import (
     STDIO_NAME,
@@ -76,6 +77,7 @@ from canfvc_codec.io.output import (
     check_output_path,
     silence_stdout,
 )
+from canfvc_codec.io.video import H264_EXTENSIONS
 from canfvc_codec.parallel_options import PATH_SOURCE
 from canfvc_codec.threads import check_thread_request, cpu_threads, prepare_process
 
@@ -249,7 +251,8 @@ def cli() -> None:
     """canfvc: a learned video codec (CANF-VC, conditional augmented normalizing flows).
 
     Compresses video into .cvc bitstreams and decodes them back. Input is raw YUV 4:2:0,
-    Y4M, or anything ffmpeg can read; output is raw YUV, Y4M, lossless mp4/mkv or PNG.
+    Y4M, or anything ffmpeg can read; output is raw YUV, Y4M, mp4/mkv (lossless H.264, or
+    playable) or PNG.
     A .cvc file holds everything the decoder needs.
     """
 
@@ -527,7 +530,7 @@ def _write_frame_csv(path: str, per_frame: list[dict], overwrite: bool) -> None:
 @cli.command(
     cls=GroupedCommand,
     option_groups=[
-        ("Output", ["output", "overwrite"]),
+        ("Output", ["output", "playable", "overwrite"]),
         ("Decoding", ["start", "frames", "device", "threads", "model"]),
         PARALLEL_GROUP,
         GENERAL_GROUP,
@@ -535,18 +538,26 @@ def _write_frame_csv(path: str, per_frame: list[dict], overwrite: bool) -> None:
     short_help="Decode a .cvc bitstream into a video.",
     epilog="""\b
 The output format follows OUT's extension: .yuv (raw 4:2:0), .y4m, .mp4 or
-.mkv (lossless H.264), a PNG pattern such as rec_%04d.png, or - for Y4M on
-stdout. Size, rate, bit depth and colour come from the bitstream.
+.mkv (lossless H.264, High 4:4:4 Predictive, which most players cannot play;
+--playable for H.264 that they can), a PNG pattern such as rec_%04d.png, or -
+for Y4M on stdout. Size, rate, bit depth and colour come from the bitstream.
 
 \b
 Examples:
   canfvc decode clip.cvc -o rec.yuv
   canfvc decode clip.cvc -o rec_%04d.png
+  canfvc decode clip.cvc -o watch.mp4 --playable
   canfvc decode clip.cvc -o - | ffmpeg -i - -c:v libx265 -crf 20 rec.mp4
   cat clip.cvc | canfvc decode - -o - | ffplay -""",
 )
 @click.argument("input_path", metavar="IN.cvc")
 @click.option("-o", "--output", required=True, metavar="OUT", help="Video to write (- for stdout).")
+@click.option(
+    "--playable",
+    is_flag=True,
+    help=f".mp4/.mkv as H.264 High profile, 8-bit 4:2:0, at CRF {PLAYABLE_CRF}: near-lossless "
+    "(not bit-exact), and decoded by browsers and players, which lossless H.264 is not.",
+)
 @overwrite_option
 @range_options(
     "Write from frame K on (decoding starts at the I-frame at or before it).",
@@ -565,6 +576,7 @@ Examples:
 def decode(
     input_path: str,
     output: str,
+    playable: bool,
     overwrite: bool,
     start: int,
     frames: int | None,
@@ -580,6 +592,8 @@ def decode(
     check_distinct_files({INPUT_ROLE: input_path}, {"-o": output})
     _check_stdout(output)
     check_video_output(output, overwrite)
+    if playable and Path(output).suffix.lower() not in H264_EXTENSIONS:
+        raise UsageError(f"--playable is for .mp4 and .mkv output, not {output}")
     parallel = ray_address is not None or (jobs or 1) > 1
     check_thread_request(threads)
     if not parallel:  # with --jobs, 0 shares the cores among the workers (canfvc_codec.parallel)
@@ -593,7 +607,7 @@ def decode(
         writers: list[VideoWriter] = []
 
         def open_output(info: VideoInfo) -> VideoWriter:
-            writer = open_writer(output, info, overwrite=overwrite)
+            writer = open_writer(output, info, overwrite=overwrite, playable=playable)
             writers.append(writer)
             return writer
 

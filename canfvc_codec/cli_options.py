@@ -228,7 +228,8 @@ threads_option = click.option(
     default=0,
     show_default=True,
     metavar="N",
-    help="CPU threads for the networks; 0: one per core (with --jobs: the cores shared out).",
+    help="CPU threads for the networks; 0: one per free core (the cores less the load average; "
+    "with --jobs: the cores shared out).",
 )
 
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from canfvc_codec.io.ffmpeg import ffmpeg_exe
 from canfvc_codec.io.output import AtomicOutput, OutputGroup
 from tests.test_cli_io import BOOTSTRAP, REPO, canfvc, clip, fake_engine, run_main  # noqa: F401
 from tests.test_io_yuv import info_for, random_frames, write_all
@@ -382,3 +384,41 @@ def test_interlaced_y4m_is_warned(tmp_path, capsys, fake_engine, mode):  # noqa:
         f"canfvc: warning: {source}: interlaced video (I{mode}) is coded as progressive frames, "
         "both fields together (deinterlace it first, e.g. ffmpeg -vf bwdif)\n"
     )
+
+
+# ----------------------------------------------------------------------------- mp4 and mkv
+
+
+def h264_profile(path: Path) -> str:
+    """The H.264 profile ffmpeg reports for the file's video stream."""
+    log = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, check=False
+    ).stderr.decode()
+    match = re.search(r"Video: h264 \(([^)]*)\)", log)
+    assert match is not None, log
+    return match.group(1)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_lossless_h264_is_what_the_readme_says_and_playable_is_high_profile(
+    tmp_path,
+    capsys,
+    stream,
+    suffix,
+):
+    lossless, playable = tmp_path / f"rec{suffix}", tmp_path / f"watch{suffix}"
+    assert run_main(capsys, "decode", str(stream), "-o", str(lossless), "-q")[0] == 0
+    assert run_main(capsys, "decode", str(stream), "-o", str(playable), "--playable", "-q")[0] == 0
+    assert h264_profile(lossless) == "High 4:4:4 Predictive"
+    assert h264_profile(playable) == "High"
+
+
+def test_playable_is_for_h264_outputs_only(tmp_path, capsys, stream):
+    before = snapshot(tmp_path)
+    code, _, err = run_main(
+        capsys, "decode", str(stream), "-o", str(tmp_path / "r.y4m"), "--playable"
+    )
+    assert_refused(
+        code, err, 2, f"--playable is for .mp4 and .mkv output, not {tmp_path / 'r.y4m'}"
+    )
+    assert snapshot(tmp_path) == before

@@ -7,7 +7,9 @@ frame at a time is in memory. The ffmpeg binary is the one on PATH, else the one
 Lossless output: ``.mp4`` and ``.mkv`` hold H.264 from libx264 at ``-qp 0`` in yuv420p or
 yuv420p10le, x264's lossless mode: the decoded planes equal the input planes bit for bit. 4:2:0,
 the bit depth, the range and the matrix are kept (FFV1 was not used: this ffmpeg rescales
-full-range input for it).
+full-range input for it). Lossless H.264 is the High 4:4:4 Predictive profile, which browsers and
+hardware players do not decode; ``playable`` output is the High profile in 8-bit 4:2:0 at a
+near-lossless CRF instead, which they do (not bit-exact; 10-bit video is rounded to 8 bits).
 """
 
 from __future__ import annotations
@@ -43,6 +45,12 @@ LOSSLESS_ENCODERS = {
     ".mp4": ("mp4", {"vcodec": "libx264", "qp": 0}),
     ".mkv": ("matroska", {"vcodec": "libx264", "qp": 0}),
 }
+# H.264 High profile, 8-bit 4:2:0: what browsers and hardware players decode. CRF 12 is well
+# below x264's default of 23, near-lossless to the eye; it is lossy all the same.
+PLAYABLE_CRF = 12
+PLAYABLE_PIX_FMT = "yuv420p"
+PLAYABLE_ARGS = {"vcodec": "libx264", "crf": PLAYABLE_CRF, "profile:v": "high"}
+MP4_FAST_START = {"movflags": "+faststart"}  # the index first, so that a browser plays at once
 STDERR_TAIL_LINES = 3
 OPEN_ERROR_PREFIX = "Error opening input"
 _STREAM_LINE = re.compile(r"Stream #\d+:\d+.*?: Video: (.*)")
@@ -202,14 +210,21 @@ class FFmpegReader(Y4MReader):
 
 
 class FFmpegWriter(VideoWriter):
-    """Lossless .mp4 (x264 -qp 0) or .mkv (FFV1), fed raw frames on ffmpeg's stdin."""
+    """.mp4 or .mkv H.264, fed raw frames on ffmpeg's stdin: lossless (x264 -qp 0), or with
+    ``playable`` the High profile at ``PLAYABLE_CRF`` (see the module's docstring)."""
 
-    def __init__(self, path: str, info: VideoInfo, *, overwrite: bool = False) -> None:
+    def __init__(
+        self, path: str, info: VideoInfo, *, overwrite: bool = False, playable: bool = False
+    ) -> None:
         super().__init__(info)
         suffix = Path(path).suffix.lower()
         container, codec_args = LOSSLESS_ENCODERS[suffix]
         self._out = AtomicOutput(path, overwrite, open_file=False)
         pix_fmt = PIX_FMT[info.bit_depth]
+        out_pix_fmt = pix_fmt
+        if playable:
+            out_pix_fmt = PLAYABLE_PIX_FMT
+            codec_args = {**PLAYABLE_ARGS, **(MP4_FAST_START if container == "mp4" else {})}
         args = (
             ffmpeg_lib.input(
                 "pipe:",
@@ -221,7 +236,7 @@ class FFmpegWriter(VideoWriter):
             .output(
                 str(self._out.temp_path),
                 format=container,
-                pix_fmt=pix_fmt,
+                pix_fmt=out_pix_fmt,
                 # Tag, never convert: output colour options would make ffmpeg rescale the planes.
                 vf=f"setparams=range={'pc' if info.full_range else 'tv'}"
                 f":colorspace={FFMPEG_COLORSPACE[info.matrix]}",

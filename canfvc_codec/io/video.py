@@ -1,7 +1,8 @@
 """Opening videos by name: the reader or writer is chosen from the path.
 
 Inputs: ``-`` (Y4M on stdin), ``.yuv``/``.raw`` (raw 4:2:0), ``.y4m``, anything else through ffmpeg.
-Outputs: ``-`` (Y4M on stdout), ``.yuv``, ``.y4m``, ``.mp4``/``.mkv`` (lossless), ``name_%04d.png``.
+Outputs: ``-`` (Y4M on stdout), ``.yuv``, ``.y4m``, ``.mp4``/``.mkv`` (lossless H.264, or playable),
+``name_%04d.png``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from canfvc_codec.io.y4m import Y4MReader, Y4MWriter, open_y4m_file
 from canfvc_codec.io.yuv import RAW_EXTENSIONS, RawReader, RawWriter
 
 Y4M_EXTENSION = ".y4m"
+H264_EXTENSIONS = tuple(LOSSLESS_ENCODERS)
 OUTPUT_FORMATS = ".yuv, .y4m, .mp4, .mkv, a PNG pattern such as rec_%04d.png, or - (Y4M on stdout)"
 
 
@@ -98,8 +100,13 @@ def open_reader(
     return reader
 
 
-def open_writer(path: str, info: VideoInfo, *, overwrite: bool = False) -> VideoWriter:
-    """A streaming writer chosen by ``path``'s extension; the file appears when complete."""
+def open_writer(
+    path: str, info: VideoInfo, *, overwrite: bool = False, playable: bool = False
+) -> VideoWriter:
+    """A streaming writer chosen by ``path``'s extension; the file appears when complete.
+
+    ``playable``: .mp4/.mkv as H.264 that players decode, near-lossless, instead of lossless
+    (:mod:`canfvc_codec.io.ffmpeg`); for the other formats it changes nothing."""
     check_geometry(info.width, info.height, str(path))
     _check_options(info.bit_depth, info.matrix)
     path = str(path)
@@ -109,7 +116,7 @@ def open_writer(path: str, info: VideoInfo, *, overwrite: bool = False) -> Video
     if suffix in RAW_EXTENSIONS:
         return RawWriter(path, info, overwrite=overwrite)
     if suffix in LOSSLESS_ENCODERS:
-        return FFmpegWriter(path, info, overwrite=overwrite)
+        return FFmpegWriter(path, info, overwrite=overwrite, playable=playable)
     if is_png_pattern(path):
         return PngSequenceWriter(path, info, overwrite=overwrite)
     check_video_output(path, overwrite)  # raises: says why the name is not a known format
