@@ -38,6 +38,9 @@ from canfvc_codec.parallel import EncodeTask, EncodeWorker, encode_parallel, thr
 from tests.test_codec import _write_clip
 
 MODEL = "random-tiny"
+# A published model: its frame costs, unlike random weights', make adaptive I-frames a mix of I
+# and P-frames (lite's on the clip below: IIPIPIPPIP).
+TRAINED_MODEL = "lite"
 CTRL_C_CLIP_FRAMES = 60
 ray_available = importlib.util.find_spec("ray") is not None
 ROOT = Path(__file__).resolve().parents[1]
@@ -191,6 +194,26 @@ def test_jobs_2_and_decode_jobs_2_write_the_serial_stream_and_video(serial, tmp_
         "decode", str(out), "-o", str(tmp_path / "d.yuv"), "--jobs", "2", "-q", "--threads", "1"
     )
     assert (tmp_path / "d.yuv").read_bytes() == (serial.folder / "d.yuv").read_bytes()
+    # The decoder gives back what the encoder wrote as its reconstruction.
+    assert (serial.folder / "d.yuv").read_bytes() == (serial.folder / "s.yuv").read_bytes()
+
+
+@pytest.mark.slow
+def test_adaptive_i_frames_with_jobs_2_decode_to_the_encoders_recon(serial, tmp_path):
+    """A trained model with adaptive I-frames (the default) moves I-frames off the GOP grid;
+    --jobs 2 writes the serial stream, and the command line's decode with --jobs 2 gives back
+    the encoder's --recon byte for byte."""
+    common = ("--model", TRAINED_MODEL, "--gop", "3", "--threads", "1", "-q")
+    _canfvc("encode", str(serial.clip), "-o", str(tmp_path / "s.cvc"), *common)
+    out, recon, decoded = tmp_path / "p.cvc", tmp_path / "p.yuv", tmp_path / "d.yuv"
+    _canfvc(
+        "encode", str(serial.clip), "-o", str(out), "--recon", str(recon), "--jobs", "2", *common
+    )
+    types = "".join(record.frame_type for record in CvcReader(io.BytesIO(out.read_bytes())))
+    assert "P" in types and any(kind == INTRA and k % 3 for k, kind in enumerate(types)), types
+    assert out.read_bytes() == (tmp_path / "s.cvc").read_bytes()
+    _canfvc("decode", str(out), "-o", str(decoded), "--jobs", "2", "--threads", "1", "-q")
+    assert decoded.read_bytes() == recon.read_bytes()
 
 
 @pytest.mark.skipif(not ray_available, reason="Ray is not installed (pip install 'canfvc[ray]')")
