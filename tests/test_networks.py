@@ -8,9 +8,21 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
+from canfvc_codec.encoder.gop import Encoder, EncoderTools
+from canfvc_codec.encoder.schedule import IntraSchedule
 from canfvc_codec.networks import CONFIGS, References, VideoModel, get_config, to_reference
-from canfvc_codec.networks.complexity import model_report, parameter_counts
+from canfvc_codec.networks.complexity import (
+    FLOPS_PER_MAC,
+    PROBE_LAMBDA,
+    PROBE_SEED,
+    PROBE_SIZE,
+    frame_macs,
+    model_report,
+    parameter_counts,
+)
+from canfvc_codec.numerics import DECODER_DTYPE, NUMERIC_PATHS, Numerics
 from canfvc_codec.rates import Rates
 from canfvc_codec.weights import random_model
 
@@ -231,3 +243,31 @@ def test_model_report_tiny_counts_every_network_and_frame_type():
 def test_configs_round_trip_through_dicts():
     for config in CONFIGS.values():
         assert type(config).from_dict(config.to_dict()) == config
+
+
+def test_the_p_frame_macs_are_those_of_the_encoders_own_path():
+    """``canfvc info --model`` counts the frames the encoder codes: the MACs of
+    :class:`Encoder` coding an I-frame, a first and a later P-frame (its motion search left out,
+    as the report leaves it out) equal :func:`frame_macs`' at the probe size."""
+    model = random_model("tiny")[0]
+    expected = frame_macs(copy.deepcopy(model), PROBE_SIZE)
+    height, width = PROBE_SIZE
+    generator = torch.Generator().manual_seed(PROBE_SEED)
+    frames = torch.rand(3, 3, height, width, generator=generator, dtype=torch.float64)
+    encoder = Encoder(
+        copy.deepcopy(model),
+        Rates.uniform(PROBE_LAMBDA),
+        IntraSchedule(0),
+        width,
+        height,
+        torch.device("cpu"),
+        # PyTorch's convolutions, which the counter sees, instead of the shifted products.
+        Numerics(DECODER_DTYPE, NUMERIC_PATHS["library-conv"]),
+        tools=EncoderTools(motion_search=lambda x, reference: torch.zeros_like(x[:, :2])),
+    )
+    counted = {}
+    for key, frame in zip(("intra_encode", "first_p_encode", "p_encode"), frames, strict=True):
+        with FlopCounterMode(display=False) as counter:
+            encoder.encode(frame)
+        counted[key] = counter.get_total_flops() // FLOPS_PER_MAC
+    assert counted == {key: expected[key] for key in counted}
