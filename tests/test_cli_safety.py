@@ -10,6 +10,7 @@ before is byte-identical afterwards. The coding engine is the lossless stand-in 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import subprocess
@@ -421,4 +422,24 @@ def test_playable_is_for_h264_outputs_only(tmp_path, capsys, stream):
     assert_refused(
         code, err, 2, f"--playable is for .mp4 and .mkv output, not {tmp_path / 'r.y4m'}"
     )
+    assert snapshot(tmp_path) == before
+
+
+# ----------------------------------------------------------------------------- eval
+
+
+@pytest.mark.parametrize("where", ["results.json", "csv/config.json"])
+def test_eval_refuses_a_config_that_its_report_would_write_over(tmp_path, capsys, clip, where):  # noqa: F811
+    config = tmp_path / "out" / where
+    config.parent.mkdir(parents=True)
+    config.write_text(
+        json.dumps({"name": "t", "sequences": [{"name": "c", "path": str(clip), "frames": 2}]})
+    )
+    before = snapshot(tmp_path)
+    code, _, err = run_main(
+        capsys, "eval", "--config", str(config), "--out", str(tmp_path / "out"),
+        "--skip-canfvc", "--anchors", "none",
+    )  # fmt: skip
+    expected = "would write over --config" if where == "results.json" else "which the report writes"
+    assert_refused(code, err, 2, expected)
     assert snapshot(tmp_path) == before

@@ -10,11 +10,12 @@ from canfvc_codec.cli_options import intra_coder_option, preset_options
 from canfvc_codec.encoder.presets import refine_steps
 from canfvc_codec.errors import UsageError
 from canfvc_codec.eval import anchors
-from canfvc_codec.eval.config import load_config
+from canfvc_codec.eval.config import EvalConfig, load_config
 from canfvc_codec.eval.refine_setting import RefineSetting
 from canfvc_codec.eval.report import write_report
 from canfvc_codec.eval.runner import DEFAULT_LAMBDAS, EvalOptions, run_evaluation
 from canfvc_codec.hevc import DEFAULT_INTRA_CODER
+from canfvc_codec.io.identity import check_distinct_files
 from canfvc_codec.threads import MAX_CPU_THREADS
 
 
@@ -29,6 +30,27 @@ def parse_number_list(text: str, kind: type, what: str) -> tuple:
     if not values or any(v <= 0 for v in values):
         raise UsageError(f"{what} must be positive numbers, not {text!r}")
     return values
+
+
+# What the report writes into --out (canfvc_codec.eval.report): files by name, folders whole.
+REPORT_FILES = ("results.json", "summary.md")
+REPORT_FOLDERS = ("csv", "plots", "compressai")
+
+
+def check_inputs_outside_report(config_path: str, config: EvalConfig, out: str) -> None:
+    """Refuse, before any work, a config or sequence file that the report would write over."""
+    inputs = {"--config": config_path}
+    inputs.update({f"sequence {seq.name}": str(seq.path) for seq in config.sequences})
+    for name in REPORT_FILES:
+        check_distinct_files(inputs, {"the report's": str(Path(out) / name)})
+    for folder in REPORT_FOLDERS:
+        written = Path(out, folder).resolve()
+        for role, path in inputs.items():
+            if Path(path).resolve().is_relative_to(written):
+                raise UsageError(
+                    f"{role} {path} is in {written}, which the report writes: move it or name "
+                    "another --out"
+                )
 
 
 def evaluate(
@@ -76,6 +98,7 @@ def evaluate(
         max_frames=max_frames,
     )
     config = load_config(config_path, only=sequences)
+    check_inputs_outside_report(config_path, config, out)
     results = run_evaluation(
         config, Path(out), options, work_dir=Path(work_dir) if work_dir else None
     )
