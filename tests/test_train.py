@@ -25,7 +25,13 @@ from canfvc_codec.train.data import (
     decode_training_range,
     scene_cuts,
 )
-from canfvc_codec.train.trainer import Trainer, TrainOptions, export_model, model_card
+from canfvc_codec.train.trainer import (
+    Trainer,
+    TrainOptions,
+    export_model,
+    longest_sequence,
+    model_card,
+)
 from tests.conftest import real_rgb_frames
 
 CROP = 64
@@ -568,15 +574,21 @@ def test_a_resumed_run_keeps_its_motion_search(tmp_path) -> None:
 
 
 def _lambdas_of_one_step(
-    name: str, method: str, lambda_at: int, lmbda: float, monkeypatch: pytest.MonkeyPatch
+    name: str,
+    method: str,
+    lambda_at: int,
+    lmbda: float,
+    monkeypatch: pytest.MonkeyPatch,
+    data: TrainingData | None = None,
 ) -> tuple[VideoModel, list[float]]:
     """(model, the λ each call of the model's ``method`` got) over one step of phase ``name`` at
-    ``lmbda``; λ is the method's positional argument ``lambda_at`` after the input."""
+    ``lmbda`` on ``data`` (default: :func:`_data`); λ is the method's positional argument
+    ``lambda_at`` after the input."""
     torch.manual_seed(0)
     model = VideoModel(get_config("tiny")).train()
     phase = phases.get_phase(name)
     phases.set_trainable(model, phase.parts)
-    batch = _data(seed=0).sequences(1, phase.frames)
+    batch = (data or _data(seed=0)).sequences(1, phase.frames)
     coded_at: list[float] = []
     original = getattr(model, method)
 
@@ -668,3 +680,29 @@ def test_a_diverging_run_goes_back_to_its_healthy_state_at_half_the_rate(
     # The auxiliary optimiser had moved the quantiles; going back restored them too.
     assert all(torch.equal(v, start[k]) for k, v in trainer.model.state_dict().items())
     assert model_card(trainer)["recoveries"] == trainer.progress.recoveries
+
+
+def test_chains_start_from_i_frames_of_any_quality_up_to_the_encoders(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The chain phase codes its I-frame at a λ drawn between the lowest trained λ and the
+    encoder's intra λ, so that its P-frames also learn to restore a poor reference; a run of the
+    phase needs sequences of its own length."""
+    lmbda = 512.0
+    chain = phases.get_phase("chain")
+    assert chain.frames == phases.CHAIN_FRAMES > phases.get_phase("finetune").frames
+    assert longest_sequence("chain") == chain.frames and longest_sequence(None) < chain.frames
+    frames = real_rgb_frames("bikes.mp4", 0, chain.frames, 128, 128)
+    array = (frames.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
+    long_clip = TrainingData([VideoSource("bikes.mp4", array, scene_cuts(array))], [], CROP)
+    model, coded_at = _lambdas_of_one_step(
+        "chain", "forward", 0, lmbda, monkeypatch, data=long_clip
+    )
+    anchors = model.config.anchor_lambdas
+    high = auto_intra_lambda(lmbda, anchors)
+    (first,) = coded_at
+    drawn = [
+        phases.degraded_intra_lambda(model, lmbda, np.random.default_rng(s)) for s in range(64)
+    ]
+    assert all(anchors[0] <= value <= high for value in [first, *drawn])
+    assert min(drawn) < 1.2 * anchors[0] and max(drawn) > 0.8 * high  # the whole range
