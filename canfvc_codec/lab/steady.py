@@ -107,20 +107,36 @@ def after_cut(model: VideoModel, info, pictures: list, cut: int, lmbda: float) -
     }
 
 
-def run(config_path: Path, model_name: str, lambdas: tuple[float, ...], log=print) -> dict:
+def run(
+    config_path: Path,
+    model_name: str,
+    lambdas: tuple[float, ...],
+    log=print,
+    sequences_wanted: tuple[str, ...] = (),
+    save=None,
+) -> dict:
+    """The record of every clip of the config (or of ``sequences_wanted``) at every λ;
+    ``save(record)`` is called after each clip with what is measured so far."""
     from canfvc_codec.weights import load_model
 
-    config = load_config(config_path)
+    config = load_config(config_path, only=sequences_wanted)
     model, model_id = load_model(model_name, "cpu")
     model.eval()
-    sequences: dict = {}
+    record: dict = {
+        "model": model_name,
+        "model_id": model_id.hex(),
+        "gop_frames": GOP_FRAMES,
+        "steady_frames": [STEADY_FRAMES.start, STEADY_FRAMES.stop - 1],
+        "recovery_tolerance_db": RECOVERY_TOLERANCE_DB,
+        "sequences": {},
+    }
     for spec in config.sequences:
         cut = SCENE_CUTS.get(spec.name)
         info, pictures = read_sequence(spec, (cut or 0) + GOP_FRAMES)
-        record: dict = {"steady": {}, "after_cut": {}}
+        clip: dict = {"steady": {}, "after_cut": {}}
         for lmbda in lambdas:
             steady = steady_state(model, info, pictures[cut or 0 :], lmbda)
-            record["steady"][f"{lmbda:g}"] = steady
+            clip["steady"][f"{lmbda:g}"] = steady
             line = (
                 f"{spec.name} λ {lmbda:g}: I {steady['i_frame_psnr']:.2f} dB, frames "
                 f"{STEADY_FRAMES.start}-{STEADY_FRAMES.stop - 1} {steady['steady_psnr']:.2f} dB "
@@ -128,22 +144,17 @@ def run(config_path: Path, model_name: str, lambdas: tuple[float, ...], log=prin
             )
             if cut is not None:
                 recovery = after_cut(model, info, pictures, cut, lmbda)
-                record["after_cut"][f"{lmbda:g}"] = recovery
+                clip["after_cut"][f"{lmbda:g}"] = recovery
                 line += (
                     f"; after the cut: gap {recovery['gaps'][0]:.2f} dB at the cut, "
                     f"{recovery['gaps'][-1]:.2f} dB {RECOVERY_FRAMES} frames on, recovered at "
                     f"{recovery['recovered_at']}"
                 )
             log(line)
-        sequences[spec.name] = record
-    return {
-        "model": model_name,
-        "model_id": model_id.hex(),
-        "gop_frames": GOP_FRAMES,
-        "steady_frames": [STEADY_FRAMES.start, STEADY_FRAMES.stop - 1],
-        "recovery_tolerance_db": RECOVERY_TOLERANCE_DB,
-        "sequences": sequences,
-    }
+        record["sequences"][spec.name] = clip
+        if save is not None:
+            save(record)
+    return record
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -155,19 +166,26 @@ def main(argv: list[str] | None = None) -> None:
         default=",".join(f"{v:g}" for v in DEFAULT_LAMBDAS),
         help="comma-separated λ values",
     )
+    parser.add_argument(
+        "--sequences", default="", help="comma-separated clips of the config (default: all)"
+    )
     parser.add_argument("--threads", type=thread_count, help="CPU threads for torch")
     parser.add_argument("--out", type=Path, help="write the record here (JSON)")
     options = parser.parse_args(argv)
     if options.threads:
         torch.set_num_threads(options.threads)
     lambdas = tuple(float(v) for v in options.lambdas.split(","))
+    wanted = tuple(name for name in options.sequences.split(",") if name)
+
+    def save(record: dict) -> None:
+        if options.out is not None:
+            options.out.parent.mkdir(parents=True, exist_ok=True)
+            options.out.write_text(json.dumps(record, indent=1) + "\n")
+
     try:
-        record = run(options.config, options.model, lambdas)
+        run(options.config, options.model, lambdas, sequences_wanted=wanted, save=save)
     except (CanfvcError, OSError, ValueError) as exc:
         sys.exit(f"canfvc: error: {exc}")
-    if options.out is not None:
-        options.out.parent.mkdir(parents=True, exist_ok=True)
-        options.out.write_text(json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":
