@@ -109,18 +109,6 @@ def random_model_id(config_name: str, seed: int = RANDOM_SEED) -> bytes:
     return hashlib.sha256(text.encode()).digest()[:MODEL_ID_BYTES]
 
 
-def training_totals(card: dict) -> dict:
-    """How much training the model of ``card`` has had, its lineage included: steps and device
-    seconds (all devices together). A model without a card (random weights) has had none."""
-    runs = [*card.get("lineage", []), card]
-    return {
-        "steps": sum(int(run.get("steps", 0)) for run in runs),
-        "device_seconds": round(
-            sum(float(s) for run in runs for s in run.get("device_seconds", {}).values()), 1
-        ),
-    }
-
-
 def save_model(model: VideoModel, path: Path, card: dict | None = None) -> str:
     """Write ``model`` (fp16) to ``path`` atomically; returns the model id as hex.
 

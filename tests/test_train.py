@@ -18,6 +18,7 @@ from canfvc_codec.errors import InputError, UsageError
 from canfvc_codec.networks import References, VideoModel, get_config, to_reference
 from canfvc_codec.rates import Rates, auto_intra_lambda, auto_motion_lambda
 from canfvc_codec.train import command, losses, phases
+from canfvc_codec.train.card import export_model, model_card
 from canfvc_codec.train.data import (
     TrainingData,
     VideoSource,
@@ -25,13 +26,7 @@ from canfvc_codec.train.data import (
     decode_training_range,
     scene_cuts,
 )
-from canfvc_codec.train.trainer import (
-    Trainer,
-    TrainOptions,
-    export_model,
-    longest_sequence,
-    model_card,
-)
+from canfvc_codec.train.trainer import Trainer, TrainOptions, longest_sequence
 from tests.conftest import real_rgb_frames
 
 CROP = 64

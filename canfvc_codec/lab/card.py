@@ -43,10 +43,10 @@ from canfvc_codec.eval.metrics import frame_type_split
 from canfvc_codec.eval.report import PLOT_DPI, PLOT_SIZE_IN
 from canfvc_codec.eval.runner import BD_METRICS, CANFVC
 from canfvc_codec.lab.estimate import ESTIMATE, read_record, record_intra_choice
+from canfvc_codec.train.card import CARD_INDENT
 
 DIGITS = 4  # the card's precision: far below what separates two measurements
 RATIO_DIGITS = 3  # of P-frame bits over I-frame bits
-CARD_INDENT = 2  # as the trainer writes cards
 
 
 def _split(frames: list[dict]) -> dict:

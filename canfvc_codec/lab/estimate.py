@@ -56,6 +56,7 @@ from canfvc_codec.networks import FrameOutput, References, VideoModel, to_refere
 from canfvc_codec.networks.video import pad_to_multiple
 from canfvc_codec.rates import MOTION_LAMBDA_SHARE, Rates, auto_intra_lambda, auto_motion_lambda
 from canfvc_codec.threads import thread_count
+from canfvc_codec.train.card import training_totals
 
 ESTIMATE = "canfvc-estimate"
 DEFAULT_LAMBDAS = ANCHOR_LAMBDAS
@@ -174,7 +175,7 @@ def run(
     progress: bool = False,
     intra_lambda_factor: float = INTRA_LAMBDA_FACTOR,
 ) -> dict:
-    from canfvc_codec.weights import load_model_and_card, training_totals
+    from canfvc_codec.weights import load_model_and_card
 
     config = load_config(config_path, only=sequences_wanted)
     model, model_id, card = load_model_and_card(model_name)

@@ -1,4 +1,4 @@
-"""The training loop: phases, optimisers, checkpoints, logs, curves and export.
+"""The training loop: phases, optimisers, the plan, and one run from start to checkpoint.
 
 A run trains for ``--steps`` steps or ``--minutes`` minutes (whichever comes first) and always
 ends with a checkpoint, so that training works in short runs as well as long ones: the next run
@@ -12,35 +12,30 @@ Started by ``torchrun``, a run is data-parallel (:mod:`canfvc_codec.train.distri
 rank trains a replica on its own batches (:mod:`canfvc_codec.train.batches`), the gradients are
 averaged after each step, the ranks agree on when to stop and checkpoint, and rank 0 writes.
 
-Files in the checkpoint folder: ``last.pt`` (the checkpoint), ``log.csv`` (step, phase, loss,
-bpp, psnr, lambda, seconds) and ``curves.png``.
-
-A *snapshot* (``--snapshot DIR``) is the compact form of a checkpoint for moving a run between
-machines whose transfers are limited to small files: fp16 weights in shards under 16 MiB, the
-progress, generators and sampler state, the log and the curves; no optimiser moments (a run
-resumed from a snapshot starts fresh Adam moments). ``--resume`` takes ``last.pt`` when the
-checkpoint folder has one, else a snapshot found there.
+Files in the checkpoint folder: ``last.pt`` and snapshots (``--snapshot DIR``; both
+:mod:`canfvc_codec.train.checkpoint`), ``log.csv`` and ``curves.png``
+(:mod:`canfvc_codec.train.log`). ``--resume`` takes ``last.pt`` when the checkpoint folder has
+one, else a snapshot found there. ``--export`` writes the model and its card
+(:mod:`canfvc_codec.train.card`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import csv
 import functools
 import math
 import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from canfvc_codec.datasets import TRAIN_RANGES
 from canfvc_codec.defaults import DEFAULT_CONFIG
 from canfvc_codec.device import resolve_device
 from canfvc_codec.encoder import motion
@@ -51,27 +46,40 @@ from canfvc_codec.networks.video import PAD_MULTIPLE
 from canfvc_codec.quant.coder_adapter import CLIP_FRAMES, BinaryLatentAdapter
 from canfvc_codec.train import datasets, losses, phases
 from canfvc_codec.train.batches import BatchStream, Request
-from canfvc_codec.train.data import STILL_NAMES, TrainingData
+from canfvc_codec.train.card import export_model, training_summary
+from canfvc_codec.train.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_NAME,
+    CHECKPOINT_VERSION,
+    Progress,
+    read_checkpoint,
+    stored_data_state,
+    stored_progress,
+    write_checkpoint,
+    write_snapshot,
+)
+from canfvc_codec.train.data import TrainingData
 from canfvc_codec.train.distributed import SINGLE, DataParallel, World
 from canfvc_codec.train.divergence import RECOVERY_LR_FACTOR, DivergenceWatch
-
-CHECKPOINT_NAME = "last.pt"
-LOG_NAME = "log.csv"
-CURVES_NAME = "curves.png"
-SNAPSHOT_NAME = "snapshot.pt"
-SHARD_PATTERN = "weights-{:02d}.pt"
-SHARD_BYTES = 15 * (1 << 20)  # each snapshot file stays under the 16 MiB a transfer allows
-SNAPSHOT_DTYPE = torch.float16
-CHECKPOINT_FORMAT = "canfvc-train"
-SNAPSHOT_FORMAT = "canfvc-train-snapshot"
-CHECKPOINT_VERSION = 1
-LOG_FIELDS = ("step", "phase", "loss", "bpp", "psnr", "lambda", "seconds")
+from canfvc_codec.train.log import (
+    CURVES_NAME,
+    LOG_EVERY_SECONDS,
+    LOG_EVERY_STEPS,
+    LOG_NAME,
+    Window,
+    append_rows,
+    log_row,
+    plot_curves,
+    window_psnr,
+)
+from canfvc_codec.weights import load_model_and_card
 
 DEFAULT_CROP = {"cuda": 256, "cpu": 128}
 DEFAULT_BATCH = {"cuda": 8, "cpu": 2}  # per rank
 # DataLoader workers per rank: on a GPU the batches are drawn beside training; on the CPU the
 # cores are better spent on training itself.
 DEFAULT_WORKERS = {"cuda": 4, "cpu": 0}
+PRECISIONS = ("bf16", "fp32")
 # The longest sequence the schedule draws: a data set's sequences must be at least this long
 # (a run of one phase needs only that phase's, :func:`longest_sequence`).
 LONGEST_SEQUENCE = max(max(p.frames for p in phases.SCHEDULE), CLIP_FRAMES)
@@ -93,11 +101,7 @@ DENSITY_LR_SCALE = 10.0
 # Half the flow phase's pairs are stills, whose exact flow supervises SPyNet.
 FLOW_STILL_FRACTION = 0.5
 GRAD_CLIP = 1.0  # gradient norm clip: keeps early ANF training stable
-LOG_EVERY_STEPS = 10
-LOG_EVERY_SECONDS = 60.0
 STOP_MARGIN_SECONDS = 30.0  # left for the final checkpoint and export in a timed run
-MAX_FILE_MIB = 16.0  # the largest model file that can be committed as it is
-MIB = 1 << 20
 
 
 @dataclass
@@ -138,40 +142,6 @@ class TrainOptions:
     lr_factor: float = 1.0
 
 
-@dataclass
-class Progress:
-    """Where a training run stands; saved in every checkpoint."""
-
-    step: int = 0
-    seconds: float = 0.0  # training time so far, all runs together
-    plan_steps: int | None = None
-    plan_seconds: float | None = None
-    phase_steps: dict[str, int] = field(default_factory=dict)
-    device_seconds: dict[str, float] = field(default_factory=dict)
-    skipped_steps: int = 0  # steps whose loss was not finite
-    # Steps and seconds that followed the schedule: runs forced to one phase (--phase) train
-    # the model without moving the schedule on.
-    schedule_steps: int = 0
-    schedule_seconds: float = 0.0
-    # The training of the weights this run started from (--init-weights), oldest first.
-    lineage: list[dict] = field(default_factory=list)
-    # What the sampler drew from (clips, stills, licences), as the latest run found the cache.
-    data_sources: dict = field(default_factory=dict)
-    # Steps of each phase taken at a learning rate other than the schedule's: phase -> the
-    # factor (TrainOptions.lr_factor, as text) -> steps.
-    factor_steps: dict[str, dict[str, int]] = field(default_factory=dict)
-    # Each time the run diverged and went back to its last healthy state (train/divergence.py):
-    # the step it diverged at, the step it went back to, and the learning-rate factor after.
-    recoveries: list[dict] = field(default_factory=list)
-
-    def fraction(self) -> float:
-        if self.plan_steps:
-            return self.schedule_steps / self.plan_steps
-        if self.plan_seconds:
-            return self.schedule_seconds / self.plan_seconds
-        return 0.0
-
-
 def rank_device(name: str, world: World = SINGLE) -> torch.device:
     """The device of ``name`` (:func:`canfvc_codec.device.resolve_device`); with several ranks,
     each rank's GPU is its local rank's."""
@@ -181,6 +151,44 @@ def rank_device(name: str, world: World = SINGLE) -> torch.device:
             raise UsageError(f"--device {name} with several ranks: use --device cuda")
         return torch.device("cuda", world.local_rank)
     return device
+
+
+def check_options(options: TrainOptions, crop: int, workers: int) -> None:
+    """Refuse options no run can train with (``crop`` and ``workers`` as the run resolved them)."""
+    if workers < 0:
+        raise UsageError(f"--workers {workers} must be 0 or more")
+    if crop % PAD_MULTIPLE:
+        raise UsageError(f"--crop {crop} must be a multiple of {PAD_MULTIPLE}")
+    if options.phase is not None:
+        phases.get_phase(options.phase)
+    check_quantizer(options)
+
+
+def check_quantizer(options: TrainOptions) -> None:
+    """Binary latents are a training experiment of the intra phase: the exported model
+    codes with rounding, so a dm1/dm2 run may not export, and it trains the intra phase only."""
+    if options.quantizer == "round":
+        return
+    if options.export is not None:
+        raise UsageError(
+            f"--quantizer {options.quantizer} is for training experiments only; "
+            "exported models code with rounding, so --export needs --quantizer round"
+        )
+    if options.phase != "intra":
+        raise UsageError(f"--quantizer {options.quantizer} needs --phase intra")
+
+
+def run_precision(options: TrainOptions, device: torch.device) -> str:
+    """The autocast precision of a run: ``--precision``, else bf16 on CUDA and fp32 elsewhere.
+    On CUDA it also lets matrix products and convolutions use TF32 and cuDNN pick its kernels."""
+    precision = options.precision or ("bf16" if device.type == "cuda" else "fp32")
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r} (bf16 or fp32)")
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    return precision
 
 
 def _fp32_forward(forward: Callable[..., object], device_type: str) -> Callable[..., object]:
@@ -200,6 +208,49 @@ def keep_entropy_models_fp32(model: nn.Module, device_type: str) -> None:
     for module in model.modules():
         if isinstance(module, GaussianConditional | FactorizedPrior):
             module.forward = _fp32_forward(module.forward, device_type)  # type: ignore[method-assign]
+
+
+def make_optimizers(
+    model: VideoModel, extra: list[nn.Parameter]
+) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+    """The optimiser of the model (two groups: the coders with ``extra``, and the factorised
+    priors' densities at :data:`DENSITY_LR_SCALE` times the rate) and that of the priors'
+    quantiles, which the auxiliary loss trains. The group order is the checkpoints'."""
+    aux = [p for n, p in model.named_parameters() if n.endswith(phases.QUANTILES)]
+    density = phases.prior_density_parameters(model)
+    apart = {id(p) for p in aux + density}
+    main = [p for p in model.parameters() if id(p) not in apart] + extra
+    optimizer = torch.optim.Adam(
+        [
+            {"params": main, "lr_scale": 1.0},
+            {"params": density, "lr_scale": DENSITY_LR_SCALE},
+        ],
+        lr=phases.SCHEDULE[0].lr,
+    )
+    return optimizer, torch.optim.Adam(aux, lr=AUX_LR)
+
+
+def new_plan(options: TrainOptions) -> tuple[int | None, float | None]:
+    """(plan steps, plan seconds) of a new run: ``--plan-steps``/``--plan-minutes``, else its
+    ``--steps`` when only those are given, else its ``--minutes`` (default an hour)."""
+    plan_steps = options.plan_steps
+    plan_seconds = options.plan_minutes * 60 if options.plan_minutes else None
+    if not plan_steps and not plan_seconds:
+        if options.steps and not options.minutes:
+            plan_steps = options.steps
+        else:
+            plan_seconds = (options.minutes or DEFAULT_PLAN_MINUTES) * 60
+    return plan_steps, plan_seconds
+
+
+def resumed_plan(progress: Progress, options: TrainOptions) -> tuple[int | None, float | None]:
+    """(plan steps, plan seconds) of a resumed run: an explicit plan replaces the stored one."""
+    plan = progress.plan_steps, progress.plan_seconds
+    if options.plan_steps:
+        plan = options.plan_steps, None
+    if options.plan_minutes:
+        plan = None, options.plan_minutes * 60
+    return plan
 
 
 class Trainer:
@@ -222,35 +273,16 @@ class Trainer:
         self.crop = options.crop or DEFAULT_CROP[kind]
         self.batch = options.batch or DEFAULT_BATCH[kind]
         self.workers = DEFAULT_WORKERS[kind] if options.workers is None else options.workers
-        if self.workers < 0:
-            raise UsageError(f"--workers {self.workers} must be 0 or more")
-        if self.crop % PAD_MULTIPLE:
-            raise UsageError(f"--crop {self.crop} must be a multiple of {PAD_MULTIPLE}")
-        if options.phase is not None:
-            phases.get_phase(options.phase)
-        self._check_quantizer(options)
-        precision = options.precision or ("bf16" if kind == "cuda" else "fp32")
-        if precision not in ("bf16", "fp32"):
-            raise UsageError(f"unknown precision {precision!r} (bf16 or fp32)")
-        self.precision = precision
-        if kind == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
-            torch.backends.cudnn.benchmark = True
+        check_options(options, self.crop, self.workers)
+        self.precision = run_precision(options, self.device)
 
         self.ckpt_dir = Path(options.ckpt)
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         checkpoint = self._shared_checkpoint()
-        config_name = checkpoint["config_name"] if checkpoint else options.config
-        if checkpoint and config_name != options.config:
-            raise UsageError(
-                f"the checkpoint in {self.ckpt_dir} is a {config_name!r} model, "
-                f"not {options.config!r}"
-            )
-        self.config: ModelConfig = get_config(config_name)
+        self.config: ModelConfig = self._checkpoint_config(checkpoint)
         torch.manual_seed(options.seed)
         self.model = VideoModel(self.config).to(self.device).train()
-        if precision == "bf16":
+        if self.precision == "bf16":
             keep_entropy_models_fp32(self.model, kind)
         # Binary intra latents (--quantizer dm1|dm2) live beside the model, not in its weights.
         self.intra_latent: BinaryLatentAdapter | None = None
@@ -258,20 +290,8 @@ class Trainer:
             self.intra_latent = BinaryLatentAdapter(
                 options.quantizer, self.model.intra.latent_channels
             ).to(self.device)
-        aux = [p for n, p in self.model.named_parameters() if n.endswith(phases.QUANTILES)]
-        density = phases.prior_density_parameters(self.model)
-        apart = {id(p) for p in aux + density}
-        main = [p for p in self.model.parameters() if id(p) not in apart]
-        if self.intra_latent is not None:
-            main += list(self.intra_latent.parameters())
-        self.optimizer = torch.optim.Adam(
-            [
-                {"params": main, "lr_scale": 1.0},
-                {"params": density, "lr_scale": DENSITY_LR_SCALE},
-            ],
-            lr=phases.SCHEDULE[0].lr,
-        )
-        self.aux_optimizer = torch.optim.Adam(aux, lr=AUX_LR)
+        extra = list(self.intra_latent.parameters()) if self.intra_latent is not None else []
+        self.optimizer, self.aux_optimizer = make_optimizers(self.model, extra)
         # The same on every rank: the rate of each batch and the other choices a step makes
         # are those of the global batch.
         self.rng = np.random.default_rng(options.seed + 1)
@@ -294,21 +314,13 @@ class Trainer:
             self._seed_rank(options.seed, step=0)
             if options.init_weights is not None:
                 self._load_init_weights(Path(options.init_weights))
-            self.progress.plan_steps = options.plan_steps
-            self.progress.plan_seconds = options.plan_minutes * 60 if options.plan_minutes else None
-            if not self.progress.plan_steps and not self.progress.plan_seconds:
-                minutes = options.minutes or DEFAULT_PLAN_MINUTES
-                if options.steps and not options.minutes:
-                    self.progress.plan_steps = options.steps
-                else:
-                    self.progress.plan_seconds = minutes * 60
+            self.progress.plan_steps, self.progress.plan_seconds = new_plan(options)
         # The motion search whose flows the motion coders learn to code (None: SPyNet's).
         self.flow_estimator = motion.motion_search(self.motion_search)
-        # An explicit plan on a resumed run replaces the stored one.
-        if checkpoint and options.plan_steps:
-            self.progress.plan_steps, self.progress.plan_seconds = options.plan_steps, None
-        if checkpoint and options.plan_minutes:
-            self.progress.plan_steps, self.progress.plan_seconds = None, options.plan_minutes * 60
+        if checkpoint:
+            self.progress.plan_steps, self.progress.plan_seconds = resumed_plan(
+                self.progress, options
+            )
         # Replicas start equal (rank 0's weights), whatever each rank read or drew.
         self.parallel.broadcast_module(self.model)
         if self.intra_latent is not None:
@@ -316,19 +328,16 @@ class Trainer:
         self._stop_requested = False
         self._log_rows: list[dict] = []
 
-    @staticmethod
-    def _check_quantizer(options: TrainOptions) -> None:
-        """Binary latents are a training experiment of the intra phase: the exported model
-        codes with rounding, so a dm1/dm2 run may not export, and it trains the intra phase only."""
-        if options.quantizer == "round":
-            return
-        if options.export is not None:
+    def _checkpoint_config(self, checkpoint: dict | None) -> ModelConfig:
+        """The model configuration: the checkpoint's, which ``--config`` must then name."""
+        options = self.options
+        config_name = checkpoint["config_name"] if checkpoint else options.config
+        if checkpoint and config_name != options.config:
             raise UsageError(
-                f"--quantizer {options.quantizer} is for training experiments only; "
-                "exported models code with rounding, so --export needs --quantizer round"
+                f"the checkpoint in {self.ckpt_dir} is a {config_name!r} model, "
+                f"not {options.config!r}"
             )
-        if options.phase != "intra":
-            raise UsageError(f"--quantizer {options.quantizer} needs --phase intra")
+        return get_config(config_name)
 
     def _seed_rank(self, seed: int, step: int) -> None:
         """Give every rank but the first its own torch generator (the noise that stands for
@@ -381,13 +390,14 @@ class Trainer:
         return self.ckpt_dir / CHECKPOINT_NAME
 
     def _shared_checkpoint(self) -> dict | None:
-        """The checkpoint to resume from, read by rank 0 and handed to every rank (so that the
-        checkpoint folder need not be on storage that every machine sees)."""
+        """The checkpoint to resume from (with ``--resume``), read by rank 0 and handed to
+        every rank (so that the checkpoint folder need not be on storage that every machine
+        sees)."""
         loaded: dict | None = None
         error: CanfvcError | None = None
-        if self.world.is_main:
+        if self.world.is_main and self.options.resume:
             try:
-                loaded = self._existing_checkpoint()
+                loaded = read_checkpoint(self.ckpt_dir)
             except CanfvcError as err:
                 error = err
         loaded, error = self.parallel.broadcast_object((loaded, error))  # type: ignore[misc]
@@ -395,25 +405,7 @@ class Trainer:
             raise error
         return loaded
 
-    def _existing_checkpoint(self) -> dict | None:
-        """The checkpoint to resume from: ``last.pt``, else a snapshot, else None."""
-        if not self.options.resume:
-            return None
-        if self.checkpoint_path.is_file():
-            state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
-            if (
-                state.get("format") != CHECKPOINT_FORMAT
-                or state.get("version") != CHECKPOINT_VERSION
-            ):
-                raise UsageError(f"{self.checkpoint_path} is not a canfvc training checkpoint")
-            return state
-        if (self.ckpt_dir / SNAPSHOT_NAME).is_file():
-            return read_snapshot(self.ckpt_dir)
-        return None
-
     def _load_init_weights(self, path: Path) -> None:
-        from canfvc_codec.weights import load_model_and_card
-
         model, model_id, card = load_model_and_card(str(path))
         if model.config.to_dict() != self.config.to_dict():
             raise UsageError(
@@ -429,7 +421,8 @@ class Trainer:
         return rng
 
     def state_dict(self) -> dict:
-        """The checkpoint; every rank must call it (it gathers each rank's torch generator)."""
+        """The checkpoint; every rank must call it (it gathers each rank's torch generator).
+        Its keys and their order are the format of ``last.pt`` (:mod:`.checkpoint`)."""
         ranks_rng = self.parallel.gather_objects(self._torch_rng())
         rng = {**self._torch_rng(), "numpy": self.rng.bit_generator.state}
         return {
@@ -472,7 +465,8 @@ class Trainer:
         self.aux_optimizer.load_state_dict(state["aux_optimizer"])
 
     def _restore(self, state: dict) -> None:
-        stored_quantizer = state.get("options", {}).get("quantizer", "round")
+        stored = state.get("options", {})
+        stored_quantizer = stored.get("quantizer", "round")
         if stored_quantizer != self.options.quantizer:
             raise UsageError(
                 f"the checkpoint in {self.ckpt_dir} was trained with --quantizer "
@@ -483,28 +477,17 @@ class Trainer:
             self.intra_latent.load_state_dict(state["intra_latent"])
         if "optimizer" in state:  # a snapshot carries no optimiser moments
             self._restore_optimizers(state)
-        self.progress = Progress(**state["progress"])
+        self.progress = stored_progress(state)
         # A resumed run keeps its crop and batch unless the command line names others.
-        stored = state.get("options", {})
         self.crop = self.options.crop or stored.get("crop", self.crop)
         self.batch = self.options.batch or stored.get("batch", self.batch)
         # Checkpoints from before the option trained the motion coders on SPyNet's flows.
         stored_search = stored.get("motion_search", motion.SPYNET)
         self.motion_search = self.options.motion_search or stored_search
-        if "schedule_steps" not in state["progress"]:  # checkpoints from before the field
-            self.progress.schedule_steps = self.progress.step
-            self.progress.schedule_seconds = self.progress.seconds
         self._restore_torch_rng(state)
         self.rng.bit_generator.state = state["rng"]["numpy"]
-        data_state = state["data"]
-        if data_state is None and self._data is not None:
-            # A state from before the first batch (a run's start): the stream starts again.
-            data_state = {"seed": stored.get("seed", self.options.seed), "drawn": 0}
-        if data_state is not None and "drawn" not in data_state:
-            # Checkpoints from before batches were drawn by number held one sampler generator:
-            # go on from as many batches as steps were taken.
-            seed = stored.get("seed", self.options.seed)
-            data_state = {"seed": seed, "drawn": self.progress.step}
+        seed = stored.get("seed", self.options.seed)
+        data_state = stored_data_state(state, seed, self.progress.step, self._data is not None)
         if self._data is not None:
             self._data.load_state_dict(data_state)
         else:
@@ -525,7 +508,7 @@ class Trainer:
             torch.cuda.set_rng_state(stored[rank]["cuda"], self.device)
 
     def save_checkpoint(self) -> Path:
-        """Write ``last.pt`` atomically (a crash mid-write leaves the previous one intact).
+        """Write ``last.pt`` atomically, then the log, the curves and the snapshot.
 
         Every rank calls it; rank 0 writes.
         """
@@ -533,9 +516,7 @@ class Trainer:
         self._healthy_state = copy.deepcopy(state)  # checkpoints are written only when healthy
         if not self.world.is_main:
             return self.checkpoint_path
-        part = self.checkpoint_path.with_suffix(".part")
-        torch.save(state, part)
-        part.replace(self.checkpoint_path)
+        write_checkpoint(state, self.checkpoint_path)
         self._flush_log()
         plot_curves(self.ckpt_dir / LOG_NAME, self.ckpt_dir / CURVES_NAME)
         if self.options.snapshot is not None:
@@ -545,34 +526,8 @@ class Trainer:
     def save_snapshot(self, folder: Path, state: dict | None = None) -> list[Path]:
         """Write the compact, shardable form of the checkpoint (``state``, by default this
         process's) into ``folder``."""
-        folder.mkdir(parents=True, exist_ok=True)
-        state = dict(self.state_dict() if state is None else state)
-        for key in ("model", "optimizer", "aux_optimizer"):
-            state.pop(key)
-        state["format"] = SNAPSHOT_FORMAT
-        shards: list[dict[str, torch.Tensor]] = [{}]
-        size = 0
-        for name, tensor in self.model.state_dict().items():
-            stored = tensor.detach().cpu()
-            if stored.is_floating_point():
-                stored = stored.to(SNAPSHOT_DTYPE)
-            nbytes = stored.numel() * stored.element_size()
-            if shards[-1] and size + nbytes > SHARD_BYTES:
-                shards.append({})
-                size = 0
-            shards[-1][name] = stored.clone()
-            size += nbytes
-        written = []
-        state["shards"] = [SHARD_PATTERN.format(k) for k in range(len(shards))]
-        for name, shard in zip(state["shards"], shards, strict=True):
-            written.append(_save_atomic(shard, folder / name))
-        written.append(_save_atomic(state, folder / SNAPSHOT_NAME))
-        for extra in (LOG_NAME, CURVES_NAME):
-            source = self.ckpt_dir / extra
-            if source.is_file() and folder.resolve() != self.ckpt_dir.resolve():
-                (folder / extra).write_bytes(source.read_bytes())
-                written.append(folder / extra)
-        return written
+        state = self.state_dict() if state is None else state
+        return write_snapshot(folder, state, self.model.state_dict(), self.ckpt_dir)
 
     # --- phases --------------------------------------------------------------------------------
     def current_phase(self) -> phases.Phase:
@@ -678,7 +633,7 @@ class Trainer:
         options = self.options
         deadline = self._deadline()
         last_checkpoint = time.monotonic()
-        window: list[tuple[phases.StepResult, float]] = []
+        window: Window = []
         window_started = time.monotonic()
         step_seconds = 0.0
         done = 0
@@ -756,10 +711,10 @@ class Trainer:
         self.progress.device_seconds[kind] = self.progress.device_seconds.get(kind, 0.0) + spent
 
     # --- divergence ----------------------------------------------------------------------------
-    def _close_window(self, window: list[tuple[phases.StepResult, float]]) -> None:
+    def _close_window(self, window: Window) -> None:
         """Log a window of steps and show its PSNR to the divergence watch (the figures are the
         global batch's, so every rank decides alike)."""
-        psnr = losses.psnr(float(np.mean([r.mse for r, _ in window])))
+        psnr = window_psnr(window)
         self._record(window, psnr)
         if self.watch.observe(self.active.name if self.active else "", psnr):
             self._recover()
@@ -786,166 +741,15 @@ class Trainer:
             )
 
     # --- logs ----------------------------------------------------------------------------------
-    def _record(self, window: list[tuple[phases.StepResult, float]], psnr: float) -> None:
+    def _record(self, window: Window, psnr: float) -> None:
         """One log row: the window's mean figures, ``psnr`` that of its mean MSE."""
         if not self.world.is_main:  # rank 0 writes the log; its figures are the global batch's
             return
-        results = [r for r, _ in window]
+        phase = self.active.name if self.active else ""
         self._log_rows.append(
-            {
-                "step": self.progress.step,
-                "phase": self.active.name if self.active else "",
-                "loss": f"{np.mean([r.loss for r in results]):.6g}",
-                "bpp": f"{np.mean([r.bpp for r in results]):.6g}",
-                "psnr": f"{psnr:.4f}",
-                "lambda": f"{math.exp(np.mean([math.log(r.lmbda) for r in results])):.1f}",
-                "seconds": f"{self.progress.seconds:.1f}",
-            }
+            log_row(window, psnr, self.progress.step, phase, self.progress.seconds)
         )
 
     def _flush_log(self) -> None:
-        if not self._log_rows:
-            return
-        path = self.ckpt_dir / LOG_NAME
-        new = not path.is_file()
-        with open(path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
-            if new:
-                writer.writeheader()
-            writer.writerows(self._log_rows)
+        append_rows(self.ckpt_dir / LOG_NAME, self._log_rows)
         self._log_rows = []
-
-
-def _save_atomic(payload: object, path: Path) -> Path:
-    part = path.with_name(path.name + ".part")
-    torch.save(payload, part)
-    part.replace(path)
-    return path
-
-
-def read_snapshot(folder: Path) -> dict:
-    """A snapshot as a checkpoint dict (fp32 weights, no optimiser state)."""
-    state = torch.load(folder / SNAPSHOT_NAME, map_location="cpu", weights_only=False)
-    if state.get("format") != SNAPSHOT_FORMAT or state.get("version") != CHECKPOINT_VERSION:
-        raise UsageError(f"{folder / SNAPSHOT_NAME} is not a canfvc training snapshot")
-    model: dict[str, torch.Tensor] = {}
-    for name in state["shards"]:
-        path = folder / name
-        if not path.is_file():
-            raise UsageError(f"snapshot shard missing: {path}")
-        shard = torch.load(path, map_location="cpu", weights_only=True)
-        model.update({k: (v.float() if v.is_floating_point() else v) for k, v in shard.items()})
-    state["model"] = model
-    return state
-
-
-def plot_curves(log_path: Path, png_path: Path) -> None:
-    """Loss, bpp and PSNR against the step, one colour per phase."""
-    if not log_path.is_file():
-        return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with open(log_path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        return
-    figure, axes = plt.subplots(3, 1, figsize=(9, 9), sharex=True)
-    names = list(dict.fromkeys(r["phase"] for r in rows))
-    for name in names:
-        picked = [r for r in rows if r["phase"] == name]
-        steps = [int(r["step"]) for r in picked]
-        for axis, key in zip(axes, ("loss", "bpp", "psnr"), strict=True):
-            axis.plot(steps, [float(r[key]) for r in picked], ".-", label=name, markersize=3)
-    axes[0].set_yscale("log")
-    for axis, label in zip(axes, ("loss", "bpp (estimated)", "PSNR (dB)"), strict=True):
-        axis.set_ylabel(label)
-        axis.grid(alpha=0.3)
-    axes[-1].set_xlabel("step")
-    axes[0].legend(fontsize=8, ncol=4)
-    figure.tight_layout()
-    part = png_path.with_name(png_path.stem + ".part.png")
-    figure.savefig(part, dpi=90)
-    plt.close(figure)
-    part.replace(png_path)
-
-
-def training_summary(card: dict, model_id: str) -> dict:
-    """What a model card says of the training behind a model, for the lineage of its successors."""
-    return {
-        "model_id": model_id,
-        "steps": card.get("steps", 0),
-        "phase_steps": {p["name"]: p["steps"] for p in card.get("phases", []) if p.get("steps")},
-        "device_seconds": card.get("device_seconds", {}),
-        "crop": card.get("data", {}).get("crop"),
-        "batch": card.get("data", {}).get("batch"),
-    }
-
-
-def model_card(trainer: Trainer) -> dict:
-    """What the model file says about its training (RD points are measured afterwards)."""
-    progress = trainer.progress
-    return {
-        "name": f"canfvc-{trainer.config.name}",
-        "config": trainer.config.name,
-        "parameters": sum(p.numel() for p in trainer.model.parameters()),
-        "data": {
-            # Runs from before the trainer recorded its sources drew from these.
-            "clips": [f"{r.clip} frames {r.start}-{r.start + r.count - 1}" for r in TRAIN_RANGES],
-            "stills": f"skimage.data {', '.join(STILL_NAMES)} with synthetic camera motion",
-            **progress.data_sources,
-            "crop": trainer.crop,
-            "batch": trainer.batch,  # per rank
-            "ranks": trainer.world.size,
-            "global_batch": trainer.batch * trainer.world.size,
-            "lambda": f"log-uniform over [{losses.LAMBDA_MIN:g}, {losses.LAMBDA_MAX:g}] per batch",
-        },
-        "motion_search": trainer.motion_search,
-        "phases": [
-            {
-                "name": p.name,
-                "description": p.description,
-                "lr": p.lr,
-                "steps": progress.phase_steps.get(p.name, 0),
-                **(
-                    {"steps_at_lr_factor": progress.factor_steps[p.name]}
-                    if p.name in progress.factor_steps
-                    else {}
-                ),
-            }
-            for p in phases.PHASES.values()
-            if p in phases.SCHEDULE or progress.phase_steps.get(p.name)
-        ],
-        "lineage": progress.lineage,
-        **({"recoveries": progress.recoveries} if progress.recoveries else {}),
-        "steps": progress.step,
-        "skipped_steps": progress.skipped_steps,
-        "device_seconds": {k: round(v, 1) for k, v in progress.device_seconds.items()},
-        "precision": trainer.precision,
-        "untrained": progress.step == 0,
-        "rd_points": [],
-    }
-
-
-def export_model(trainer: Trainer, path: Path) -> str:
-    """fp16 weights at ``path`` plus the model card beside it (same name, ``.json``)."""
-    import json
-
-    from canfvc_codec.weights import save_model
-
-    # A fresh model holds the weights: the trainer's own carries fp32 wrappers and frozen flags.
-    clean = VideoModel(trainer.config)
-    clean.load_state_dict(trainer.model.state_dict())
-    card = model_card(trainer)
-    model_id = save_model(clean, path, card)
-    card["model_id"] = model_id
-    card["file_mib"] = round(path.stat().st_size / MIB, 2)
-    path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
-    if card["file_mib"] > MAX_FILE_MIB:
-        print(
-            f"canfvc: note: {path} is {card['file_mib']} MiB, over {MAX_FILE_MIB:g} MiB",
-            file=sys.stderr,
-        )
-    return model_id
