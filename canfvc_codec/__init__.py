@@ -1,3 +1,33 @@
-"""canfvc: a learned video codec built on CANF-VC."""
+"""canfvc: a learned video codec built on CANF-VC.
+
+The public Python API (:mod:`canfvc_codec.api`, docs/api.md): :func:`load_model`,
+:func:`encode`, :func:`decode`, :func:`info`. Importing the package does not load torch: the
+API loads it when a call runs networks.
+"""
+
+from canfvc_codec.api import (
+    Decoding,
+    EncodeResult,
+    Frame,
+    FrameResult,
+    Model,
+    decode,
+    encode,
+    info,
+    load_model,
+)
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "Decoding",
+    "EncodeResult",
+    "Frame",
+    "FrameResult",
+    "Model",
+    "__version__",
+    "decode",
+    "encode",
+    "info",
+    "load_model",
+]

@@ -24,9 +24,9 @@ from typing import Any
 
 import click
 
-from canfvc_codec import __version__
+from canfvc_codec import __version__, api
 from canfvc_codec.bitstream import MAGIC as CVC_MAGIC
-from canfvc_codec.bitstream import CvcReader, describe
+from canfvc_codec.bitstream import CvcReader
 from canfvc_codec.cli_options import (
     AUTO,
     GENERAL_GROUP,
@@ -79,6 +79,13 @@ from canfvc_codec.io.output import (
 )
 from canfvc_codec.io.video import H264_EXTENSIONS
 from canfvc_codec.parallel_options import PATH_SOURCE
+from canfvc_codec.ratecontrol import (
+    BITRATE_OPTION,
+    RATE_TOLERANCE,
+    check_rereadable,
+    encode_to_rate,
+    rate_target,
+)
 from canfvc_codec.threads import check_thread_request, cpu_threads, prepare_process
 
 PROG = "canfvc"
@@ -181,28 +188,16 @@ def _binary_input(path: str) -> Iterator[Any]:
 
     Errors about the stream as a whole (not a .cvc file, a damaged header, a stream cut short)
     name it; damage in a frame names the frame."""
-    name = STDIN_NAME if path == STDIO_NAME else path
-    try:
+    with api.named_stream_errors(STDIN_NAME if path == STDIO_NAME else path):
         if path == STDIO_NAME:
             source = _stdin()
             if not source.peek(1):
                 raise BitstreamError("empty input (no .cvc stream)")
             yield source
             return
-        file = Path(path)
-        if not file.exists():
-            raise InputError(f"{path}: no such file")
-        if not file.is_file():
-            raise InputError(f"{path}: not a regular file")
-        if file.stat().st_size == 0:
-            raise BitstreamError("empty file (no .cvc stream)")
-        with file.open("rb") as handle:
+        with api.check_stream_file(path).open("rb") as handle:
             _check_stream_whole(handle)
             yield handle
-    except BitstreamError as err:
-        if err.frame is None:
-            raise BitstreamError(f"{name}: {err}") from None
-        raise
 
 
 def _check_stream_whole(handle: Any) -> None:
@@ -265,6 +260,8 @@ def cli() -> None:
             "Coding",
             [
                 "lmbda",
+                "bitrate",
+                "bpp",
                 "preset",
                 "motion_lmbda",
                 "intra_lmbda",
@@ -323,6 +320,18 @@ Examples:
     metavar="L",
     help=f"Rate-distortion trade-off: higher is better quality, more bits; the model is trained "
     f"over {trained_lambda_range()} [default: {DEFAULT_LAMBDA:g}].",
+)
+@click.option(
+    BITRATE_OPTION,
+    metavar="RATE",
+    help=f"Code at this average bitrate instead of a --lambda (bits per second: 500k, 2M), "
+    f"within {RATE_TOLERANCE:.0%}: one λ, searched over the model's trained range by trial "
+    "encodes of the whole input (pass 1), codes it (pass 2). The input is read once per trial.",
+)
+@click.option(
+    "--bpp",
+    metavar="X",
+    help="As --bitrate, at this many bits per pixel.",
 )
 @click.option(
     "--motion-lambda",
@@ -401,6 +410,8 @@ def encode(
     csv_path: str | None,
     overwrite: bool,
     lmbda: float,
+    bitrate: str | None,
+    bpp: str | None,
     motion_lmbda: float | None,
     intra_lmbda: float | None,
     gop: int,
@@ -449,6 +460,12 @@ def encode(
         check_video_output(recon, overwrite)
     if csv_path is not None:
         check_output_path(csv_path, overwrite)
+    target = rate_target(bitrate, bpp)
+    if target is not None:
+        lambda_source = click.get_current_context().get_parameter_source("lmbda")
+        if lambda_source == click.core.ParameterSource.COMMANDLINE:
+            raise UsageError(f"{target.option} chooses λ: give it or --lambda, not both")
+        check_rereadable(input_path, STDIO_NAME)
     parallel = ray_address is not None or (jobs or 1) > 1
     if chunk_source == PATH_SOURCE and input_path == STDIO_NAME:
         raise UsageError("--chunk-source path: workers cannot read stdin; name an input file")
@@ -492,20 +509,37 @@ def encode(
                         if chunk_source == PATH_SOURCE:
                             path = str(Path(input_path).resolve())
                             source = InputSource(path, read_as, start, frames)
-                        summary = encode_parallel(
-                            reader,
-                            sink,
-                            options,
-                            jobs=jobs,
-                            threads=threads,
-                            ray_address=ray_address,
-                            source=source,
-                            recon=recon_writer,
-                            progress=not quiet,
-                        )
+
+                        def code(reader: Any, out: Any, options: Any, recon: Any) -> dict:
+                            return encode_parallel(
+                                reader,
+                                out,
+                                options,
+                                jobs=jobs,
+                                threads=threads,
+                                ray_address=ray_address,
+                                source=source,
+                                recon=recon,
+                                progress=not quiet,
+                            )
                     else:
-                        summary = encode_video(
-                            reader, sink, options, recon=recon_writer, progress=not quiet
+
+                        def code(reader: Any, out: Any, options: Any, recon: Any) -> dict:
+                            return encode_video(
+                                reader, out, options, recon=recon, progress=not quiet
+                            )
+
+                    if target is None:
+                        summary = code(reader, sink, options, recon_writer)
+                    else:
+                        from canfvc_codec.weights import model_config
+
+                        def open_video() -> Any:
+                            return open_reader(input_path, start=start, frames=frames, **read_as)
+
+                        anchors = model_config(model).anchor_lambdas
+                        summary = encode_to_rate(
+                            open_video, sink, options, target, anchors, code, recon_writer
                         )
         if csv_path is not None:
             _write_frame_csv(csv_path, summary["per_frame"], overwrite)
@@ -681,7 +715,7 @@ def info(
         raise UsageError("missing FILE (or --model NAME); see 'canfvc info -h'")
     elif _is_bitstream(file):
         with _binary_input(file) as source:
-            report = describe(source)
+            report = api.info(source)
     else:
         if file == STDIO_NAME:
             _stdin()  # says why when there is no stdin

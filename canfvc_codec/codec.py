@@ -127,6 +127,12 @@ class Decoder(Engine):
         return crop(fixed)
 
 
+# A model already in memory: its networks and its 8-byte id, as
+# :func:`~canfvc_codec.weights.load_model` returns them. The encoder and the decoder prepare the
+# networks they are given in place (numeric type, device), so each run gets its own copy.
+LoadedModel = tuple[VideoModel, bytes]
+
+
 def progress_bar(total: int | None, enabled: bool, desc: str) -> tqdm:
     return tqdm(total=total, file=sys.stderr, disable=not enabled, unit="frame", desc=desc)
 
@@ -169,10 +175,15 @@ class EncodeSetup:
 
 
 def prepare_encode(
-    options: EncodeOptions, info: VideoInfo, *, warnings: bool = True
+    options: EncodeOptions,
+    info: VideoInfo,
+    *,
+    warnings: bool = True,
+    loaded: LoadedModel | None = None,
 ) -> EncodeSetup:
     """Check ``options``, load the model and make the header; ``warnings``: tell the user about
-    λ outside the model's trained range (once per encode, not once per worker)."""
+    λ outside the model's trained range (once per encode, not once per worker). ``loaded``: the
+    model ``options.model`` names, already loaded (not loaded again)."""
     check_options(options)
     search = motion_search(options.motion_search)
     # Before any work: a missing ffmpeg or libx265 is one error line, and nothing is written.
@@ -180,7 +191,7 @@ def prepare_encode(
     hevc = HevcIntra(info, intra_qp) if intra_qp is not None else None
     device = resolve_device(options.device)
     numerics = options.numerics
-    model, model_id = load_model(options.model, "cpu")
+    model, model_id = loaded if loaded is not None else load_model(options.model, "cpu")
     if warnings:
         warn_untrained_lambdas(options, model.config.anchor_lambdas)
     check_memory(model.config, info.width, info.height, numerics.dtype, task="encode")
@@ -245,8 +256,10 @@ def encode_video(
     *,
     recon: VideoWriter | None = None,
     progress: bool = True,
+    loaded: LoadedModel | None = None,
 ) -> dict:
-    """Encode every frame of ``reader`` into ``output``; ``recon`` gets the reconstruction.
+    """Encode every frame of ``reader`` into ``output``; ``recon`` gets the reconstruction;
+    ``loaded``: the model, already loaded (:func:`prepare_encode`).
 
     Returns a summary: frames, I-frames, bytes of the whole stream (headers included), bpp over
     the unpadded pixels, the bitrate at the video's frame rate, mean PSNR-RGB, frames per second
@@ -255,7 +268,7 @@ def encode_video(
     """
     started = time.perf_counter()
     info = reader.info
-    setup = prepare_encode(options, info)
+    setup = prepare_encode(options, info, loaded=loaded)
     writer = CvcWriter(output, setup.header)
     encoder = setup.encoder()
     frames: list[dict] = []
@@ -343,15 +356,17 @@ def prepare_decode(
     device: str,
     model: str | None,
     numerics: Numerics = DEFAULT_NUMERICS,
+    *,
+    loaded: LoadedModel | None = None,
 ) -> DecodeSetup:
     """Load the networks ``header`` names (or ``model``, which must be that one) and check that
-    this machine can decode the stream."""
+    this machine can decode the stream. ``loaded``: the model ``model`` names, already loaded."""
     torch_device = resolve_device(device)
     hevc = HevcIntra(header.video_info) if header.intra_coder == HEVC else None
     if model is None:
         network, model_id = load_model_by_id(header.model_id, "cpu")
     else:
-        network, model_id = load_model(model, "cpu")
+        network, model_id = loaded if loaded is not None else load_model(model, "cpu")
         if model_id != header.model_id:
             raise ModelError(
                 f"the file was encoded with model {header.model_id.hex()}, "
