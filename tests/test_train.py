@@ -14,7 +14,7 @@ from canfvc_codec.datasets import ClipRange
 from canfvc_codec.encoder.schedule import IntraSchedule
 from canfvc_codec.entropy.coder import TabledModel
 from canfvc_codec.entropy.factorized import FILTERS
-from canfvc_codec.errors import InputError, UsageError
+from canfvc_codec.errors import InputError
 from canfvc_codec.networks import References, VideoModel, get_config, to_reference
 from canfvc_codec.rates import Rates, auto_intra_lambda, auto_motion_lambda
 from canfvc_codec.train import command, losses, phases
@@ -450,6 +450,7 @@ import torch
 import canfvc_codec.train.__main__
 from canfvc_codec.entropy.coder import RangeCoderMissing
 from canfvc_codec.networks import References, VideoModel, get_config, to_reference
+from canfvc_codec.lab.binary_intra import binary_intra_step
 from canfvc_codec.quant.coder_adapter import BinaryLatentAdapter
 from canfvc_codec.train import phases
 from canfvc_codec.train.trainer import Trainer
@@ -461,10 +462,7 @@ batch = torch.rand(1, 4, 3, 64, 64)
 rng = np.random.default_rng(0)
 phases.run_step(model, phases.get_phase("intra"), batch, 512.0, rng, contextlib.nullcontext)
 adapter = BinaryLatentAdapter("dm2", model.intra.latent_channels)
-phases.run_step(
-    model, phases.get_phase("intra"), batch, 512.0, rng, contextlib.nullcontext,
-    intra_latent=adapter,
-)
+binary_intra_step(model, adapter, batch, 512.0, contextlib.nullcontext)
 assert "constriction" not in sys.modules
 model.update()
 model.eval()
@@ -484,36 +482,6 @@ def test_training_imports_without_the_range_coder() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("refused: range coding needs the constriction package")
-
-
-def test_binary_intra_latents_train_and_resume(tmp_path) -> None:
-    options = dict(phase="intra", quantizer="dm2", plan_steps=8)
-    first = Trainer(_options(tmp_path, steps=2, **options), data=_data(seed=1))
-    first.run()
-    assert first.progress.phase_steps == {"intra": 2}
-    logits = first.intra_latent.entropy.logits.detach().clone()
-    assert logits.abs().max() > 0  # the binary entropy model trains with the coder
-
-    resumed = Trainer(_options(tmp_path, **options), data=_data(seed=1))
-    assert torch.equal(resumed.intra_latent.entropy.logits, logits)
-    result = resumed.step()
-    assert np.isfinite(result.loss) and 0 < result.bpp
-    with pytest.raises(UsageError, match="trained with --quantizer dm2"):
-        Trainer(_options(tmp_path, phase="intra"), data=_data(seed=1))
-
-
-def test_binary_quantizer_refuses_export_and_other_phases(tmp_path, capsys) -> None:
-    from canfvc_codec.train.__main__ import main
-
-    args = ["--config", "tiny", "--device", "cpu", "--ckpt", str(tmp_path / "ckpt")]
-    args += ["--phase", "intra", "--quantizer", "dm1", "--steps", "0"]
-    with pytest.raises(SystemExit) as exit_info:
-        main([*args, "--export", str(tmp_path / "model.pt")])
-    assert exit_info.value.code == UsageError.exit_code
-    assert "training experiments only" in capsys.readouterr().err
-    assert not (tmp_path / "model.pt").exists() and not (tmp_path / "ckpt").exists()
-    with pytest.raises(UsageError, match="needs --phase intra"):
-        Trainer(_options(tmp_path, quantizer="dm1", phase="ipppp"), data=_data())
 
 
 def test_stills_come_with_their_exact_flow() -> None:

@@ -12,6 +12,7 @@ harness is one command (``python -m canfvc_codec.lab`` lists them):
     python -m canfvc_codec.lab.memory        decode peak memory per size, memory over a long encode
     python -m canfvc_codec.lab.entropy       the range coder's throughput
     python -m canfvc_codec.lab.bench         `make bench`: entropy coder, speed, dev RD evaluation
+    python -m canfvc_codec.lab.binary_intra  the intra phase trained with binary latents (dm1/dm2)
 
 The wheel leaves the lab out: it runs from a checkout (``make install`` or ``PYTHONPATH=.``).
 """
@@ -27,4 +28,5 @@ HARNESSES = (
     ("memory", "decode peak memory per size, memory over a long encode"),
     ("entropy", "the range coder's throughput"),
     ("bench", "`make bench`: entropy coder, speed, dev RD evaluation"),
+    ("binary_intra", "the intra phase trained with binary latents (dm1/dm2)"),
 )

@@ -1,9 +1,9 @@
 """Training an ANF coder with binary, differentially modulated latents instead of rounding.
 
-This is a training-time experiment (``canfvc train --quantizer dm1|dm2``): it measures what the
-quantisers of :mod:`canfvc_codec.quant` do to the rate and distortion of a canfvc coder. The coder
-itself is not changed and codes with rounding; the adapter only replaces, during training, the
-step between its analysis and its synthesis:
+This is a training-time experiment (``python -m canfvc_codec.lab.binary_intra --quantizer
+dm1|dm2``): it measures what the quantisers of :mod:`canfvc_codec.quant` do to the rate and
+distortion of a canfvc coder. The coder itself is not changed and codes with rounding; the
+adapter only replaces, during training, the step between its analysis and its synthesis:
 
 - the coder's final latent ``z2`` of every frame of a clip, times the coder's λ gain, is bounded
   to ``c = 0.5 · tanh(z2 · g)`` (inside the stable range of both modulation orders),

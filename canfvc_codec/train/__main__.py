@@ -17,9 +17,13 @@ PROG = "canfvc train"
 EXIT_INTERRUPTED = 130
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(
+    argv: list[str] | None = None, command: click.Command = train_command, prog: str = PROG
+) -> None:
+    """Run ``command`` (the trainer's, or a lab harness built on it) on ``argv``; errors are
+    one line and an exit status."""
     try:
-        train_command.main(args=argv, prog_name=PROG, standalone_mode=False)
+        command.main(args=argv, prog_name=prog, standalone_mode=False)
     except CanfvcError as err:
         click.echo(f"canfvc: {_rank_prefix()}{err}", err=True)
         sys.exit(err.exit_code)

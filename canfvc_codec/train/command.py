@@ -7,13 +7,18 @@ imported when the command runs.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from canfvc_codec.defaults import DEFAULT_CONFIG
 from canfvc_codec.encoder.motion import DEFAULT_MOTION_SEARCH, MOTION_SEARCHES
 from canfvc_codec.threads import MAX_CPU_THREADS
+
+if TYPE_CHECKING:
+    from canfvc_codec.train.trainer import Trainer
 
 CONFIG_NAMES = ("tiny", "tiny-small", "small", "lite", "full")
 PHASE_NAMES = (
@@ -30,9 +35,7 @@ PHASE_NAMES = (
     "motion_entropy",
     "chain",
 )
-# Kept in step with canfvc_codec.quant and canfvc_codec.train.datasets (not imported here: that
-# would import torch).
-QUANTIZER_NAMES = ("round", "dm1", "dm2")
+# Kept in step with canfvc_codec.train.datasets (not imported here: that would import torch).
 DATASET_NAMES = ("builtin", "vimeo90k", "folder")
 MAX_LR_FACTOR = 10.0  # a larger factor is more likely a typing slip than a plan
 
@@ -143,15 +146,6 @@ MAX_LR_FACTOR = 10.0  # a larger factor is more likely a typing slip than a plan
     help="Autocast precision [default: bf16 on CUDA, fp32 on CPU].",
 )
 @click.option(
-    "--quantizer",
-    type=click.Choice(QUANTIZER_NAMES),
-    default="round",
-    show_default=True,
-    help="Latent quantiser of the intra phase (with --phase intra): dm1/dm2 binarise the ANFIC "
-    "latent with 1st/2nd-order differential modulation along the frames of each clip, priced by "
-    "a binary entropy model. Training experiments only; exported models code with rounding.",
-)
-@click.option(
     "--motion-search",
     type=click.Choice(MOTION_SEARCHES),
     help="Flows the motion coders learn to code: those of the encoder's motion search (OpenCV "
@@ -176,11 +170,21 @@ def train_command(**kwargs: object) -> None:
     data-parallel on N ranks: one per GPU, or N processes on the CPU.
     """
     started = time.monotonic()
+    from canfvc_codec.train.trainer import Trainer
+
+    run_training(kwargs, Trainer, started)
+
+
+def run_training(
+    kwargs: dict[str, object], make_trainer: Callable[..., Trainer], started: float
+) -> None:
+    """Train with ``make_trainer(options, world=, started=)`` (a Trainer or a lab subclass)
+    under the command line's options ``kwargs``, on every rank torchrun started."""
     import torch
 
     from canfvc_codec.device import resolve_device
     from canfvc_codec.train import distributed
-    from canfvc_codec.train.trainer import Trainer, TrainOptions
+    from canfvc_codec.train.trainer import TrainOptions
 
     threads = kwargs.pop("threads")
     if threads:
@@ -191,7 +195,7 @@ def train_command(**kwargs: object) -> None:
     world = distributed.world_from_environment()
     device_type = resolve_device(options.device).type
     with distributed.process_group(world, device_type):
-        trainer = Trainer(options, world=world, started=started)
+        trainer = make_trainer(options, world=world, started=started)
         result = trainer.run()
     if not world.is_main:
         return

@@ -30,7 +30,6 @@ from canfvc_codec.entropy.coder import TabledModel
 from canfvc_codec.errors import UsageError
 from canfvc_codec.networks import AnfCoder, FrameOutput, References, VideoModel, to_reference
 from canfvc_codec.nn.layers import backward_warp
-from canfvc_codec.quant.coder_adapter import CLIP_FRAMES, BinaryLatentAdapter
 from canfvc_codec.rates import Rates
 from canfvc_codec.train import losses
 
@@ -202,14 +201,6 @@ def set_trainable(model: VideoModel, parts: tuple[str, ...]) -> None:
                         part.requires_grad_(True)
 
 
-def clip_frames(phase: Phase, intra_latent: BinaryLatentAdapter | None = None) -> int:
-    """Frames per training sequence of ``phase``: the intra phase with a binary latent codes a
-    clip, along which the modulation runs."""
-    if phase.kind == "intra" and intra_latent is not None:
-        return CLIP_FRAMES
-    return phase.frames
-
-
 @dataclass
 class StepResult:
     """Figures of one step, averaged over its coded frames."""
@@ -220,12 +211,14 @@ class StepResult:
     lmbda: float
 
 
-def _result(figures: dict[str, Tensor], lmbda: float) -> StepResult:
+def step_result(figures: dict[str, Tensor], lmbda: float) -> StepResult:
+    """The logged figures of a step from its loss, bpp and MSE tensors."""
     value = {k: float(v.detach()) for k, v in figures.items()}
     return StepResult(value["loss"], value["bpp"], value["mse"], lmbda)
 
 
-def _frame_loss(out, x: Tensor, lmbda: float) -> dict[str, Tensor]:
+def frame_loss(out: FrameOutput, x: Tensor, lmbda: float) -> dict[str, Tensor]:
+    """Loss, bpp and MSE of one coded frame against ``x``, in float32."""
     figures = out.loss(x, lmbda)
     return {k: v.float() for k, v in figures.items()}
 
@@ -283,15 +276,13 @@ def run_step(
     autocast: Callable[[], object],
     teacher: FlowEstimator | None = None,
     flow_targets: tuple[Tensor, Tensor] | None = None,
-    intra_latent: BinaryLatentAdapter | None = None,
     motion_search: FlowEstimator | None = None,
 ) -> StepResult:
     """Forward and backward passes of one step of ``phase`` on ``batch`` (B, T, 3, H, W).
 
     ``flow_targets`` (flows (B, 2, H, W), known (B,) bool) are the exact flows of the flow phase
     where the data knows them (stills in synthetic motion). ``motion_search`` gives the flows
-    the motion coders learn to code (None: SPyNet's). ``intra_latent`` trains the intra
-    phase with binary latents over the frames of ``batch`` instead of rounding (an experiment).
+    the motion coders learn to code (None: SPyNet's).
 
     Gradients are accumulated into the parameters; the caller steps the optimiser. Multi-frame
     kinds call ``backward`` once per frame (their graphs are independent since references are
@@ -314,16 +305,13 @@ def run_step(
         warped = backward_warp(batch[:, 2], f_c.detach())
         return StepResult(float(loss.detach()), 0.0, float(losses.mse(warped, batch[:, 3])), lmbda)
 
-    if kind == "intra" and intra_latent is not None:
-        return _binary_intra_step(model, intra_latent, batch, lmbda, autocast)
-
     if kind == "intra":
         x = batch[:, 0]
         with autocast():
             out = model(x, lmbda)
-        figures = _frame_loss(out, x, lmbda)
+        figures = frame_loss(out, x, lmbda)
         figures["loss"].backward()
-        return _result(figures, lmbda)
+        return step_result(figures, lmbda)
 
     if kind in ("motion", "ip"):
         conditional = rng.random() >= FIRST_P_PROBABILITY
@@ -341,31 +329,14 @@ def run_step(
                 loss = losses.rd_loss(rate, distortion, coded_at)
                 figures = {"loss": loss, "bpp": rate, "mse": distortion}
             else:
-                figures = _frame_loss(_p_frame(model, x, refs, lmbda, flow), x, lmbda)
+                figures = frame_loss(_p_frame(model, x, refs, lmbda, flow), x, lmbda)
         figures["loss"].backward()
-        return _result(figures, lmbda)
+        return step_result(figures, lmbda)
 
     if kind in ("sequence", "priors"):
         with rounded_reconstructions(model, phase.rounded):
             return _sequence_step(model, phase, batch, lmbda, autocast, motion_search, rng)
     raise ValueError(f"unknown phase kind {kind!r}")
-
-
-def _binary_intra_step(
-    model: VideoModel,
-    intra_latent: BinaryLatentAdapter,
-    batch: Tensor,
-    lmbda: float,
-    autocast: Callable[[], object],
-) -> StepResult:
-    """Every frame of the clip intra-coded with binary latents; the modulation couples the frames,
-    so the loss is their mean and there is one backward pass."""
-    with autocast():
-        coding = intra_latent(model.intra, batch, lmbda)
-    frames = [_frame_loss(out, batch[:, t], lmbda) for t, out in enumerate(coding.frames)]
-    figures = {k: torch.stack([f[k] for f in frames]).mean() for k in ("loss", "bpp", "mse")}
-    figures["loss"].backward()
-    return _result(figures, lmbda)
 
 
 @contextlib.contextmanager
@@ -473,7 +444,7 @@ def _sequence_step(
         coded_at = frame_rates(model, lmbda).intra
     with torch.set_grad_enabled(train_intra), autocast():
         out = model(x, coded_at)
-    figures = _frame_loss(out, x, coded_at)
+    figures = frame_loss(out, x, coded_at)
     counted = 0
     if train_intra:
         (figures["loss"] / frames).backward()
@@ -486,7 +457,7 @@ def _sequence_step(
         with autocast():
             flow = None if motion_search is None else motion_search(x, refs.frames[-1])
             out = _p_frame(model, x, refs, lmbda, flow)
-        figures = _frame_loss(out, x, lmbda)
+        figures = frame_loss(out, x, lmbda)
         (figures["loss"] / (frames - 1 + counted)).backward()
         for k in totals:
             totals[k] += float(figures[k].detach())

@@ -43,7 +43,6 @@ from canfvc_codec.entropy import FactorizedPrior, GaussianConditional
 from canfvc_codec.errors import CanfvcError, UsageError
 from canfvc_codec.networks import ModelConfig, VideoModel, get_config
 from canfvc_codec.networks.video import PAD_MULTIPLE
-from canfvc_codec.quant.coder_adapter import CLIP_FRAMES, BinaryLatentAdapter
 from canfvc_codec.train import datasets, losses, phases
 from canfvc_codec.train.batches import BatchStream, Request
 from canfvc_codec.train.card import export_model, training_summary
@@ -82,14 +81,14 @@ DEFAULT_WORKERS = {"cuda": 4, "cpu": 0}
 PRECISIONS = ("bf16", "fp32")
 # The longest sequence the schedule draws: a data set's sequences must be at least this long
 # (a run of one phase needs only that phase's, :func:`longest_sequence`).
-LONGEST_SEQUENCE = max(max(p.frames for p in phases.SCHEDULE), CLIP_FRAMES)
+LONGEST_SEQUENCE = max(p.frames for p in phases.SCHEDULE)
 
 
 def longest_sequence(phase: str | None) -> int:
     """The longest sequence a run draws: the schedule's, or that of the one phase it trains."""
     if phase is None:
         return LONGEST_SEQUENCE
-    return max(phases.get_phase(phase).frames, CLIP_FRAMES)
+    return phases.get_phase(phase).frames
 
 
 DEFAULT_PLAN_MINUTES = 60.0
@@ -129,9 +128,6 @@ class TrainOptions:
     seed: int = 0
     checkpoint_minutes: float = 5.0
     precision: str | None = None  # "bf16" | "fp32"; default bf16 on CUDA, fp32 on CPU
-    # Latent quantiser of the intra phase: "round" (the codec's), or "dm1"/"dm2", binary latents
-    # with differential modulation (a training experiment; such runs export no model).
-    quantizer: str = "round"
     use_stills: bool = True
     progress: bool = True
     # Whose flows the motion coders learn to code: the motion search of the encoder. None: the
@@ -161,21 +157,6 @@ def check_options(options: TrainOptions, crop: int, workers: int) -> None:
         raise UsageError(f"--crop {crop} must be a multiple of {PAD_MULTIPLE}")
     if options.phase is not None:
         phases.get_phase(options.phase)
-    check_quantizer(options)
-
-
-def check_quantizer(options: TrainOptions) -> None:
-    """Binary latents are a training experiment of the intra phase: the exported model
-    codes with rounding, so a dm1/dm2 run may not export, and it trains the intra phase only."""
-    if options.quantizer == "round":
-        return
-    if options.export is not None:
-        raise UsageError(
-            f"--quantizer {options.quantizer} is for training experiments only; "
-            "exported models code with rounding, so --export needs --quantizer round"
-        )
-    if options.phase != "intra":
-        raise UsageError(f"--quantizer {options.quantizer} needs --phase intra")
 
 
 def run_precision(options: TrainOptions, device: torch.device) -> str:
@@ -254,7 +235,17 @@ def resumed_plan(progress: Progress, options: TrainOptions) -> tuple[int | None,
 
 
 class Trainer:
-    """One training run (see the module docstring)."""
+    """One training run (see the module docstring).
+
+    A lab experiment trains through a subclass (:mod:`canfvc_codec.lab.binary_intra`): it may
+    train a module of its own beside the model (:meth:`_make_side_module`, kept in the
+    checkpoint, never exported), with another latent quantiser (:attr:`quantizer`), and replace
+    the steps of a phase (:meth:`_sequence_frames`, :meth:`_phase_step`).
+    """
+
+    # The latent quantiser the run trains with, kept in the checkpoint's options: the codec's
+    # rounding. A checkpoint of another resumes only in the trainer that trains it.
+    quantizer = "round"
 
     def __init__(
         self,
@@ -284,14 +275,9 @@ class Trainer:
         self.model = VideoModel(self.config).to(self.device).train()
         if self.precision == "bf16":
             keep_entropy_models_fp32(self.model, kind)
-        # Binary intra latents (--quantizer dm1|dm2) live beside the model, not in its weights.
-        self.intra_latent: BinaryLatentAdapter | None = None
-        if options.quantizer != "round":
-            self.intra_latent = BinaryLatentAdapter(
-                options.quantizer, self.model.intra.latent_channels
-            ).to(self.device)
-        extra = list(self.intra_latent.parameters()) if self.intra_latent is not None else []
-        self.optimizer, self.aux_optimizer = make_optimizers(self.model, extra)
+        self.side_module = self._make_side_module()
+        side = list(self.side_module.parameters()) if self.side_module is not None else []
+        self.optimizer, self.aux_optimizer = make_optimizers(self.model, side)
         # The same on every rank: the rate of each batch and the other choices a step makes
         # are those of the global batch.
         self.rng = np.random.default_rng(options.seed + 1)
@@ -323,10 +309,15 @@ class Trainer:
             )
         # Replicas start equal (rank 0's weights), whatever each rank read or drew.
         self.parallel.broadcast_module(self.model)
-        if self.intra_latent is not None:
-            self.parallel.broadcast_module(self.intra_latent)
+        if self.side_module is not None:
+            self.parallel.broadcast_module(self.side_module)
         self._stop_requested = False
         self._log_rows: list[dict] = []
+
+    def _make_side_module(self) -> nn.Module | None:
+        """A module trained beside the model (on the device, the model built): a lab
+        experiment's; the product trains the model alone."""
+        return None
 
     def _checkpoint_config(self, checkpoint: dict | None) -> ModelConfig:
         """The model configuration: the checkpoint's, which ``--config`` must then name."""
@@ -371,12 +362,16 @@ class Trainer:
             self.progress.data_sources = self._data.sources
         return self._data
 
+    def _longest_sequence(self) -> int:
+        """The longest sequence this run draws (:func:`longest_sequence`)."""
+        return longest_sequence(self.options.phase)
+
     def _training_data(self, device: torch.device) -> TrainingData:
         options = self.options
         return datasets.training_data(
             options.dataset,
             self.crop,
-            longest_sequence(options.phase),
+            self._longest_sequence(),
             data_root=options.data_root,
             clips=options.clips,
             seed=options.seed,
@@ -444,10 +439,11 @@ class Trainer:
                 "ranks": self.world.size,
                 "seed": self.options.seed,
                 "precision": self.precision,
-                "quantizer": self.options.quantizer,
+                "quantizer": self.quantizer,
                 "motion_search": self.motion_search,
             },
-            "intra_latent": self.intra_latent.state_dict() if self.intra_latent else None,
+            # The side module's state, under the name of the first one (binary intra latents).
+            "intra_latent": self.side_module.state_dict() if self.side_module else None,
         }
 
     def _restore_optimizers(self, state: dict) -> None:
@@ -467,14 +463,14 @@ class Trainer:
     def _restore(self, state: dict) -> None:
         stored = state.get("options", {})
         stored_quantizer = stored.get("quantizer", "round")
-        if stored_quantizer != self.options.quantizer:
+        if stored_quantizer != self.quantizer:
             raise UsageError(
                 f"the checkpoint in {self.ckpt_dir} was trained with --quantizer "
-                f"{stored_quantizer}, not {self.options.quantizer}"
+                f"{stored_quantizer}, not {self.quantizer}"
             )
         self.model.load_state_dict(state["model"])
-        if self.intra_latent is not None:
-            self.intra_latent.load_state_dict(state["intra_latent"])
+        if self.side_module is not None:
+            self.side_module.load_state_dict(state["intra_latent"])
         if "optimizer" in state:  # a snapshot carries no optimiser moments
             self._restore_optimizers(state)
         self.progress = stored_progress(state)
@@ -558,24 +554,13 @@ class Trainer:
             batch, flows, known = self.data.next(pairs)
             targets = (flows, known)
         else:
-            batch = self.data.next(Request(phases.clip_frames(phase, self.intra_latent)))
+            batch = self.data.next(Request(self._sequence_frames(phase)))
         lmbda = losses.sample_lambda(self.rng)
         self.optimizer.zero_grad(set_to_none=True)
-        result = phases.run_step(
-            self.model,
-            phase,
-            batch,
-            lmbda,
-            self.rng,
-            self.autocast,
-            self.teacher,
-            targets,
-            intra_latent=self.intra_latent,
-            motion_search=self.flow_estimator,
-        )
+        result = self._phase_step(phase, batch, lmbda, targets)
         parameters = list(self.model.parameters())
-        if self.intra_latent is not None:
-            parameters += list(self.intra_latent.parameters())
+        if self.side_module is not None:
+            parameters += list(self.side_module.parameters())
         # Every rank then holds the gradient of the global batch, and its figures: a loss that
         # is not finite on one rank makes every rank skip the step.
         self.parallel.average_gradients(parameters)
@@ -602,6 +587,30 @@ class Trainer:
             factor = f"{self.lr_factor:g}"
             factors[factor] = factors.get(factor, 0) + 1
         return result
+
+    def _sequence_frames(self, phase: phases.Phase) -> int:
+        """Frames of each training sequence of ``phase``."""
+        return phase.frames
+
+    def _phase_step(
+        self,
+        phase: phases.Phase,
+        batch: torch.Tensor,
+        lmbda: float,
+        flow_targets: tuple[torch.Tensor, torch.Tensor] | None,
+    ) -> phases.StepResult:
+        """Forward and backward passes of one step of ``phase`` (:func:`phases.run_step`)."""
+        return phases.run_step(
+            self.model,
+            phase,
+            batch,
+            lmbda,
+            self.rng,
+            self.autocast,
+            self.teacher,
+            flow_targets,
+            motion_search=self.flow_estimator,
+        )
 
     # --- the loop ------------------------------------------------------------------------------
     def _deadline(self) -> float | None:
