@@ -4,7 +4,7 @@
 # decode --jobs 2, and the memory of long encodes. Results: bench/results/parallel/.
 #   bench/parallel.sh [identity|decode|speed|fixed|memory]...   (default: all, in that order)
 # PYTHON and SMALL_MODEL may be set; every run is niced and its wall time and peak memory of the
-# whole process tree recorded by tools/tree_peak_rss.py (one JSON line per run in runs.jsonl).
+# whole process tree recorded by canfvc_codec/lab/tree_peak_rss.py (one JSON line per run in runs.jsonl).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
@@ -18,7 +18,7 @@ canfvc() { nice -n 10 "$PYTHON" -m canfvc_codec "$@"; }
 measured() {  # measured LABEL canfvc-args...: one JSON line in runs.jsonl, with canfvc's summary
   local label=$1; shift
   echo "== $label: canfvc $*" >&2
-  nice -n 10 "$PYTHON" tools/tree_peak_rss.py -- "$PYTHON" -m canfvc_codec "$@" 2> "$WORK/$label.err"
+  nice -n 10 "$PYTHON" -m canfvc_codec.lab.tree_peak_rss -- "$PYTHON" -m canfvc_codec "$@" 2> "$WORK/$label.err"
   LABEL=$label "$PYTHON" - "$WORK/$label.err" >> "$OUT/runs.jsonl" <<'PY'
 import json, os, sys
 lines = open(sys.argv[1]).read().replace("\r", "\n").splitlines()

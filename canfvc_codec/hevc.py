@@ -28,7 +28,7 @@ DEFAULT_INTRA_CODER = ANFIC
 
 # λ -> QP: QP = QP_AT_REFERENCE_LAMBDA - QP_PER_OCTAVE · log2(λ / REFERENCE_LAMBDA), rounded. A
 # least-squares line through the QPs at which x265 intra pictures of the dev clips reach the mean
-# PSNR-RGB of the published model's P-frames at λ 256..2048 (tools/fit_intra_qp.py,
+# PSNR-RGB of the published model's P-frames at λ 256..2048 (canfvc_codec/lab/fit_intra_qp.py,
 # bench/results/hevc_intra/qp_fit.json).
 REFERENCE_LAMBDA = 1024.0
 QP_AT_REFERENCE_LAMBDA = 37.5
@@ -50,7 +50,8 @@ class HevcUnavailable(CanfvcError):
 
 
 def qp_for_lambda(lmbda: float) -> int:
-    """The x265 QP of HEVC I-frames at λ (module docstring; the fit: tools/fit_intra_qp.py)."""
+    """The x265 QP of HEVC I-frames at λ (module docstring; the fit:
+    :mod:`canfvc_codec.lab.fit_intra_qp`)."""
     qp = QP_AT_REFERENCE_LAMBDA - QP_PER_OCTAVE * math.log2(lmbda / REFERENCE_LAMBDA)
     return min(max(round(qp), MIN_QP), MAX_QP)
 

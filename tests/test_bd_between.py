@@ -1,11 +1,12 @@
-"""tools/bd_between.py: BD-rate of one model against another, from eval or estimate records."""
+"""canfvc_codec.lab.bd_between: BD-rate of one model against another, from eval or estimate
+records."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from tests.conftest import tool_module
+from canfvc_codec.lab import bd_between
 
 LABEL = "canfvc-estimate"
 
@@ -35,7 +36,7 @@ def _record(path: Path, bits_scale: float) -> Path:
 def test_a_model_with_half_the_bits_is_fifty_percent_cheaper(tmp_path: Path) -> None:
     reference, test = _record(tmp_path / "a.json", 1.0), _record(tmp_path / "b.json", 0.5)
     out = tmp_path / "b_vs_a.json"
-    tool_module("bd_between").main(
+    bd_between.main(
         ["--reference", str(reference), "--test", str(test), "--label", LABEL, "--out", str(out)]
     )
     result = json.loads(out.read_text())

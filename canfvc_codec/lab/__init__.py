@@ -13,6 +13,14 @@ harness is one command (``python -m canfvc_codec.lab`` lists them):
     python -m canfvc_codec.lab.entropy       the range coder's throughput
     python -m canfvc_codec.lab.bench         `make bench`: entropy coder, speed, dev RD evaluation
     python -m canfvc_codec.lab.binary_intra  the intra phase trained with binary latents (dm1/dm2)
+    python -m canfvc_codec.lab.bd_between    BD-rate of one model against another, from RD records
+    python -m canfvc_codec.lab.score_streams streams coded outside canfvc eval, scored as its record
+    python -m canfvc_codec.lab.fit_intra_qp  the λ -> QP line of HEVC intra I-frames
+    python -m canfvc_codec.lab.cli_speed     encode and decode seconds per frame, command line
+    python -m canfvc_codec.lab.tree_peak_rss a command's wall time and process-tree peak memory
+    python -m canfvc_codec.lab.train_speed   training steps per hour of configurations, by phase
+    python -m canfvc_codec.lab.train_data_throughput
+                                             the training data pipeline's batches per second
 
 The wheel leaves the lab out: it runs from a checkout (``make install`` or ``PYTHONPATH=.``).
 """
@@ -29,4 +37,11 @@ HARNESSES = (
     ("entropy", "the range coder's throughput"),
     ("bench", "`make bench`: entropy coder, speed, dev RD evaluation"),
     ("binary_intra", "the intra phase trained with binary latents (dm1/dm2)"),
+    ("bd_between", "BD-rate of one model against another, from RD records"),
+    ("score_streams", "streams coded outside canfvc eval, scored as its record"),
+    ("fit_intra_qp", "the λ -> QP line of HEVC intra I-frames"),
+    ("cli_speed", "encode and decode seconds per frame, command line"),
+    ("tree_peak_rss", "a command's wall time and whole-process-tree peak memory"),
+    ("train_speed", "training steps per hour of two configurations, by phase"),
+    ("train_data_throughput", "the training data pipeline's batches per second"),
 )

@@ -2,6 +2,8 @@
 
 from canfvc_codec.lab import HARNESSES
 
+WIDTH = max(len(name) for name, _ in HARNESSES)
+
 print("canfvc lab harnesses (each takes -h):")
 for name, what in HARNESSES:
-    print(f"  python -m canfvc_codec.lab.{name:<12} {what}")
+    print(f"  python -m canfvc_codec.lab.{name:<{WIDTH}} {what}")

@@ -1,7 +1,7 @@
 """BD-rate of one canfvc model against another, from their RD records.
 
-    python tools/bd_between.py --reference A/results.json [...] --test B/results.json [...] \\
-        [--label canfvc] --out bench/results/real/B_vs_A.json
+    python -m canfvc_codec.lab.bd_between --reference A/results.json [...] \\
+        --test B/results.json [...] [--label canfvc] --out bench/results/real/B_vs_A.json
 
 Each side is one or more records of the same kind: ``canfvc eval`` results (points labelled
 ``canfvc``, real files) or estimate records (``--label canfvc-estimate``). Points are gathered per

@@ -2,7 +2,7 @@
 holds at once (the sum of every descendant's resident set), which ``/usr/bin/time`` cannot give:
 its maximum resident set is that of the largest single process.
 
-    python tools/tree_peak_rss.py -- canfvc encode clip.mp4 -o out.cvc --jobs 2
+    python -m canfvc_codec.lab.tree_peak_rss -- canfvc encode clip.mp4 -o out.cvc --jobs 2
 
 Prints one JSON object: command, exit status, wall seconds, peak summed RSS in MiB and the most
 processes seen at once. Linux only (it reads /proc), sampling every ``--interval`` seconds.

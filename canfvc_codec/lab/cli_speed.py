@@ -1,6 +1,6 @@
 """Encode and decode seconds per frame through the command line, several models in one run.
 
-    python tools/cli_speed.py CLIP --models small.pt,lite --lambda 1024 --threads 1 \\
+    python -m canfvc_codec.lab.cli_speed CLIP --models small.pt,lite --lambda 1024 --threads 1 \\
         --out bench/results/cli_speed.json
 
 Each model encodes ``CLIP`` with ``canfvc encode`` and decodes the stream with ``canfvc decode``
@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> None:
             run[f"{step}_time_over_first"] = round(run[key] / first[key], 2)
     record = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": "python tools/cli_speed.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python -m canfvc_codec.lab.cli_speed "
+        + " ".join(sys.argv[1:] if argv is None else argv),
         "clip": str(args.clip.name),
         "lambda": args.lmbda,
         "threads": args.threads,

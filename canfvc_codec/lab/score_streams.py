@@ -1,6 +1,7 @@
 """Score .cvc streams coded outside ``canfvc eval`` as an evaluation record of the same frames.
 
-    python tools/score_streams.py --like bench/results/hevc_intra/bikes8_x265/results.json \\
+    python -m canfvc_codec.lab.score_streams \\
+        --like bench/results/hevc_intra/bikes8_x265/results.json \\
         --sequence bikes --reference reference.y4m \\
         --stream hevc_l256.cvc hevc_l256.dec.y4m --stream hevc_l1024.cvc hevc_l1024.dec.y4m \\
         --note "canfvc encode --no-adaptive-intra --intra-coder hevc" --out OUT
@@ -10,7 +11,8 @@ options (``--no-adaptive-intra``) are scored here the way it scores its own: eac
 against the reference frames with ``eval.metrics.frame_metrics``, the rate from the stream's real
 size, frame types and sizes from its records. The sequence's fields are copied from ``--like``, an
 evaluation record of the same frames (the x265 anchors, say), so that ``eval.merge`` and
-``tools/bd_between.py`` accept the result beside it. Coding times are not known here (None).
+:mod:`canfvc_codec.lab.bd_between` accept the result beside it. Coding times are not known here
+(None).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Training steps per hour of two model configurations, phase by phase, in the same run.
 
-    python tools/train_speed.py --configs small,lite --phases intra,ip_joint,ipppp \\
+    python -m canfvc_codec.lab.train_speed --configs small,lite --phases intra,ip_joint,ipppp \\
         --steps 5 --threads 1 --out bench/results/train_speed.json
 
 Each (configuration, phase) gets a fresh trainer on the same data (the training clips, same crop
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
             )
     arguments = sys.argv[1:] if argv is None else argv
     record = {
-        "command": "python tools/train_speed.py " + " ".join(arguments),
+        "command": "python -m canfvc_codec.lab.train_speed " + " ".join(arguments),
         "crop": options.crop,
         "batch": options.batch,
         "threads": options.threads,

@@ -1,6 +1,7 @@
 """Fit the λ -> QP mapping of HEVC intra I-frames (canfvc_codec.hevc.qp_for_lambda).
 
-    python tools/fit_intra_qp.py --qps 24,26,...,46 --out bench/results/hevc_intra/qp_fit.json \\
+    python -m canfvc_codec.lab.fit_intra_qp --qps 24,26,...,46 \\
+        --out bench/results/hevc_intra/qp_fit.json \\
         --runs bench/results/real/35f6baed47735d0a_{bikes,bigbuckbunny}_l{256,512,1024,2048}
 
 The target: at every λ the HEVC I-frames sit at the quality the P-frames reach at that λ. For each

@@ -1,6 +1,6 @@
 """Throughput of the training data pipeline alone, to size ``canfvc train --workers`` for a GPU.
 
-    python tools/train_data_throughput.py --workers 0,1,2 --batches 12 \\
+    python -m canfvc_codec.lab.train_data_throughput --workers 0,1,2 --batches 12 \\
         --out bench/results/train_data_throughput.json
 
 For each data set, request and number of workers, a fresh batch stream
