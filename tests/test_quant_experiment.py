@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
+from canfvc_codec.lab.differential_modulation import GroupAutoencoder, coded_bpp, rate_distortion
 from canfvc_codec.quant import BinaryEntropyModel, make_quantizer
-from canfvc_codec.quant.experiment import GroupAutoencoder, coded_bpp, rate_distortion
 
 LMBDA = 256.0
 

@@ -13,6 +13,8 @@ harness is one command (``python -m canfvc_codec.lab`` lists them):
     python -m canfvc_codec.lab.entropy       the range coder's throughput
     python -m canfvc_codec.lab.bench         `make bench`: entropy coder, speed, dev RD evaluation
     python -m canfvc_codec.lab.binary_intra  the intra phase trained with binary latents (dm1/dm2)
+    python -m canfvc_codec.lab.differential_modulation
+                                             binary quantisers against rounding on a small model
     python -m canfvc_codec.lab.bd_between    BD-rate of one model against another, from RD records
     python -m canfvc_codec.lab.score_streams streams coded outside canfvc eval, scored as its record
     python -m canfvc_codec.lab.fit_intra_qp  the λ -> QP line of HEVC intra I-frames
@@ -37,6 +39,7 @@ HARNESSES = (
     ("entropy", "the range coder's throughput"),
     ("bench", "`make bench`: entropy coder, speed, dev RD evaluation"),
     ("binary_intra", "the intra phase trained with binary latents (dm1/dm2)"),
+    ("differential_modulation", "binary quantisers against rounding on a small model"),
     ("bd_between", "BD-rate of one model against another, from RD records"),
     ("score_streams", "streams coded outside canfvc eval, scored as its record"),
     ("fit_intra_qp", "the λ -> QP line of HEVC intra I-frames"),

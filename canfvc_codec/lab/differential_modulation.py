@@ -1,6 +1,6 @@
 """Rounding, plain binary, 1st and 2nd order differential modulation on one small model (Fig. 2).
 
-    python -m canfvc_codec.quant.experiment --out docs/lab/experiments
+    python -m canfvc_codec.lab.differential_modulation --out docs/lab/experiments
 
 A small convolutional autoencoder codes groups of consecutive real frames; only its latent
 quantiser (and the entropy model that goes with it) changes between runs. Every run sees the same
@@ -28,12 +28,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..datasets import TRAIN_RANGES, ClipRange, clip_path
-from ..psnr import psnr_from_mse
-from ..threads import thread_count
-from .binary_entropy import BinaryEntropyModel
-from .modulation import DifferentialModulator
-from .quantizers import LatentQuantizer, make_quantizer
+from canfvc_codec.datasets import TRAIN_RANGES, ClipRange, clip_path
+from canfvc_codec.psnr import psnr_from_mse
+from canfvc_codec.quant.binary_entropy import BinaryEntropyModel
+from canfvc_codec.quant.modulation import DifferentialModulator
+from canfvc_codec.quant.quantizers import LatentQuantizer, make_quantizer
+from canfvc_codec.threads import thread_count
 
 # Frames are decoded at this width (height keeps the aspect ratio): it softens the H.264 blur of
 # the sources and keeps the experiment small.
