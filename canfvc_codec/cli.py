@@ -324,9 +324,9 @@ Examples:
 @click.option(
     BITRATE_OPTION,
     metavar="RATE",
-    help=f"Code at this average bitrate instead of a --lambda (bits per second: 500k, 2M), "
-    f"within {RATE_TOLERANCE:.0%}: one λ, searched over the model's trained range by trial "
-    "encodes of the whole input (pass 1), codes it (pass 2). The input is read once per trial.",
+    help=f"Code at this average bitrate instead of at --lambda (bits per second: 500k, 2M), "
+    f"within {RATE_TOLERANCE:.0%}: at the one λ of the trained range that meets it, found by "
+    "trial encodes of the whole input (read once per trial; docs/encoder.md).",
 )
 @click.option(
     "--bpp",
