@@ -1,7 +1,9 @@
 """Video in and out: raw YUV, Y4M, anything ffmpeg reads; colour conversion in :mod:`.color`.
 
-See ``docs/internals.md`` for the contract: :func:`open_reader`, :func:`open_writer`,
-:class:`VideoInfo`, :class:`Frame`.
+The contract: :func:`open_reader` and :func:`open_writer` (:mod:`.video`) pick a reader or
+writer by name and format; :class:`VideoInfo` and :class:`Frame` (:mod:`.frame`) describe and
+hold the 4:2:0 planes; outputs are written under temporary names and committed together
+(:mod:`.output`), and compared with the inputs by file identity (:mod:`.identity`).
 """
 
 from canfvc_codec.io.base import VideoReader, VideoWriter
