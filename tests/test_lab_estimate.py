@@ -235,3 +235,32 @@ def test_bad_input_is_one_error_line(tmp_path, clip_config, capsys, args, status
     # One error line, last (argparse puts its usage above a usage error).
     assert message in error.splitlines()[-1] and "Traceback" not in error
     assert not (tmp_path / "out.json").exists()
+
+
+def test_the_anchors_points_are_kept_beside_the_estimate(tmp_path, clip_config) -> None:
+    """x265 points of the anchors file come back under the x265 label, cut to the estimate's
+    frames, beside the estimate's own points."""
+    from canfvc_codec.eval import anchors
+
+    row = {"frame": 0, "type": "I", "bytes": 100, "bpp": 0.1, "psnr-rgb": 30.0}
+    metrics = {
+        key: 30.0 for key in ("psnr-rgb", "ms-ssim-rgb", "psnr-yuv", "psnr-y", "psnr-u", "psnr-v")
+    }
+    point = {
+        "codec": anchors.REFERENCE_ANCHOR,
+        "param": "qp",
+        "value": 37,
+        "bytes": 100 * FRAMES,
+        "bpp": 0.1,
+        "frames": [{**row, **metrics, "frame": k} for k in range(FRAMES)],
+        **metrics,
+    }
+    anchor_file = tmp_path / "anchors.json"
+    sequences = {"clip": {"codecs": {anchors.REFERENCE_ANCHOR: [point]}}}
+    anchor_file.write_text(json.dumps({"sequences": sequences}))
+    record = estimate.run(
+        clip_config, MODEL, (LAMBDA,), [anchor_file], log=lambda m: None, adaptive_intra=False
+    )
+    codecs = record["sequences"]["clip"]["codecs"]
+    assert codecs[anchors.REFERENCE_ANCHOR] == [point]
+    assert [p["value"] for p in codecs[estimate.ESTIMATE]] == [LAMBDA]

@@ -188,12 +188,12 @@ def run(
         points = []
         for lmbda in lambdas:
             started = time.monotonic()
-            anchors = model.config.anchor_lambdas
+            trained = model.config.anchor_lambdas
             rates = Rates.resolve(
                 lmbda,
-                anchors,
-                motion=auto_motion_lambda(lmbda, anchors, motion_lambda_share),
-                intra=auto_intra_lambda(lmbda, anchors, intra_lambda_factor),
+                trained,
+                motion=auto_motion_lambda(lmbda, trained, motion_lambda_share),
+                intra=auto_intra_lambda(lmbda, trained, intra_lambda_factor),
             )
             point = estimate_sequence(
                 model,
