@@ -5,29 +5,9 @@ The public Python API (:mod:`canfvc_codec.api`, docs/api.md): :func:`load_model`
 API loads it when a call runs networks.
 """
 
-from canfvc_codec.api import (
-    Decoding,
-    EncodeResult,
-    Frame,
-    FrameResult,
-    Model,
-    decode,
-    encode,
-    info,
-    load_model,
-)
+from canfvc_codec import api
+from canfvc_codec.api import *  # noqa: F403  (the API's names, listed once in api.__all__)
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Decoding",
-    "EncodeResult",
-    "Frame",
-    "FrameResult",
-    "Model",
-    "__version__",
-    "decode",
-    "encode",
-    "info",
-    "load_model",
-]
+__all__ = [*api.__all__, "__version__"]
