@@ -335,7 +335,7 @@ def run_step(
 
     if kind in ("sequence", "priors"):
         with rounded_reconstructions(model, phase.rounded):
-            return _sequence_step(model, phase, batch, lmbda, autocast, motion_search, rng)
+            return _sequence_step(model, phase, batch, lmbda, autocast, rng, motion_search)
     raise ValueError(f"unknown phase kind {kind!r}")
 
 
@@ -423,8 +423,8 @@ def _sequence_step(
     batch: Tensor,
     lmbda: float,
     autocast: Callable[[], object],
+    rng: np.random.Generator,
     motion_search: FlowEstimator | None = None,
-    rng: np.random.Generator | None = None,
 ) -> StepResult:
     """IPP...P on decoded references: the I-frame from the intra coder at the encoder's
     intra λ of :func:`frame_rates` (trained only when the phase trains it or fits its priors; at
@@ -437,8 +437,6 @@ def _sequence_step(
     frames = batch.shape[1]
     x = batch[:, 0]
     if phase.degraded_start:
-        if rng is None:
-            raise ValueError(f"phase {phase.name!r} draws its I-frame λ and needs a generator")
         coded_at = degraded_intra_lambda(model, lmbda, rng)
     else:
         coded_at = frame_rates(model, lmbda).intra
